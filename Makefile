@@ -1,0 +1,61 @@
+# EmoDet front door. Every target calls importable Python; logic lives in converters/, scripts/, eval/.
+# First use of any target sets up .venv (pinned packages) and Debian's darknet: see scripts/setup.sh.
+SHELL := /bin/bash
+PY := .venv/bin/python
+STAMP := .venv/.emodet-setup-$(shell cat requirements.txt scripts/setup.sh 2>/dev/null | cksum | cut -d' ' -f1)
+
+# Data and conversion settings (override on the command line: make convert SPLIT=training SIZES="48 96")
+AFFECTNET ?= data/sample/affectnet
+OUT ?= data/affectnet
+SPLIT ?= training validation
+SIZES ?= 48 96
+CLASSES ?= 7
+COLOR ?= gray
+BOX_SCALE ?= 1.0
+FORMATS ?= crops darknet table yolo
+ALIGN ?= 0
+SEED ?= 0
+SAMPLE_TRAIN ?= 240
+SAMPLE_VAL ?= 60
+FER2013 ?=
+FERPLUS ?=
+
+.PHONY: setup sample convert convert-fer2013 test demo bench clean help
+
+help:
+	@echo "make demo      - the whole pipeline on the embedded synthetic sample (sets everything up first)"
+	@echo "make test      - the test suite"
+	@echo "make sample    - write the synthetic AffectNet-format sample to $(AFFECTNET)"
+	@echo "make convert   - AffectNet CSVs -> crops, Darknet classifier set, FER2013-style table, YOLO set"
+	@echo "make convert-fer2013 - FER2013 (+FER+) -> the same classifier formats"
+	@echo "make bench     - measure and write BENCHMARKS.md"
+
+setup: $(STAMP)
+$(STAMP):
+	@bash scripts/setup.sh
+	@rm -f .venv/.emodet-setup-*; touch $@
+
+sample: $(STAMP)
+	$(PY) -m converters.synthetic --out $(AFFECTNET) --train-images $(SAMPLE_TRAIN) --val-images $(SAMPLE_VAL) --seed $(SEED)
+
+$(AFFECTNET)/training.csv:
+	$(MAKE) sample
+
+convert: $(STAMP) $(if $(filter data/sample/affectnet,$(AFFECTNET)),$(AFFECTNET)/training.csv)
+	$(PY) -m converters.convert --affectnet $(AFFECTNET) --out $(OUT) --split $(SPLIT) --sizes $(SIZES) \
+	  --classes $(CLASSES) --color $(COLOR) --box-scale $(BOX_SCALE) --formats $(FORMATS) $(if $(filter 1,$(ALIGN)),--align)
+
+convert-fer2013: $(STAMP)
+	$(PY) -m converters.fer2013 $(if $(FER2013),--fer2013 $(FER2013)) $(if $(FERPLUS),--ferplus $(FERPLUS))
+
+test: $(STAMP)
+	$(PY) -m pytest -q tests
+
+demo: $(STAMP)
+	$(PY) -m scripts.demo
+
+bench: $(STAMP)
+	$(PY) -m scripts.bench
+
+clean:
+	rm -rf runs data/sample data/affectnet data/fer2013 data/ferplus

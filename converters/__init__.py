@@ -1,0 +1,1 @@
+"""Dataset readers and writers: raw dataset -> FaceRecord -> training-set formats."""

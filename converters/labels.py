@@ -1,0 +1,56 @@
+"""The one table of expression labels.
+
+Canonical order = AffectNet expression codes (Mollahosseini et al. 2017). Every other dataset is mapped
+into it here and nowhere else. Names are lower-case single words, none a substring of another, because
+Darknet's classifier finds a label by substring search in the image path (shared/ENGINES.md).
+"""
+from __future__ import annotations
+
+CANONICAL_NAMES = ("neutral", "happy", "sad", "surprise", "fear", "disgust", "anger", "contempt")
+
+# AffectNet codes 8-10 are annotations, not expressions.
+AFFECTNET_NON_EXPRESSIONS = {8: "none", 9: "uncertain", 10: "no-face"}
+
+# FER2013 `emotion` column (Goodfellow et al. 2013): 0 Angry ... 6 Neutral.
+FER2013_NAMES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+FER2013_TO_CANONICAL = {0: 6, 1: 5, 2: 4, 3: 1, 4: 2, 5: 3, 6: 0}
+CANONICAL_TO_FER2013 = {c: f for f, c in FER2013_TO_CANONICAL.items()}
+
+# FER+ `fer2013new.csv` vote columns (Barsoum et al. 2016), in file order.
+FERPLUS_VOTE_COLUMNS = ("neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt",
+                        "unknown", "NF")
+FERPLUS_TO_CANONICAL = {0: 0, 1: 1, 2: 3, 3: 2, 4: 6, 5: 5, 6: 4, 7: 7}  # unknown/NF have no canonical code
+
+# Split names we write, and the FER2013 `Usage` each corresponds to.
+SPLIT_TO_USAGE = {"train": "Training", "val": "PublicTest", "test": "PrivateTest"}
+USAGE_TO_SPLIT = {u: s for s, u in SPLIT_TO_USAGE.items()}
+
+# Typical valence/arousal per canonical class (Russell's circumplex, as AffectNet annotates); used by the
+# synthetic generator so its CSV carries plausible values.
+TYPICAL_VALENCE_AROUSAL = {
+    0: (0.0, 0.0), 1: (0.75, 0.35), 2: (-0.65, -0.3), 3: (0.2, 0.75),
+    4: (-0.6, 0.7), 5: (-0.65, 0.35), 6: (-0.55, 0.65), 7: (-0.4, 0.2),
+}
+
+
+def class_names(n_classes: int = 7) -> tuple[str, ...]:
+    """Canonical class names for a 7-class (no contempt) or 8-class label set."""
+    if n_classes not in (7, 8):
+        raise ValueError(f"n_classes must be 7 or 8, not {n_classes}")
+    return CANONICAL_NAMES[:n_classes]
+
+
+def class_index(name: str, n_classes: int = 8) -> int:
+    """Canonical index of a class name; raises KeyError naming the known classes."""
+    names = class_names(n_classes)
+    if name not in names:
+        raise KeyError(f"unknown class {name!r}; known: {', '.join(names)}")
+    return names.index(name)
+
+
+def fer2013_to_canonical(code: int) -> int:
+    return FER2013_TO_CANONICAL[int(code)]
+
+
+def canonical_to_fer2013(code: int) -> int:
+    return CANONICAL_TO_FER2013[int(code)]

@@ -1,0 +1,24 @@
+"""Process pools that are safe after OpenCV/torch have started threads in the parent."""
+from __future__ import annotations
+
+import multiprocessing as mp
+from typing import Callable, Iterable, Iterator
+
+
+def _init_worker():
+    import cv2
+    cv2.setNumThreads(1)  # one process per core already; OpenCV's own threads would oversubscribe
+
+
+def parallel_map(fn: Callable, jobs: list, workers: int, chunksize: int | None = None) -> Iterator:
+    """Ordered map over `jobs` in `workers` processes (in-process when workers <= 1 or one job).
+
+    Forking a parent whose OpenCV thread pool is running deadlocks the child, so workers come from a
+    forkserver, which starts clean.
+    """
+    if workers <= 1 or len(jobs) <= 1:
+        yield from map(fn, jobs)
+        return
+    chunk = chunksize or max(1, min(32, len(jobs) // (8 * workers)))
+    with mp.get_context("forkserver").Pool(workers, initializer=_init_worker) as pool:
+        yield from pool.imap(fn, jobs, chunksize=chunk)

@@ -1,0 +1,342 @@
+"""One record stream -> every output format. Readers produce FaceRecords; this module groups them by image,
+crops each image once in a process pool, and hands the results to the writers of each format.
+
+Layout under OUT (one writer each):
+  crops/<size>/<split>/<class>/<id>.png            Ultralytics classification layout (+ landmarks_<split>.csv)
+  darknet/<size>/<split>/<id>_<class>.png          Darknet classifier: class only in the file name (+ lists, .data)
+  table/fer2013.csv, table/fer2013.h5              FER2013-style table (48 px grey), merged with FER2013
+  yolo/<split>/<stem>.jpg + <stem>.txt             YOLO/Darknet detection set (+ lists, emotion.data, data.yaml)
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+from collections import Counter, defaultdict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from . import crops as geo
+from .darknet_files import check_classifier_path, check_detector_image_path
+from .errors import EmoDetError
+from .io import atomic_write_bytes
+from .parallel import parallel_map
+from .labels import class_names
+from .records import FaceRecord, Reject
+
+FORMATS = ("crops", "darknet", "table", "yolo")
+TABLE_SIZE = 48  # FER2013 faces are 48x48
+PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 1]  # fast; fixed so reruns are byte-identical
+R_DECODE = "image undecodable"
+
+
+@dataclass(frozen=True)
+class ConvertOptions:
+    sizes: tuple[int, ...] = (48, 96)
+    n_classes: int = 7
+    color: str = "gray"  # gray | rgb
+    box_scale: float = 1.0
+    align: bool = False
+    formats: tuple[str, ...] = FORMATS
+    workers: int = max(1, os.cpu_count() or 1)
+    progress: bool = True
+
+    def __post_init__(self):
+        if self.color not in ("gray", "rgb"):
+            raise EmoDetError(f"color must be gray or rgb, not {self.color!r}")
+        unknown = set(self.formats) - set(FORMATS)
+        if unknown:
+            raise EmoDetError(f"unknown format(s) {sorted(unknown)}; choose from {', '.join(FORMATS)}")
+        if not self.sizes or min(self.sizes) < 8:
+            raise EmoDetError(f"crop sizes must be >= 8 px, got {self.sizes}")
+        if self.box_scale <= 0:
+            raise EmoDetError(f"box scale must be positive, got {self.box_scale}")
+
+    def signature(self) -> dict:
+        """The options that change output bytes (a rerun with other values must not reuse files)."""
+        d = asdict(self)
+        for k in ("workers", "progress", "formats"):
+            d.pop(k)
+        return json.loads(json.dumps(d))  # as stored in the manifest (tuples become lists)
+
+
+@dataclass(frozen=True)
+class ImageTask:
+    image: Path
+    image_size: tuple[int, int]  # (width, height)
+    records: tuple[FaceRecord, ...]
+    split: str
+    stem: str  # file stem of the image in the YOLO set
+
+
+@dataclass
+class FaceOut:
+    face_id: str
+    expression: int
+    pixels48: np.ndarray | None  # for the table writer
+    landmarks: dict[int, np.ndarray | None]  # per crop size, in crop coordinates
+    aligned: bool
+
+
+@dataclass
+class GroupOut:
+    faces: list[FaceOut] = field(default_factory=list)
+    written: int = 0
+    error: str | None = None
+
+
+class Layout:
+    """Every output path, in one place."""
+
+    def __init__(self, out: Path, options: ConvertOptions):
+        self.out = Path(out).resolve()
+        self.names = class_names(options.n_classes)
+
+    def crop(self, size: int, split: str, expression: int, face_id: str) -> Path:
+        return self.out / "crops" / str(size) / split / self.names[expression] / f"{face_id}.png"
+
+    def darknet(self, size: int, split: str, expression: int, face_id: str) -> Path:
+        return self.out / "darknet" / str(size) / split / f"{face_id}_{self.names[expression]}.png"
+
+    def yolo(self, split: str, stem: str) -> tuple[Path, Path]:
+        d = self.out / "yolo" / split
+        return d / f"{stem}.jpg", d / f"{stem}.txt"
+
+
+def _is_jpeg(path: Path) -> bool:
+    return path.suffix.lower() in (".jpg", ".jpeg")
+
+
+def _decode(task: ImageTask, factor: int, color: str) -> np.ndarray | None:
+    grey = color == "gray"
+    if task.records[0].pixels is not None:
+        px = task.records[0].pixels
+        return px if (px.ndim == 2) == grey else (cv2.cvtColor(px, cv2.COLOR_GRAY2BGR) if px.ndim == 2
+                                                   else cv2.cvtColor(px, cv2.COLOR_BGR2GRAY))
+    reduced = {1: (cv2.IMREAD_GRAYSCALE, cv2.IMREAD_COLOR),
+               2: (cv2.IMREAD_REDUCED_GRAYSCALE_2, cv2.IMREAD_REDUCED_COLOR_2),
+               4: (cv2.IMREAD_REDUCED_GRAYSCALE_4, cv2.IMREAD_REDUCED_COLOR_4),
+               8: (cv2.IMREAD_REDUCED_GRAYSCALE_8, cv2.IMREAD_REDUCED_COLOR_8)}[factor][0 if grey else 1]
+    # Boxes are in the stored pixel grid (what the header reports), so EXIF rotation must not be applied.
+    return cv2.imread(str(task.image), reduced | cv2.IMREAD_IGNORE_ORIENTATION)
+
+
+def _png(crop: np.ndarray) -> bytes:
+    ok, buf = cv2.imencode(".png", crop, PNG_PARAMS)
+    if not ok:
+        raise EmoDetError("PNG encoding failed")
+    return buf.tobytes()
+
+
+def _link_or_write(src: Path | None, data: bytes | None, dst: Path) -> None:
+    """Hard-link `src` to `dst` (same filesystem), else copy it; or write `data`. Atomic either way."""
+    if src is None:
+        atomic_write_bytes(dst, data)
+        return
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(src, tmp)
+    except OSError:
+        shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)
+
+
+def convert_group(task: ImageTask, layout: Layout, options: ConvertOptions) -> GroupOut:
+    """Write every requested output for the faces of one image; the unit of work of the process pool."""
+    out = GroupOut()
+    fmt = set(options.formats)
+    width, height = task.image_size
+    boxes = [geo.scaled_box(r.box, options.box_scale, width, height) for r in task.records]
+    need = max(max(options.sizes), TABLE_SIZE if "table" in fmt else 0)
+    factor = 1 if task.records[0].pixels is not None or not _is_jpeg(task.image) else geo.decode_factor(boxes, need)
+    shape = (math.ceil(height / factor), math.ceil(width / factor))  # libjpeg's scaled output size
+    sizes = sorted(set(options.sizes) | ({TABLE_SIZE} if "table" in fmt else set()))
+
+    wanted: list[Path] = []
+    for r in task.records:
+        for s in options.sizes:
+            if "crops" in fmt:
+                wanted.append(layout.crop(s, task.split, r.expression, r.face_id))
+            if "darknet" in fmt:
+                wanted.append(layout.darknet(s, task.split, r.expression, r.face_id))
+    if "yolo" in fmt:
+        wanted.extend(layout.yolo(task.split, task.stem))
+    missing = {p for p in wanted if not p.exists()}
+    reusable48 = "crops" in fmt and TABLE_SIZE in options.sizes
+    image = None
+    if missing or ("table" in fmt and not reusable48):
+        image = _decode(task, factor, options.color)
+        if image is None or image.size == 0:
+            out.error = R_DECODE
+            return out
+
+    for r, box in zip(task.records, boxes):
+        use_align = options.align and r.landmarks is not None
+        face = FaceOut(r.face_id, r.expression, None, {}, use_align)
+        for s in sizes:
+            crop_file = layout.crop(s, task.split, r.expression, r.face_id) if "crops" in fmt else None
+            dark_file = layout.darknet(s, task.split, r.expression, r.face_id) if "darknet" in fmt else None
+            if use_align:
+                m = geo.alignment_matrix(r.landmarks, s)
+            else:
+                m = geo.box_matrix(box, factor, shape, s)
+            face.landmarks[s] = None if r.landmarks is None else geo.transform_points(m, r.landmarks)
+            on_disk = [p for p in (crop_file, dark_file) if p is not None and s in options.sizes]
+            if image is None:  # every file exists: reuse the written 48 px crop for the table
+                if s == TABLE_SIZE and "table" in fmt:
+                    face.pixels48 = geo.table_pixels(cv2.imread(str(crop_file), cv2.IMREAD_UNCHANGED))
+                continue
+            crop = (geo.aligned_crop(image, r.landmarks, factor, s)[0] if use_align
+                    else geo.box_crop(image, box, factor, shape, s))
+            if s == TABLE_SIZE and "table" in fmt:
+                face.pixels48 = geo.table_pixels(crop)
+            if not any(p in missing for p in on_disk):
+                continue
+            data = _png(crop)
+            if crop_file is not None and s in options.sizes and crop_file in missing:
+                atomic_write_bytes(crop_file, data)
+                out.written += 1
+            if dark_file is not None and s in options.sizes and dark_file in missing:
+                check_classifier_path(str(dark_file), layout.names[r.expression], layout.names)
+                _link_or_write(crop_file, None if crop_file else data, dark_file)
+                out.written += 1
+        out.faces.append(face)
+
+    if "yolo" in fmt:
+        img_dst, txt_dst = layout.yolo(task.split, task.stem)
+        check_detector_image_path(str(img_dst))
+        if img_dst in missing:
+            if task.records[0].pixels is not None or not _is_jpeg(task.image):
+                full = task.records[0].pixels if task.records[0].pixels is not None else cv2.imread(
+                    str(task.image), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+                ok, buf = cv2.imencode(".jpg", full, [cv2.IMWRITE_JPEG_QUALITY, 95])
+                _link_or_write(None, buf.tobytes(), img_dst)
+            else:
+                _link_or_write(task.image, None, img_dst)
+            out.written += 1
+        if txt_dst in missing:
+            lines = [geo.yolo_line(r.expression, b, width, height) for r, b in zip(task.records, boxes)]
+            atomic_write_bytes(txt_dst, ("\n".join(lines) + "\n").encode())
+            out.written += 1
+    return out
+
+
+def _run_task(args):
+    task, layout, options = args
+    return convert_group(task, layout, options)
+
+
+def image_tasks(records: list[FaceRecord], split: str, sizes: dict[Path, tuple[int, int]] | None = None
+                ) -> list[ImageTask]:
+    """Group records by image (first-appearance order); each image is decoded once for all its faces."""
+    groups: dict[Path, list[FaceRecord]] = defaultdict(list)
+    for r in records:
+        groups[(r.image, r.row) if r.pixels is not None else r.image].append(r)
+    tasks = []
+    for key, recs in groups.items():
+        first = recs[0]
+        size = (first.pixels.shape[1], first.pixels.shape[0]) if first.pixels is not None else first.image_size
+        tasks.append(ImageTask(first.image, tuple(size), tuple(recs), split, f"i{first.row:07d}"))
+    return tasks
+
+
+@dataclass
+class SplitReport:
+    split: str
+    images: int
+    faces: int
+    per_class: dict[str, int]
+    rejects: Counter
+    images_without_faces: int
+    written: int
+    seconds: float
+
+    @property
+    def images_per_second(self) -> float:
+        return self.images / self.seconds if self.seconds > 0 else float("inf")
+
+
+MANIFEST = ".emodet-convert.json"
+
+
+def _check_manifest(out: Path, split: str, options: ConvertOptions, overwrite: bool) -> None:
+    """Refuse to mix files written with other options into one set (reruns reuse existing files)."""
+    path = out / MANIFEST
+    manifest = json.loads(path.read_text()) if path.exists() else {}
+    old = manifest.get(split)
+    if old is not None and old != options.signature():
+        if not overwrite:
+            changed = sorted(k for k in old if old.get(k) != options.signature().get(k))
+            raise EmoDetError(f"{out}: split {split!r} was converted with other options ({', '.join(changed)}); "
+                              f"use another output folder or --overwrite")
+        for pattern in (f"crops/*/{split}", f"darknet/*/{split}", f"yolo/{split}"):
+            for d in out.glob(pattern):
+                shutil.rmtree(d)
+    manifest[split] = options.signature()
+    atomic_write_bytes(path, json.dumps(manifest, indent=1, sort_keys=True).encode())
+
+
+def convert_split(records: list[FaceRecord], split: str, out: Path, options: ConvertOptions,
+                  rejects: list[Reject] = (), overwrite: bool = False) -> tuple[SplitReport, list[Reject]]:
+    """Write all requested formats for one split; returns the report and every rejected row (reader's + ours)."""
+    from . import writers
+    t0 = time.perf_counter()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    _check_manifest(out, split, options, overwrite)
+    layout = Layout(out, options)
+    tasks = image_tasks(records, split)
+    jobs = [(t, layout, options) for t in tasks]
+    results = list(tqdm(parallel_map(_run_task, jobs, options.workers), total=len(jobs), desc=f"convert {split}",
+                        unit="img", disable=not options.progress))
+
+    all_rejects = list(rejects)
+    good_tasks, faces, written = [], [], 0
+    for task, res in zip(tasks, results):
+        written += res.written
+        if res.error:
+            all_rejects.extend(Reject(r.source, r.row, res.error, "", str(task.image)) for r in task.records)
+            continue
+        good_tasks.append(task)
+        faces.extend(res.faces)
+
+    fmt = set(options.formats)
+    if "crops" in fmt:
+        writers.write_crops_split(layout, split, faces, options.sizes)
+    if "darknet" in fmt:
+        writers.write_darknet_split(layout, split, faces, options.sizes)
+    if "table" in fmt:
+        writers.write_table_split(layout, split, faces)
+    if "yolo" in fmt:
+        writers.write_yolo_split(layout, split, good_tasks)
+
+    kept_images = {str(t.image) for t in good_tasks}
+    dropped_images = {j.image for j in all_rejects if j.image and j.image not in kept_images}
+    counts = Counter(f.expression for f in faces)
+    report = SplitReport(split, len(good_tasks), len(faces), {n: counts.get(i, 0) for i, n in enumerate(layout.names)},
+                         Counter(r.reason for r in all_rejects), len(dropped_images),
+                         written, time.perf_counter() - t0)
+    return report, all_rejects
+
+
+def summary_text(report: SplitReport, options: ConvertOptions) -> str:
+    """The one-screen closing summary of a split."""
+    lines = [f"split {report.split}: {report.faces} faces from {report.images} images in {report.seconds:.1f} s "
+             f"({report.images_per_second:.0f} images/s), {report.written} files written"]
+    fmts = ", ".join(options.formats)
+    lines.append(f"  per class (each of: {fmts}; sizes {' '.join(map(str, options.sizes))}):")
+    lines.append("    " + "  ".join(f"{k} {v}" for k, v in report.per_class.items()))
+    if report.rejects:
+        lines.append(f"  rows skipped: {sum(report.rejects.values())}")
+        lines.extend(f"    {n:6d}  {reason}" for reason, n in report.rejects.most_common())
+    if report.images_without_faces:
+        lines.append(f"  images left out (no valid face): {report.images_without_faces}")
+    return "\n".join(lines)

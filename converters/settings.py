@@ -1,0 +1,28 @@
+"""The one place for paths and settings shared by converters, scripts and eval."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DATA_DIR = PROJECT_ROOT / "data"
+WEIGHTS_DIR = PROJECT_ROOT / "weights"
+RUNS_DIR = PROJECT_ROOT / "runs"
+CFG_DIR = PROJECT_ROOT / "cfg"
+RESULTS_DIR = PROJECT_ROOT / "results"
+
+SAMPLE_AFFECTNET = DATA_DIR / "sample" / "affectnet"
+
+
+def datasets_root() -> Path:
+    """Real datasets (read-only): $EMODET_DATASETS, else ../shared/datasets beside the project."""
+    env = os.environ.get("EMODET_DATASETS")
+    return Path(env) if env else PROJECT_ROOT.parent / "shared" / "datasets"
+
+
+def fer2013_dir() -> Path:
+    return datasets_root() / "fer2013"
+
+
+def affectnet_sample_dir() -> Path:
+    return datasets_root() / "affectnet-sample"

@@ -1,0 +1,1 @@
+"""Evaluation: predictions + ground truth -> metrics, plots, reports. Trains nothing."""

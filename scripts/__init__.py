@@ -1,0 +1,1 @@
+"""Engine drivers (Ultralytics, Darknet, torch) and the demo/bench orchestration."""

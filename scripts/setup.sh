@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# One-time set-up, called by `make` on first use: .venv with the pinned dependencies, the project on the venv's
+# path, and Debian's darknet when we may install it. Idempotent; the Makefile's stamp file skips it afterwards.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3.11}
+command -v "$PYTHON" >/dev/null || PYTHON=python3
+if [ ! -x .venv/bin/python ]; then
+  echo "[setup] creating .venv with $($PYTHON --version)"
+  "$PYTHON" -m venv .venv
+fi
+echo "[setup] installing pinned Python packages (torch is a CUDA build from local disk; it runs on the CPU)"
+.venv/bin/pip install --quiet --disable-pip-version-check -r requirements.txt
+# The project itself goes on the venv's path (what an editable install does, without a build step), so
+# `python eval/confusion.py` and `python -m converters.convert` import converters/, eval/, scripts/.
+site=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+pwd > "$site/emodet.pth"
+if ! command -v darknet >/dev/null 2>&1 && [ -z "${DARKNET:-}" ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "[setup] installing Debian's darknet (pjreddie 2018, CPU)"
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq darknet >/dev/null) \
+      || echo "[setup] could not install darknet; Darknet steps will be skipped. Try: sudo apt-get install -y darknet"
+  else
+    echo "[setup] darknet not found; Darknet steps will be skipped. Install it with: sudo apt-get install -y darknet"
+  fi
+fi
+echo "[setup] done"
