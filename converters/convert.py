@@ -8,6 +8,8 @@ from pathlib import Path
 
 from .affectnet import IMAGES_DIRNAME, SPLIT_CSV, read_affectnet
 from .errors import EmoDetError, run_cli
+from .labels import class_names
+from .writers import finalize_table
 from .pipeline import FORMATS, ConvertOptions, convert_split, summary_text
 from .settings import DATA_DIR, SAMPLE_AFFECTNET
 
@@ -54,6 +56,8 @@ def convert_affectnet(root: Path, splits, out: Path, options: ConvertOptions, st
         if strict and len(rejects) > len(read.rejects):
             raise EmoDetError(f"bad image: {rejects[len(read.rejects)].line()}")
         results.append((report, rejects, read.fixes))
+    if "table" in options.formats:
+        finalize_table(out, class_names(options.n_classes))
     return results
 
 

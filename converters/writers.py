@@ -62,7 +62,14 @@ def write_table_split(layout, split: str, faces) -> None:
     _save_npy(parts / f"{split}_pixels.npy", pixels.astype(np.uint8))
     _save_npy(parts / f"{split}_labels.npy", np.array([f.expression for f in faces], dtype=np.int64))
     atomic_write_text(parts / f"{split}_ids.txt", "".join(f"{f.face_id}\n" for f in faces))
-    write_table(layout.out / "table", load_table_parts(parts), layout.names)
+
+
+def finalize_table(out: Path, names) -> None:
+    """Combined fer2013.csv + fer2013.h5 over every split converted into `out` so far (after all splits:
+    rebuilding them per split would rewrite the large CSV each time)."""
+    parts = Path(out) / "table" / "parts"
+    if parts.is_dir():
+        write_table(Path(out) / "table", load_table_parts(parts), names)
 
 
 def load_table_parts(parts: Path) -> dict[str, tuple[np.ndarray, np.ndarray, list[str]]]:
@@ -74,6 +81,9 @@ def load_table_parts(parts: Path) -> dict[str, tuple[np.ndarray, np.ndarray, lis
     return table
 
 
+_PIXEL_TEXT = np.array([str(i) for i in range(256)])
+
+
 def fer2013_csv_text(table, source: str | None = None) -> str:
     """`emotion,pixels,Usage` with FER2013 emotion codes, so the file concatenates with fer2013.csv."""
     header = "emotion,pixels,Usage" + (",source" if source else "")
@@ -81,7 +91,8 @@ def fer2013_csv_text(table, source: str | None = None) -> str:
     tail = f",{source}" if source else ""
     for split, (pixels, labels, _) in table.items():
         usage = SPLIT_TO_USAGE[split]
-        lines.extend(f"{canonical_to_fer2013(c)},{' '.join(map(str, p))},{usage}{tail}" for p, c in zip(pixels, labels))
+        text = _PIXEL_TEXT[pixels]
+        lines.extend(f"{canonical_to_fer2013(c)},{' '.join(t)},{usage}{tail}" for t, c in zip(text, labels))
     return "\n".join(lines) + "\n"
 
 

@@ -1,0 +1,75 @@
+"""Plots for reports: PR curves, confusion matrices, loss curves (matplotlib, no display needed)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def _plt():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def plot_confusion(cm: np.ndarray, labels, path: Path, title: str, normalise: bool = True) -> Path:
+    """Confusion matrix PNG (rows = true, columns = predicted), row-normalised by default, counts annotated."""
+    plt = _plt()
+    cm = np.asarray(cm, float)
+    shown = cm / np.maximum(cm.sum(1, keepdims=True), 1) if normalise else cm
+    size = 1.0 + 0.6 * len(labels)
+    fig, ax = plt.subplots(figsize=(size + 1.5, size))
+    im = ax.imshow(shown, cmap="Blues", vmin=0, vmax=1 if normalise else None)
+    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    for i in range(cm.shape[0]):
+        for j in range(cm.shape[1]):
+            text = f"{shown[i, j]:.2f}" if normalise else f"{int(cm[i, j])}"
+            ax.text(j, i, text, ha="center", va="center", fontsize=8,
+                    color="white" if shown[i, j] > 0.6 * (shown.max() or 1) else "black")
+    ax.set_title(title)
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)
+
+
+def plot_pr_curves(curves: dict[str, tuple[np.ndarray, np.ndarray, float]], path: Path, title: str) -> Path:
+    """Precision-recall curve per class; `curves` maps name -> (recall, precision, AP)."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.5, 5))
+    for name, (rec, prec, ap) in curves.items():
+        ax.plot(np.r_[0, rec], np.r_[1, prec], label=f"{name} {ap:.3f}")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("recall")
+    ax.set_ylabel("precision")
+    ax.set_title(title)
+    ax.legend(fontsize=8, loc="lower left")
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)
+
+
+def plot_lines(series: dict[str, tuple[np.ndarray, np.ndarray]], path: Path, title: str, xlabel: str,
+               ylabel: str) -> Path:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for name, (x, y) in series.items():
+        ax.plot(x, y, label=name)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)

@@ -1,0 +1,213 @@
+"""`make train-classifier BACKEND=torch`: a FER classifier trained on the converters' HDF5 table, on the CPU.
+
+Protocol (FER2013): train on Training, select the checkpoint on PublicTest only, report PrivateTest once.
+Checkpoints hold model, optimizer, scheduler, epoch and args; `--resume` continues from the last one.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from converters.errors import EmoDetError, run_cli
+from converters.labels import SPLIT_TO_USAGE, class_names
+from converters.settings import DATA_DIR, RUNS_DIR
+from scripts.torch_models import Preprocess, build_model
+
+
+def load_split(h5_path: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """(faces uint8 (N, 48, 48), canonical labels) of one split (train/val/test or a FER2013 Usage name)."""
+    usage = SPLIT_TO_USAGE.get(split, split)
+    try:
+        with h5py.File(h5_path, "r") as h5:
+            x, y = h5[f"{usage}_pixel"][:], h5[f"{usage}_label"][:]
+    except FileNotFoundError:
+        raise EmoDetError(f"{h5_path}: not found; run `make convert-fer2013` first") from None
+    except KeyError:
+        raise EmoDetError(f"{h5_path}: has no {usage}_pixel/{usage}_label") from None
+    side = int(round(math.sqrt(x.shape[1])))
+    return x.reshape(-1, side, side), y.astype(np.int64)
+
+
+def load_soft_targets(csv_path: Path, n: int) -> np.ndarray:
+    rows = [r for r in csv.reader(line for line in csv_path.open() if not line.startswith("#"))][1:]
+    soft = np.array([[float(v) for v in r[1:]] for r in rows], dtype=np.float32)
+    if len(soft) != n:
+        raise EmoDetError(f"{csv_path}: {len(soft)} rows for {n} training faces")
+    return soft
+
+
+def normalise(x: torch.Tensor, prep: Preprocess) -> torch.Tensor:
+    return (x.float() / 255.0 - prep.mean) / prep.std
+
+
+def augment(x: torch.Tensor, prep: Preprocess, gen: torch.Generator) -> torch.Tensor:
+    """Batch augmentation on (N, 1, 48, 48) floats: random affine (±10°, scale 0.9-1.1, shift ±4 px) into a
+    random crop of `input_size`, horizontal flip, and random erasing; all vectorised."""
+    n = x.shape[0]
+    s = prep.input_size / prep.source_size
+    angle = (torch.rand(n, generator=gen) * 2 - 1) * math.radians(10)
+    scale = s * (0.9 + 0.2 * torch.rand(n, generator=gen))
+    flip = torch.where(torch.rand(n, generator=gen) < 0.5, -1.0, 1.0)
+    shift = (torch.rand(n, 2, generator=gen) * 2 - 1) * (1 - s + 8 / prep.source_size)
+    cos, sin = torch.cos(angle) * scale, torch.sin(angle) * scale
+    theta = torch.stack([torch.stack([cos * flip, -sin, shift[:, 0]], 1),
+                         torch.stack([sin * flip, cos, shift[:, 1]], 1)], 1)
+    grid = F.affine_grid(theta, (n, x.shape[1], prep.input_size, prep.input_size), align_corners=False)
+    out = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    # random erasing (Zhong et al. 2020): one rectangle of 2-20 % of the area in half of the images
+    erase = torch.rand(n, generator=gen) < 0.5
+    area = 0.02 + 0.18 * torch.rand(n, generator=gen)
+    side = (area.sqrt() * prep.input_size).long().clamp(min=1)
+    y0 = (torch.rand(n, generator=gen) * (prep.input_size - side)).long()
+    x0 = (torch.rand(n, generator=gen) * (prep.input_size - side)).long()
+    rows = torch.arange(prep.input_size)
+    mask = ((rows[None, :, None] >= y0[:, None, None]) & (rows[None, :, None] < (y0 + side)[:, None, None]) &
+            (rows[None, None, :] >= x0[:, None, None]) & (rows[None, None, :] < (x0 + side)[:, None, None]))
+    return out.masked_fill((mask & erase[:, None, None])[:, None], 0.0)
+
+
+def centre_crop(x: torch.Tensor, size: int) -> torch.Tensor:
+    o = (x.shape[-1] - size) // 2
+    return x[..., o:o + size, o:o + size]
+
+
+def ten_crops(x: torch.Tensor, size: int) -> list[torch.Tensor]:
+    """4 corners + centre, and their mirror images (the test-time protocol of the 73 % FER2013 results)."""
+    full = x.shape[-1]
+    d = full - size
+    crops = [x[..., :size, :size], x[..., :size, d:], x[..., d:, :size], x[..., d:, d:], centre_crop(x, size)]
+    return crops + [torch.flip(c, dims=[-1]) for c in crops]
+
+
+@torch.no_grad()
+def predict_logits(model, faces: np.ndarray, prep: Preprocess, tta: str = "none", batch: int = 512) -> np.ndarray:
+    """Logits (N, C) for uint8 faces (N, 48, 48); tta = none (centre crop) or tencrop (logits averaged)."""
+    model.eval()
+    out = []
+    for i in range(0, len(faces), batch):
+        x = normalise(torch.from_numpy(faces[i:i + batch])[:, None], prep)
+        views = ten_crops(x, prep.input_size) if tta == "tencrop" else [centre_crop(x, prep.input_size)]
+        out.append(torch.stack([model(v) for v in views]).mean(0).float().numpy())
+    return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+
+
+def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
+    return float((logits.argmax(1) == labels).mean()) if len(labels) else float("nan")
+
+
+def train_one_epoch(model, opt, sched, x_all, targets, prep, args, gen, epoch) -> float:
+    model.train()
+    n = len(x_all)
+    order = torch.randperm(n, generator=gen)
+    total, seen = 0.0, 0
+    bar = tqdm(range(0, n - args.batch + 1, args.batch), desc=f"epoch {epoch}", unit="batch", leave=False,
+               disable=args.quiet)
+    for i in bar:
+        idx = order[i:i + args.batch]
+        x = augment(normalise(x_all[idx][:, None], prep), prep, gen).contiguous(memory_format=torch.channels_last)
+        t = targets[idx]
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
+            logits = model(x)
+        logp = F.log_softmax(logits.float(), 1)
+        loss = -(t * logp).sum(1).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        total += float(loss.detach()) * len(idx)
+        seen += len(idx)
+        bar.set_postfix(loss=f"{total / seen:.3f}")
+    return total / max(seen, 1)
+
+
+def smoothed(labels: np.ndarray, n_classes: int, eps: float) -> torch.Tensor:
+    t = torch.full((len(labels), n_classes), eps / n_classes)
+    t[torch.arange(len(labels)), torch.from_numpy(labels)] += 1 - eps
+    return t
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m scripts.torch_classifier", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", type=Path, default=DATA_DIR / "fer2013" / "table" / "fer2013.h5", help="HDF5 table")
+    p.add_argument("--soft", type=Path, default=None, help="FER+ soft-target CSV for the train split (optional)")
+    p.add_argument("--model", default="fervgg-m", help="architecture name (scripts/torch_models.py)")
+    p.add_argument("--classes", type=int, choices=(7, 8), default=7)
+    p.add_argument("--epochs", type=int, default=40)
+    p.add_argument("--batch", type=int, default=128)
+    p.add_argument("--lr", type=float, default=0.05, help="peak SGD learning rate (one-cycle, cosine decay)")
+    p.add_argument("--wd", type=float, default=5e-4)
+    p.add_argument("--smoothing", type=float, default=0.1, help="label smoothing")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=True,
+                   help="bfloat16 autocast (about 2x faster on CPUs with AVX-512 BF16)")
+    p.add_argument("--out", type=Path, default=RUNS_DIR / "torch" / "fer2013", help="run folder")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    p.add_argument("--quiet", action="store_true")
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    torch.manual_seed(args.seed)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    gen = torch.Generator().manual_seed(args.seed)
+    x_train, y_train = load_split(args.data, "train")
+    x_val, y_val = load_split(args.data, "val")
+    model, prep = build_model(args.model, args.classes)
+    model = model.to(memory_format=torch.channels_last)
+    targets = smoothed(y_train, args.classes, args.smoothing)
+    if args.soft:
+        soft = torch.from_numpy(load_soft_targets(args.soft, len(y_train)))
+        targets = (1 - args.smoothing) * soft + args.smoothing / args.classes
+    steps = args.epochs * (len(x_train) // args.batch)
+    opt = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9, nesterov=True, weight_decay=args.wd)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=steps, pct_start=0.15,
+                                                anneal_strategy="cos", div_factor=20, final_div_factor=200)
+    args.out.mkdir(parents=True, exist_ok=True)
+    start, best, history = 0, -1.0, []
+    if args.resume and (args.out / "last.pt").exists():
+        ck = torch.load(args.out / "last.pt", weights_only=False)
+        model.load_state_dict(ck["model"]), opt.load_state_dict(ck["optimizer"]), sched.load_state_dict(ck["scheduler"])
+        start, best, history = ck["epoch"] + 1, ck["best_val"], ck["history"]
+        gen.set_state(ck["rng"])
+        print(f"resumed at epoch {start} (best PublicTest {best:.4f})")
+    x_t = torch.from_numpy(x_train)
+    t0 = time.perf_counter()
+    for epoch in range(start, args.epochs):
+        e0 = time.perf_counter()
+        loss = train_one_epoch(model, opt, sched, x_t, targets, prep, args, gen, epoch)
+        val = accuracy(predict_logits(model, x_val, prep), y_val)
+        history.append(dict(epoch=epoch, loss=loss, val_top1=val, seconds=time.perf_counter() - e0))
+        ck = dict(model=model.state_dict(), optimizer=opt.state_dict(), scheduler=sched.state_dict(), epoch=epoch,
+                  args={k: str(v) for k, v in vars(args).items()}, best_val=max(best, val), history=history,
+                  rng=gen.get_state(), arch=args.model, classes=list(class_names(args.classes)),
+                  preprocess=prep.__dict__)
+        torch.save(ck, args.out / "last.pt.tmp")
+        (args.out / "last.pt.tmp").replace(args.out / "last.pt")
+        if val > best:
+            best = val
+            torch.save(ck, args.out / "best.pt")
+        print(f"epoch {epoch + 1}/{args.epochs}: loss {loss:.4f}  PublicTest top-1 {val:.4f}  best {best:.4f}  "
+              f"({history[-1]['seconds']:.0f} s)", flush=True)
+    (args.out / "history.json").write_text(json.dumps(history, indent=1))
+    minutes = sum(h["seconds"] for h in history) / 60
+    print(f"trained {len(history)} epochs in {minutes:.1f} min; best PublicTest top-1 {best:.4f}; "
+          f"weights {args.out / 'best.pt'}  (this run: {time.perf_counter() - t0:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_cli(main))

@@ -1,0 +1,72 @@
+"""Torch classifier architectures, registered by name with the preprocessing they expect (timm-style)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    input_size: int = 40  # network input (random crops of the 48 px face in training, centre/ten crops at test)
+    source_size: int = 48
+    mean: float = 0.5
+    std: float = 0.25
+    channels: int = 1
+
+
+def _conv(i: int, o: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(i, o, 3, padding=1, bias=False), nn.BatchNorm2d(o), nn.ReLU(inplace=True))
+
+
+class FerVGG(nn.Module):
+    """VGG-style stack of 3x3 conv pairs (the family behind the strongest single-model FER2013 results at
+    40-48 px, e.g. Khaireddin & Chen 2021), narrowed so that it trains on 2 CPU cores."""
+
+    def __init__(self, width: int = 64, n_classes: int = 7, dropout: float = 0.3, in_ch: int = 1):
+        super().__init__()
+        w = width
+        self.features = nn.Sequential(
+            _conv(in_ch, w), _conv(w, w), nn.MaxPool2d(2),
+            _conv(w, 2 * w), _conv(2 * w, 2 * w), nn.MaxPool2d(2),
+            _conv(2 * w, 4 * w), _conv(4 * w, 4 * w), nn.MaxPool2d(2),
+            _conv(4 * w, 8 * w), _conv(8 * w, 8 * w))
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(8 * w, n_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+class FerTiny(nn.Module):
+    """Depthwise-separable net for sub-millisecond CPU inference (batch 1, one thread)."""
+
+    def __init__(self, width: int = 16, n_classes: int = 7, in_ch: int = 1):
+        super().__init__()
+
+        def sep(i, o, stride=1):
+            return nn.Sequential(nn.Conv2d(i, i, 3, stride, 1, groups=i, bias=False), nn.BatchNorm2d(i),
+                                 nn.ReLU(inplace=True), nn.Conv2d(i, o, 1, bias=False), nn.BatchNorm2d(o),
+                                 nn.ReLU(inplace=True))
+        w = width
+        self.features = nn.Sequential(_conv(in_ch, w), sep(w, 2 * w, 2), sep(2 * w, 2 * w), sep(2 * w, 4 * w, 2),
+                                      sep(4 * w, 4 * w), sep(4 * w, 8 * w, 2), sep(8 * w, 8 * w))
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(0.2), nn.Linear(8 * w, n_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+MODELS = {
+    "fervgg-m": (lambda n: FerVGG(64, n), Preprocess()),
+    "fervgg-s": (lambda n: FerVGG(32, n), Preprocess()),
+    "fertiny": (lambda n: FerTiny(16, n), Preprocess(input_size=40)),
+}
+
+
+def build_model(name: str, n_classes: int = 7) -> tuple[nn.Module, Preprocess]:
+    from converters.errors import EmoDetError
+    if name not in MODELS:
+        raise EmoDetError(f"unknown torch model {name!r}; choose from {', '.join(MODELS)}")
+    factory, prep = MODELS[name]
+    return factory(n_classes), prep
