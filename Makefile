@@ -20,7 +20,18 @@ SAMPLE_VAL ?= 60
 FER2013 ?=
 FERPLUS ?=
 
-.PHONY: setup sample convert convert-fer2013 test demo bench clean help
+# Training settings
+BACKEND ?= ultralytics
+MODEL ?= v8n
+CFG ?= v8n
+EPOCHS ?=
+IMGSZ ?=
+INIT ?=
+CROPS ?= $(OUT)/crops/48
+DATA_YAML ?= $(OUT)/yolo/data.yaml
+
+.PHONY: setup sample convert convert-fer2013 merge balance test demo bench clean help \
+        train-classifier partial train-detector
 
 help:
 	@echo "make demo      - the whole pipeline on the embedded synthetic sample (sets everything up first)"
@@ -29,6 +40,7 @@ help:
 	@echo "make convert   - AffectNet CSVs -> crops, Darknet classifier set, FER2013-style table, YOLO set"
 	@echo "make convert-fer2013 - FER2013 (+FER+) -> the same classifier formats"
 	@echo "make bench     - measure and write BENCHMARKS.md"
+	@echo "make train-classifier [BACKEND=ultralytics|torch] / make partial / make train-detector CFG=v8n|11n|v3-tiny"
 
 setup: $(STAMP)
 $(STAMP):
@@ -47,6 +59,23 @@ convert: $(STAMP) $(if $(filter data/sample/affectnet,$(AFFECTNET)),$(AFFECTNET)
 
 convert-fer2013: $(STAMP)
 	$(PY) -m converters.fer2013 $(if $(FER2013),--fer2013 $(FER2013)) $(if $(FERPLUS),--ferplus $(FERPLUS))
+
+merge: $(STAMP)
+	$(PY) -m converters.merge --affectnet $(OUT)
+
+balance: $(STAMP)
+	$(PY) -m converters.balance --data data/fer2013 --weights --folds 5
+
+train-classifier: $(STAMP)
+	$(PY) -m scripts.train_classifier --backend $(BACKEND) $(if $(filter ultralytics,$(BACKEND)),--crops $(CROPS) --model $(MODEL),$(if $(filter-out v8n,$(MODEL)),--model $(MODEL))) \
+	  $(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(IMGSZ),--imgsz $(IMGSZ))
+
+partial: $(STAMP)
+	$(PY) -m scripts.partial --backend $(BACKEND) --cfg $(CFG) --classes $(CLASSES)
+
+train-detector: $(STAMP)
+	$(PY) -m scripts.train_detector --cfg $(CFG) --data $(DATA_YAML) $(if $(INIT),--init $(INIT)) \
+	  $(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(IMGSZ),--imgsz $(IMGSZ))
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests

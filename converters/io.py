@@ -2,21 +2,30 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> bool:
-    """Write `data` to `path` via a temp file + rename; skip (return False) when the file already holds it."""
+def atomic_write_bytes(path: Path, data: bytes, known_missing: bool = False) -> bool:
+    """Write `data` to `path` via a temp file + rename; skip (return False) when the file already holds it.
+
+    `known_missing` skips that comparison when the caller has just seen that the file does not exist.
+    """
     path = Path(path)
+    if not known_missing:
+        try:
+            if path.stat().st_size == len(data) and path.read_bytes() == data:
+                return False
+        except FileNotFoundError:
+            pass
+    # the temp name is unique per process; one file is only ever written by one process at a time
+    tmp = f"{path}.{os.getpid()}.tmp"
     try:
-        if path.stat().st_size == len(data) and path.read_bytes() == data:
-            return False
+        f = open(tmp, "wb")
     except FileNotFoundError:
         path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        f = open(tmp, "wb")
     try:
-        with os.fdopen(fd, "wb") as f:
+        with f:
             f.write(data)
         os.replace(tmp, path)
     except BaseException:

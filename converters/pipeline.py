@@ -96,17 +96,17 @@ class Layout:
 
     def __init__(self, out: Path, options: ConvertOptions):
         self.out = Path(out).resolve()
+        self.root = str(self.out)  # paths are built from one string each: this runs per face, per format
         self.names = class_names(options.n_classes)
 
     def crop(self, size: int, split: str, expression: int, face_id: str) -> Path:
-        return self.out / "crops" / str(size) / split / self.names[expression] / f"{face_id}.png"
+        return Path(f"{self.root}/crops/{size}/{split}/{self.names[expression]}/{face_id}.png")
 
     def darknet(self, size: int, split: str, expression: int, face_id: str) -> Path:
-        return self.out / "darknet" / str(size) / split / f"{face_id}_{self.names[expression]}.png"
+        return Path(f"{self.root}/darknet/{size}/{split}/{face_id}_{self.names[expression]}.png")
 
     def yolo(self, split: str, stem: str) -> tuple[Path, Path]:
-        d = self.out / "yolo" / split
-        return d / f"{stem}.jpg", d / f"{stem}.txt"
+        return Path(f"{self.root}/yolo/{split}/{stem}.jpg"), Path(f"{self.root}/yolo/{split}/{stem}.txt")
 
 
 def _is_jpeg(path: Path) -> bool:
@@ -202,7 +202,7 @@ def convert_group(task: ImageTask, layout: Layout, options: ConvertOptions) -> G
                 continue
             data = _png(crop)
             if crop_file is not None and s in options.sizes and crop_file in missing:
-                atomic_write_bytes(crop_file, data)
+                atomic_write_bytes(crop_file, data, known_missing=True)
                 out.written += 1
             if dark_file is not None and s in options.sizes and dark_file in missing:
                 check_classifier_path(str(dark_file), layout.names[r.expression], layout.names)
@@ -224,7 +224,7 @@ def convert_group(task: ImageTask, layout: Layout, options: ConvertOptions) -> G
             out.written += 1
         if txt_dst in missing:
             lines = [geo.yolo_line(r.expression, b, width, height) for r, b in zip(task.records, boxes)]
-            atomic_write_bytes(txt_dst, ("\n".join(lines) + "\n").encode())
+            atomic_write_bytes(txt_dst, ("\n".join(lines) + "\n").encode(), known_missing=True)
             out.written += 1
     return out
 

@@ -73,3 +73,23 @@ def plot_lines(series: dict[str, tuple[np.ndarray, np.ndarray]], path: Path, tit
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return Path(path)
+
+
+def annotated_image(image: np.ndarray, boxes: np.ndarray, names, colours=None) -> np.ndarray:
+    """Copy of a BGR image with `boxes` (n, 6: class, conf, x1, y1, x2, y2 in normalised units) drawn and
+    labelled `name conf`."""
+    import cv2
+    out = image.copy()
+    h, w = out.shape[:2]
+    palette = colours or [(56, 56, 255), (151, 157, 255), (31, 112, 255), (29, 178, 255), (49, 210, 207),
+                          (10, 249, 72), (23, 204, 146), (134, 219, 61)]
+    for c, conf, x1, y1, x2, y2 in np.asarray(boxes, float).reshape(-1, 6):
+        colour = palette[int(c) % len(palette)]
+        p1, p2 = (int(x1 * w), int(y1 * h)), (int(x2 * w), int(y2 * h))
+        cv2.rectangle(out, p1, p2, colour, 2)
+        label = f"{names[int(c)]} {conf:.2f}"
+        (tw, th), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, 0.45, 1)
+        cv2.rectangle(out, (p1[0], max(0, p1[1] - th - 4)), (p1[0] + tw + 2, p1[1]), colour, -1)
+        cv2.putText(out, label, (p1[0] + 1, max(th, p1[1] - 3)), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1,
+                    cv2.LINE_AA)
+    return out

@@ -76,17 +76,19 @@ def augment(x: torch.Tensor, prep: Preprocess, gen: torch.Generator) -> torch.Te
     return out.masked_fill((mask & erase[:, None, None])[:, None], 0.0)
 
 
-def centre_crop(x: torch.Tensor, size: int) -> torch.Tensor:
+def centre_crop(x, size: int):
+    """Centre size x size crop of a (..., H, W) tensor or array."""
     o = (x.shape[-1] - size) // 2
     return x[..., o:o + size, o:o + size]
 
 
-def ten_crops(x: torch.Tensor, size: int) -> list[torch.Tensor]:
-    """4 corners + centre, and their mirror images (the test-time protocol of the 73 % FER2013 results)."""
-    full = x.shape[-1]
-    d = full - size
+def ten_crops(x, size: int) -> list:
+    """4 corners + centre, and their mirror images (the test-time protocol of the 73 % FER2013 results);
+    works on torch tensors and NumPy arrays alike."""
+    d = x.shape[-1] - size
     crops = [x[..., :size, :size], x[..., :size, d:], x[..., d:, :size], x[..., d:, d:], centre_crop(x, size)]
-    return crops + [torch.flip(c, dims=[-1]) for c in crops]
+    mirror = (lambda c: c[..., ::-1]) if isinstance(x, np.ndarray) else (lambda c: torch.flip(c, dims=[-1]))
+    return crops + [mirror(c) for c in crops]
 
 
 @torch.no_grad()

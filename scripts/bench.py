@@ -1,0 +1,155 @@
+"""`make bench`: measure, then write BENCHMARKS.md from every part measured so far (results/bench/*.json).
+
+Parts: convert (our converter vs a plain single-process OpenCV loop on the same rows, side by side),
+fer2013 (full FER2013 + FER+ conversion time), classifier (PrivateTest accuracy and faces/s of shipped models).
+`python -m scripts.bench --parts convert` runs one part; BENCHMARKS.md always lists all parts measured.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from converters.errors import run_cli
+from converters.settings import PROJECT_ROOT, RESULTS_DIR
+
+BENCH_DIR = RESULTS_DIR / "bench"
+
+
+def machine_info() -> dict:
+    import torch
+    cpu = "unknown"
+    try:
+        cpu = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return dict(cpu=cpu, cores=os.cpu_count(), python=platform.python_version(), numpy=np.__version__,
+                opencv=cv2.__version__, torch=torch.__version__, date=time.strftime("%Y-%m-%d %H:%M"))
+
+
+def plain_loop(records, out: Path, size: int = 48) -> float:
+    """The baseline users write: per row, read the full image, crop, resize, write a PNG; one process."""
+    t0 = time.perf_counter()
+    for r in records:
+        img = cv2.imread(str(r.image))
+        x, y, w, h = (int(round(v)) for v in r.box)
+        crop = cv2.resize(img[y:y + h, x:x + w], (size, size))
+        cv2.imwrite(str(out / f"{r.face_id}.png"), crop)
+    return time.perf_counter() - t0
+
+
+def bench_convert(n_images: int, side: int, workers: int) -> dict:
+    from converters.affectnet import read_affectnet
+    from converters.convert import convert_affectnet
+    from converters.pipeline import ConvertOptions
+    from converters.synthetic import generate_sample
+    tmp = Path(tempfile.mkdtemp(prefix="emodet-bench-"))
+    try:
+        sample = tmp / "affectnet"
+        generate_sample(sample, n_images, 0, seed=123, size=(side, side), workers=workers, progress=False)
+        records = read_affectnet(sample / "training.csv").records
+        plain_out = tmp / "plain"
+        plain_out.mkdir()
+        # warm the page cache for both runs alike
+        for r in {r.image for r in records}:
+            r.read_bytes()
+        plain_s = plain_loop(records, plain_out)
+        opts = ConvertOptions(sizes=(48,), formats=("crops", "yolo"), workers=workers, progress=False)
+        t0 = time.perf_counter()
+        (report, _, _), = convert_affectnet(sample, ["training"], tmp / "ours", opts)
+        ours_s = time.perf_counter() - t0
+        n_img = len({r.image for r in records})
+        return dict(images=n_img, faces=len(records), side=side, workers=workers,
+                    plain_seconds=plain_s, plain_images_per_s=n_img / plain_s, plain_faces_per_s=len(records) / plain_s,
+                    ours_seconds=ours_s, ours_images_per_s=n_img / ours_s, ours_faces_per_s=len(records) / ours_s,
+                    speedup=plain_s / ours_s,
+                    command=f"python -m scripts.bench --parts convert --images {n_img} --side {side}")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def bench_fer2013() -> dict:
+    from converters.fer2013 import main as fer_main
+    from converters.settings import fer2013_dir
+    if not (fer2013_dir() / "fer2013.csv.gz").exists():
+        return dict(skipped=f"no FER2013 at {fer2013_dir()}")
+    tmp = Path(tempfile.mkdtemp(prefix="emodet-bench-fer-"))
+    try:
+        t0 = time.perf_counter()
+        fer_main(["--out", str(tmp), "--quiet"])
+        return dict(seconds=time.perf_counter() - t0, rows=35710,
+                    command="python -m converters.fer2013 --out <dir> (FER2013 + FER+, 48 px crops, Darknet set, HDF5)")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def save(part: str, result: dict) -> None:
+    BENCH_DIR.mkdir(parents=True, exist_ok=True)
+    result = dict(result, machine=machine_info())
+    (BENCH_DIR / f"{part}.json").write_text(json.dumps(result, indent=1))
+
+
+def benchmarks_markdown() -> str:
+    parts = {p.stem: json.loads(p.read_text()) for p in sorted(BENCH_DIR.glob("*.json"))}
+    lines = ["# Benchmarks", "", "Written by `make bench` (`python -m scripts.bench`); every row names its command. "
+             "Ratios are measured side by side in one run; the machine is shared, so absolute figures are noisy.", ""]
+    if c := parts.get("convert"):
+        m = c["machine"]
+        lines += ["## AffectNet-format conversion: 48 px crops + YOLO labels", "",
+                  f"{c['images']} synthetic AffectNet-format images of {c['side']}x{c['side']} px, {c['faces']} faces; "
+                  f"{m['cpu']}, {m['cores']} cores, OpenCV {m['opencv']}, measured {m['date']}.", "",
+                  "| pipeline | seconds | images/s | faces/s |", "|---|---:|---:|---:|",
+                  f"| plain loop (1 process: imread -> crop -> resize -> imwrite, per row) | {c['plain_seconds']:.1f} | "
+                  f"{c['plain_images_per_s']:.0f} | {c['plain_faces_per_s']:.0f} |",
+                  f"| `converters.convert` ({c['workers']} processes, reduced JPEG decoding, one decode per image, "
+                  f"+ YOLO set) | {c['ours_seconds']:.1f} | {c['ours_images_per_s']:.0f} | {c['ours_faces_per_s']:.0f} |",
+                  "", f"**Speed-up: {c['speedup']:.1f}x** (target >= 5x). Command: `{c['command']}`", ""]
+    if f := parts.get("fer2013"):
+        lines += ["## FER2013 + FER+ conversion", ""]
+        if "skipped" in f:
+            lines += [f"skipped: {f['skipped']}", ""]
+        else:
+            lines += [f"{f['rows']} FER2013 rows -> FER2013 and FER+ (majority) sets, each with 48 px crops, a Darknet "
+                      f"classifier set and the HDF5/CSV table: **{f['seconds']:.0f} s** on {f['machine']['cores']} "
+                      f"cores ({f['machine']['date']}). Command: `{f['command']}`", ""]
+    if extra := parts.get("classifier"):
+        lines += ["## FER classifiers", "", extra.get("markdown", ""), ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m scripts.bench", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--parts", nargs="+", default=["convert", "fer2013"], choices=["convert", "fer2013", "none"])
+    p.add_argument("--images", type=int, default=3000, help="synthetic images for the conversion benchmark")
+    p.add_argument("--side", type=int, default=450)
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    if "convert" in args.parts:
+        r = bench_convert(args.images, args.side, args.workers)
+        save("convert", r)
+        print(f"convert: plain {r['plain_images_per_s']:.0f} img/s, ours {r['ours_images_per_s']:.0f} img/s, "
+              f"speed-up {r['speedup']:.1f}x")
+    if "fer2013" in args.parts:
+        r = bench_fer2013()
+        save("fer2013", r)
+        print(f"fer2013: {r.get('seconds', 0):.0f} s {r.get('skipped', '')}")
+    (PROJECT_ROOT / "BENCHMARKS.md").write_text(benchmarks_markdown())
+    print(f"wrote {PROJECT_ROOT / 'BENCHMARKS.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_cli(main))

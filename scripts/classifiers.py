@@ -1,0 +1,123 @@
+"""Load a trained face classifier of any backend and run it on 48 px faces.
+
+Backends: our torch checkpoints (`*.pt` written by scripts.torch_classifier) and their ONNX exports (`*.onnx`,
+with class names and preprocessing in the model metadata). Every classifier reports its class names, and
+callers map scores to canonical order by name, never by raw index (Ultralytics numbers classes alphabetically).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from converters.errors import EmoDetError
+from converters.labels import CANONICAL_NAMES
+
+
+@dataclass
+class Classifier:
+    names: list[str]
+    prep: dict
+    run: object  # callable(faces uint8 (N, S, S), tta) -> scores (N, C)
+    backend: str
+    weights: Path
+
+    def scores(self, faces: np.ndarray, tta: str = "none") -> np.ndarray:
+        return self.run(faces, tta)
+
+    def canonical_scores(self, faces: np.ndarray, n_classes: int, tta: str = "none") -> np.ndarray:
+        """Scores re-ordered into canonical class order by name (missing classes get -inf)."""
+        raw = self.scores(faces, tta)
+        out = np.full((len(raw), n_classes), -np.inf, dtype=np.float64)
+        for j, name in enumerate(self.names):
+            if name in CANONICAL_NAMES[:n_classes]:
+                out[:, CANONICAL_NAMES.index(name)] = raw[:, j]
+        return out
+
+
+def _resize(faces: np.ndarray, size: int) -> np.ndarray:
+    import cv2
+    if faces.shape[1] == size:
+        return faces
+    return np.stack([cv2.resize(f, (size, size), interpolation=cv2.INTER_AREA) for f in faces])
+
+
+def _torch_classifier(path: Path) -> Classifier:
+    import torch
+    from scripts.torch_classifier import predict_logits
+    from scripts.torch_models import Preprocess, build_model
+    ck = torch.load(path, map_location="cpu", weights_only=False)
+    if "arch" not in ck:
+        raise EmoDetError(f"{path}: not an EmoDet torch classifier checkpoint (no 'arch')")
+    model, _ = build_model(ck["arch"], len(ck["classes"]))
+    model.load_state_dict(ck["model"])
+    model.eval()
+    prep = Preprocess(**ck["preprocess"])
+
+    def run(faces, tta):
+        with torch.no_grad():
+            return predict_logits(model, _resize(faces, prep.source_size), prep, tta)
+    return Classifier(list(ck["classes"]), prep.__dict__, run, "torch", path)
+
+
+def _onnx_classifier(path: Path, threads: int | None = None) -> Classifier:
+    import onnxruntime as ort
+    opts = ort.SessionOptions()
+    if threads:
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    meta = sess.get_modelmeta().custom_metadata_map
+    if "names" not in meta:
+        raise EmoDetError(f"{path}: ONNX model has no 'names' metadata (export it with `make export`)")
+    names, prep = json.loads(meta["names"]), json.loads(meta["preprocess"])
+    input_name = sess.get_inputs()[0].name
+
+    def run(faces, tta):
+        from scripts.torch_classifier import centre_crop, ten_crops
+        x = (_resize(faces, prep["source_size"]).astype(np.float32) / 255.0 - prep["mean"]) / prep["std"]
+        x = x[:, None]
+        views = ten_crops(x, prep["input_size"]) if tta == "tencrop" else [centre_crop(x, prep["input_size"])]
+        return np.mean([sess.run(None, {input_name: np.ascontiguousarray(v)})[0] for v in views], axis=0)
+    return Classifier(names, prep, run, "onnx", path)
+
+
+def _ultralytics_classifier(path: Path) -> Classifier:
+    """An Ultralytics -cls checkpoint; its class indices are alphabetical folder names, so we keep its names."""
+    import cv2
+    from scripts.ultra import ultralytics
+    model = ultralytics().YOLO(str(path), task="classify")
+    names = [model.names[i] for i in range(len(model.names))]
+    imgsz = int(model.model.args.get("imgsz", 64)) if isinstance(model.model.args, dict) else 64
+
+    def run(faces, tta):
+        if tta != "none":
+            raise EmoDetError("ten-crop TTA is for the torch/ONNX FER models; Ultralytics classifiers take tta=none")
+        out = []
+        for i in range(0, len(faces), 256):
+            batch = [cv2.cvtColor(f, cv2.COLOR_GRAY2BGR) if f.ndim == 2 else f for f in faces[i:i + 256]]
+            out.extend(r.probs.data.float().numpy() for r in model.predict(batch, imgsz=imgsz, device="cpu",
+                                                                           verbose=False))
+        return np.stack(out)
+    return Classifier(names, dict(input_size=imgsz), run, "ultralytics", path)
+
+
+def _is_ultralytics_checkpoint(path: Path) -> bool:
+    import torch
+    from scripts.ultra import offline_env
+    offline_env()
+    ck = torch.load(path, map_location="cpu", weights_only=False)
+    return isinstance(ck, dict) and "arch" not in ck and ("model" in ck or "ema" in ck)
+
+
+def load_classifier(weights: Path, threads: int | None = None) -> Classifier:
+    weights = Path(weights)
+    if not weights.exists():
+        raise EmoDetError(f"{weights}: no such weights file")
+    if weights.suffix == ".onnx":
+        return _onnx_classifier(weights, threads)
+    if weights.suffix == ".pt":
+        return _ultralytics_classifier(weights) if _is_ultralytics_checkpoint(weights) else _torch_classifier(weights)
+    raise EmoDetError(f"{weights}: unknown classifier format (expected .pt or .onnx)")

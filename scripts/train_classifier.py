@@ -1,0 +1,51 @@
+"""`make train-classifier BACKEND=ultralytics|torch`: pretrain an emotion classifier on converted crops.
+
+ultralytics: a -cls model (v8n/11n or a yaml) on `crops/<size>` (class folders); best.pt copied to weights/.
+torch: the FER classifier on an HDF5 table (all options of `python -m scripts.torch_classifier --help`).
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+from converters.errors import run_cli
+from converters.settings import DATA_DIR, RUNS_DIR, WEIGHTS_DIR
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m scripts.train_classifier", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--backend", choices=("ultralytics", "torch"), default="ultralytics")
+    p.add_argument("--crops", type=Path, default=DATA_DIR / "affectnet" / "crops" / "48")
+    p.add_argument("--model", default="v8n", help="ultralytics: v8n, 11n or a -cls yaml")
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--imgsz", type=int, default=64, help="multiple of 32 (48 px crops are upscaled to 64)")
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--name", default="cls", help="run name under runs/ultralytics/ and weights/<name>.pt")
+    return p
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    backend = argparse.ArgumentParser(add_help=False)
+    backend.add_argument("--backend", choices=("ultralytics", "torch"), default="ultralytics")
+    chosen, rest = backend.parse_known_args(argv)
+    if chosen.backend == "torch":  # every other option belongs to the torch trainer
+        from scripts.torch_classifier import main as torch_main
+        return torch_main(rest)
+    args = build_parser().parse_args(argv)
+    from scripts import ultra
+    best = ultra.train_classifier(args.crops, args.model, args.epochs, args.imgsz, args.batch, args.workers,
+                                  args.seed, RUNS_DIR / "ultralytics", args.name)
+    WEIGHTS_DIR.mkdir(exist_ok=True)
+    shutil.copyfile(best, WEIGHTS_DIR / f"{args.name}.pt")
+    print(f"classifier: {best} (copied to {WEIGHTS_DIR / f'{args.name}.pt'}; Ultralytics {ultra.version()})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_cli(main))

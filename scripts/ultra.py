@@ -1,0 +1,186 @@
+"""The one module that drives Ultralytics (pinned in requirements.txt): offline set-up, classifier training,
+backbone transfer into a detector, detector training, prediction and ONNX export.
+
+Offline by construction (shared/ENGINES.md): YOLO_OFFLINE/YOLO_AUTOINSTALL/YOLO_CONFIG_DIR are set before the
+first import, settings sync is off, models are built from *.yaml or local *.pt only, and a local TTF stands in
+for Arial.ttf so plotting never reaches for the network.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from converters.errors import EmoDetError
+from converters.settings import RUNS_DIR
+
+DETECTORS = {"v3-tiny": "yolov3-tiny.yaml", "v8n": "yolov8n.yaml", "11n": "yolo11n.yaml"}
+CLASSIFIERS = {"v8n": "yolov8n-cls.yaml", "11n": "yolo11n-cls.yaml"}
+BACKBONE_LAYERS = range(0, 9)  # v8n/11n: layers 0-8 are identical in the -cls and detect models
+
+
+def offline_env(config_dir: Path | None = None) -> None:
+    """Environment that keeps Ultralytics offline; must run before anything imports it (also before
+    torch.load of an Ultralytics checkpoint, which imports it while unpickling)."""
+    cfg = Path(config_dir or os.environ.get("YOLO_CONFIG_DIR") or RUNS_DIR / "ultralytics-config")
+    os.environ["YOLO_CONFIG_DIR"] = str(cfg)
+    os.environ["YOLO_OFFLINE"] = "1"
+    os.environ["YOLO_AUTOINSTALL"] = "false"
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    font = cfg / "Ultralytics" / "Arial.ttf"
+    if not font.exists():
+        import matplotlib
+        font.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf", font)
+        shutil.copyfile(font, font.with_name("Arial.Unicode.ttf"))
+
+
+def ultralytics(config_dir: Path | None = None):
+    """Import ultralytics with every network path switched off; returns the module."""
+    offline_env(config_dir)
+    import ultralytics as ul
+    from ultralytics.utils import SETTINGS
+    SETTINGS.update({"sync": False, "hub": False} if "hub" in SETTINGS else {"sync": False})
+    return ul
+
+
+def model_yaml(name: str, table: dict) -> str:
+    """A known short name (v8n, 11n, v3-tiny) or a path to any Ultralytics model yaml."""
+    if name in table:
+        return table[name]
+    if name.endswith((".yaml", ".yml")) and (Path(name).exists() or "/" not in name):
+        return name
+    raise EmoDetError(f"unknown model {name!r}; use one of {', '.join(table)} or a model .yaml path")
+
+
+def version() -> str:
+    return ultralytics().__version__
+
+
+def _train_kwargs(epochs, imgsz, batch, workers, seed, project: Path, name: str, **extra) -> dict:
+    return dict(epochs=epochs, imgsz=imgsz, batch=batch, workers=workers, seed=seed, deterministic=True,
+                device="cpu", project=str(Path(project).resolve()), name=name, exist_ok=True, plots=False,
+                amp=False, pretrained=False, verbose=False, **extra)
+
+
+# Small-data CPU defaults. Ultralytics' own (auto optimizer with a tiny learning rate, RandAugment, random
+# erasing, 3 warm-up epochs) leave a -cls model at chance after 15 epochs of a few hundred 48 px faces;
+# these reach >95 % top-1 on the synthetic sample in 30 epochs (about a minute).
+CLASSIFIER_DEFAULTS = dict(optimizer="AdamW", lr0=0.003, warmup_epochs=1, auto_augment=None, erasing=0.0, scale=0.2)
+DETECTOR_DEFAULTS = dict(optimizer="AdamW", lr0=0.002, warmup_epochs=1)
+
+
+def train_classifier(crops: Path, model: str = "v8n", epochs: int = 30, imgsz: int = 64, batch: int = 32,
+                     workers: int = 2, seed: int = 0, project: Path = RUNS_DIR / "ultralytics", name: str = "cls",
+                     **extra) -> Path:
+    """Train an Ultralytics -cls model on `crops/<size>` (train/ and val/ class folders); returns best.pt."""
+    for split in ("train", "val"):
+        if not (Path(crops) / split).is_dir():
+            raise EmoDetError(f"{crops}/{split}: missing; convert with the crops format first (make convert)")
+    ul = ultralytics()
+    yolo = ul.YOLO(model_yaml(model, CLASSIFIERS), task="classify")
+    yolo.train(data=str(Path(crops).resolve()), cache=True,
+               **_train_kwargs(epochs, imgsz, batch, workers, seed, project, name, **{**CLASSIFIER_DEFAULTS, **extra}))
+    return _best(Path(project) / name)
+
+
+def _best(run: Path) -> Path:
+    for candidate in (run / "weights" / "best.pt", run / "weights" / "last.pt"):
+        if candidate.exists():
+            return candidate
+    raise EmoDetError(f"{run}: training produced no weights")
+
+
+@dataclass
+class Transfer:
+    moved: list[str] = field(default_factory=list)
+    parameters: int = 0
+    skipped: list[str] = field(default_factory=list)  # backbone tensors whose name matched but shape did not
+
+    def summary(self) -> str:
+        return (f"moved {len(self.moved)} tensors ({self.parameters:,} values) from the classifier backbone"
+                + (f"; {len(self.skipped)} name matches skipped for shape" if self.skipped else ""))
+
+
+def transfer_backbone(cls_weights: Path, det_cfg: str, nc: int, layers=BACKBONE_LAYERS):
+    """Detection model built from `det_cfg` with `nc` classes, whose backbone layers (by index *and* tensor name)
+    are copied from a trained -cls checkpoint. Returns (model, Transfer report). Refuses when nothing matches."""
+    ul = ultralytics()
+    from ultralytics.nn.tasks import DetectionModel
+    import torch
+    src = torch.load(cls_weights, map_location="cpu", weights_only=False)
+    src_model = (src.get("ema") or src["model"]) if isinstance(src, dict) else src
+    src_sd = src_model.float().state_dict()
+    det = DetectionModel(cfg=model_yaml(det_cfg, DETECTORS), nc=nc, verbose=False)
+    dst_sd = det.state_dict()
+    report = Transfer()
+    prefixes = tuple(f"model.{i}." for i in layers)
+    for key, value in src_sd.items():
+        if not key.startswith(prefixes) or key not in dst_sd:
+            continue
+        if dst_sd[key].shape != value.shape:
+            report.skipped.append(key)
+            continue
+        dst_sd[key] = value.clone()
+        report.moved.append(key)
+        report.parameters += value.numel()
+    if not report.moved:
+        raise EmoDetError(f"{cls_weights}: no backbone tensor matches {det_cfg} by layer index, name and shape "
+                          f"(different family or width?); train the classifier with the same family")
+    det.load_state_dict(dst_sd)
+    det.args = {"nc": nc}
+    _ = ul
+    return det, report
+
+
+def save_detection_init(model, names, path: Path) -> Path:
+    """An Ultralytics-loadable checkpoint of an untrained detection model (the transfer's output)."""
+    import torch
+    from copy import deepcopy
+    m = deepcopy(model).float()
+    m.names = {i: n for i, n in enumerate(names)}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"model": m, "epoch": -1, "train_args": {}, "version": version()}, path)
+    return path
+
+
+def train_detector(data_yaml: Path, init: str | Path = "v8n", epochs: int = 20, imgsz: int = 256, batch: int = 16,
+                   workers: int = 2, seed: int = 0, project: Path = RUNS_DIR / "ultralytics", name: str = "det",
+                   freeze: int | None = None, **extra) -> Path:
+    """Train a detector from a model name/yaml (from scratch) or a local .pt (e.g. the transfer's output)."""
+    ul = ultralytics()
+    init = str(init)
+    source = init if init.endswith(".pt") else model_yaml(init, DETECTORS)
+    if init.endswith(".pt") and not Path(init).exists():
+        raise EmoDetError(f"{init}: no such checkpoint (a missing .pt would be downloaded; offline we refuse)")
+    yolo = ul.YOLO(source, task="detect")
+    kw = _train_kwargs(epochs, imgsz, batch, workers, seed, project, name, **{**DETECTOR_DEFAULTS, **extra})
+    if freeze:
+        kw["freeze"] = freeze
+    yolo.train(data=str(data_yaml), cache=True, **kw)
+    return _best(Path(project) / name)
+
+
+def predict_to_yolo_txt(weights: Path, images: list[Path], out: Path, imgsz: int = 256, conf: float = 0.001,
+                        iou: float = 0.7, batch: int = 16) -> Path:
+    """Run a detector and write one `<stem>.txt` per image: `class cx cy w h conf` (normalised), the
+    Ultralytics save_txt+save_conf format that eval/detection.py reads."""
+    ul = ultralytics()
+    model = ul.YOLO(str(weights), task="detect")
+    out.mkdir(parents=True, exist_ok=True)
+    for i in range(0, len(images), batch):
+        chunk = [str(p) for p in images[i:i + batch]]
+        for path, r in zip(chunk, model.predict(chunk, imgsz=imgsz, conf=conf, iou=iou, device="cpu", verbose=False,
+                                               max_det=100)):
+            b = r.boxes
+            rows = zip(b.cls.tolist(), b.xywhn.tolist(), b.conf.tolist())
+            (out / f"{Path(path).stem}.txt").write_text(
+                "".join(f"{int(c)} {x:.6f} {y:.6f} {w:.6f} {h:.6f} {s:.6f}\n" for c, (x, y, w, h), s in rows))
+    return out
+
+
+def export_onnx(weights: Path, imgsz: int) -> Path:
+    ul = ultralytics()
+    path = ul.YOLO(str(weights)).export(format="onnx", imgsz=imgsz, device="cpu", simplify=True, dynamic=False)
+    return Path(path)

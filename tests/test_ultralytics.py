@@ -1,0 +1,85 @@
+"""Ultralytics engine on the synthetic sample with tiny budgets: files, transfer and offline behaviour, not accuracy."""
+from __future__ import annotations
+
+import json
+import socket
+
+import pytest
+import torch
+
+from converters.convert import convert_affectnet
+from converters.labels import class_names
+from converters.pipeline import ConvertOptions
+from scripts import ultra
+
+
+@pytest.fixture(scope="module")
+def no_network():
+    """Any attempt to open a network connection fails loudly (and is recorded)."""
+    attempts = []
+    real_connect, real_getaddrinfo = socket.socket.connect, socket.getaddrinfo
+
+    def refuse(*args, **kwargs):
+        attempts.append(args[1:] if len(args) > 1 else args)
+        raise OSError(f"network access attempted: {attempts[-1]}")
+
+    socket.socket.connect = refuse
+    socket.getaddrinfo = refuse
+    yield attempts
+    socket.socket.connect, socket.getaddrinfo = real_connect, real_getaddrinfo
+
+
+@pytest.fixture(scope="module")
+def pipeline(sample_dir, tmp_path_factory, no_network):
+    root = tmp_path_factory.mktemp("ul")
+    ultra.ultralytics(root / "config")
+    convert_affectnet(sample_dir, ["training", "validation"], root / "data",
+                      ConvertOptions(sizes=(48,), formats=("crops", "yolo"), workers=1, progress=False))
+    cls = ultra.train_classifier(root / "data" / "crops" / "48", "v8n", epochs=1, batch=16, workers=0,
+                                 project=root / "runs", name="cls")
+    model, report = ultra.transfer_backbone(cls, "v8n", 7)
+    init = ultra.save_detection_init(model, class_names(7), root / "runs" / "init.pt")
+    det = ultra.train_detector(root / "data" / "yolo" / "data.yaml", init, epochs=1, imgsz=128, batch=8, workers=0,
+                               project=root / "runs", name="det")
+    return dict(root=root, cls=cls, model=model, report=report, init=init, det=det)
+
+
+def test_classifier_and_detector_weights_are_written(pipeline):
+    assert pipeline["cls"].exists() and pipeline["det"].exists()
+    ck = torch.load(pipeline["det"], map_location="cpu", weights_only=False)
+    assert ck["model"].names == dict(enumerate(class_names(7)))
+
+
+def test_transfer_moves_the_backbone_and_the_tensors_are_equal(pipeline):
+    report = pipeline["report"]
+    assert len(report.moved) == 150 and not report.skipped  # v8n layers 0-8 (shared/ENGINES.md)
+    assert {int(k.split(".")[1]) for k in report.moved} == set(range(9))
+    src = torch.load(pipeline["cls"], map_location="cpu", weights_only=False)["model"].float().state_dict()
+    dst = pipeline["model"].state_dict()
+    for key in report.moved:
+        assert torch.equal(src[key], dst[key]), key
+    # the saved init checkpoint holds the same tensors
+    saved = torch.load(pipeline["init"], map_location="cpu", weights_only=False)["model"].state_dict()
+    assert all(torch.equal(saved[k], dst[k]) for k in report.moved)
+    assert not any(k.startswith("model.22.") for k in report.moved)  # the detect head starts fresh
+
+
+def test_transfer_refuses_a_different_family(pipeline):
+    from converters.errors import EmoDetError
+    with pytest.raises(EmoDetError, match="no backbone tensor matches"):
+        ultra.transfer_backbone(pipeline["cls"], "v3-tiny", 7)
+
+
+def test_predict_and_evaluate_produce_valid_metrics(pipeline, tmp_path):
+    from eval.detection import evaluate_folders
+    val = sorted((pipeline["root"] / "data" / "yolo" / "val").glob("*.jpg"))
+    pred = ultra.predict_to_yolo_txt(pipeline["det"], val, tmp_path / "pred", imgsz=128)
+    assert len(list(pred.glob("*.txt"))) == len(val)
+    m = evaluate_folders(pipeline["root"] / "data" / "yolo" / "val", pred, "ultralytics")
+    m.pop("_data")
+    json.dumps(m)
+    assert 0 <= m["map50"] <= 1 and 0 <= m["map50_95"] <= m["map50"] + 1e-9 and m["n_gt"] > 0
+
+
+def test_nothing_reached_for_the_network(pipeline, no_network):
+    assert no_network == []
