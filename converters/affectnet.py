@@ -49,13 +49,19 @@ def _float(text: str) -> float:
 
 def parse_landmarks(text: str) -> np.ndarray | None:
     """68 (x, y) points from AffectNet's `x1;y1;x2;y2;...`; None for an empty field. Raises ValueError."""
-    text = text.strip()
+    text = text.strip().strip(";")
     if not text:
         return None
-    values = [_float(v) for v in text.split(";") if v.strip()]
-    if len(values) != 136:
-        raise ValueError(f"{len(values)} numbers, expected 136")
-    return np.asarray(values, dtype=np.float32).reshape(68, 2)
+    fields = text.split(";")
+    if len(fields) != 136:
+        raise ValueError(f"{len(fields)} numbers, expected 136")
+    try:  # NumPy parses the 136 numbers in C; this runs once per row of a 400k-row CSV
+        values = np.array(fields, dtype=np.float64)
+    except ValueError:
+        raise ValueError("non-numeric landmark") from None
+    if not np.isfinite(values).all():
+        raise ValueError("non-finite landmark")
+    return values.astype(np.float32).reshape(68, 2)
 
 
 def format_landmarks(points: np.ndarray | None) -> str:

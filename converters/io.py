@@ -1,6 +1,7 @@
 """Atomic, idempotent file writes: a crash never leaves a half-written file under its final name."""
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -36,3 +37,8 @@ def atomic_write_bytes(path: Path, data: bytes, known_missing: bool = False) -> 
 
 def atomic_write_text(path: Path, text: str) -> bool:
     return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def write_json(path: Path, data) -> Path:
+    atomic_write_text(path, json.dumps(data, indent=1) + "\n")
+    return Path(path)

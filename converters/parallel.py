@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import multiprocessing as mp
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterator
 
 
 def _init_worker():

@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from converters.errors import EmoDetError, run_cli
+from converters.io import write_json
 from converters.labels import SPLIT_TO_USAGE
 from converters.settings import DATA_DIR, RUNS_DIR, WEIGHTS_DIR, fer2013_dir
 from eval.classification import classification_metrics, group_metrics
@@ -111,9 +111,7 @@ def main(argv=None) -> int:
     for p in write_outputs(m, args.out):
         print(f"wrote {p}")
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(m, indent=1))
-        print(f"wrote {args.json}")
+        print(f"wrote {write_json(args.json, m)}")
     return 0
 
 

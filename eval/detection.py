@@ -7,7 +7,6 @@ in the convention you name (--style darknet | ultralytics | coco; see shared/ENG
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -15,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from converters.errors import EmoDetError, run_cli
+from converters.io import write_json
 from eval.ap import INTERPOLATIONS, pr_curve
 from eval.detection_io import (image_sizes, read_darknet_results, read_ground_truth, read_names,
                                read_yolo_predictions)
@@ -113,9 +113,7 @@ def main(argv=None) -> int:
             print(f"plot: {p}")
     m.pop("_data")
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(m, indent=1))
-        print(f"json: {args.json}")
+        print(f"json: {write_json(args.json, m)}")
     return 0
 
 

@@ -47,19 +47,13 @@ def _resize(faces: np.ndarray, size: int) -> np.ndarray:
 def _torch_classifier(path: Path) -> Classifier:
     import torch
     from scripts.torch_classifier import predict_logits
-    from scripts.torch_models import Preprocess, build_model
-    ck = torch.load(path, map_location="cpu", weights_only=False)
-    if "arch" not in ck:
-        raise EmoDetError(f"{path}: not an EmoDet torch classifier checkpoint (no 'arch')")
-    model, _ = build_model(ck["arch"], len(ck["classes"]))
-    model.load_state_dict(ck["model"])
-    model.eval()
-    prep = Preprocess(**ck["preprocess"])
+    from scripts.torch_models import load_checkpoint
+    model, prep, names, _ = load_checkpoint(path)
 
     def run(faces, tta):
         with torch.no_grad():
             return predict_logits(model, _resize(faces, prep.source_size), prep, tta)
-    return Classifier(list(ck["classes"]), prep.__dict__, run, "torch", path)
+    return Classifier(names, prep.__dict__, run, "torch", path)
 
 
 def _onnx_classifier(path: Path, threads: int | None = None) -> Classifier:

@@ -9,28 +9,21 @@ from pathlib import Path
 
 import numpy as np
 
-from converters.errors import EmoDetError, run_cli
+from converters.errors import run_cli
 
 
 def export_torch_classifier(weights: Path, out: Path | None = None, opset: int = 17) -> Path:
     """ONNX of an EmoDet torch checkpoint (input (N, 1, S, S) normalised floats, output logits)."""
     import onnx
     import torch
-    from scripts.torch_models import Preprocess, build_model
-    ck = torch.load(weights, map_location="cpu", weights_only=False)
-    if "arch" not in ck:
-        raise EmoDetError(f"{weights}: not an EmoDet torch classifier checkpoint")
-    model, _ = build_model(ck["arch"], len(ck["classes"]))
-    model.load_state_dict(ck["model"])
-    model.eval()
-    prep = Preprocess(**ck["preprocess"])
+    from scripts.torch_models import load_checkpoint
+    model, prep, names, arch = load_checkpoint(weights)
     out = Path(out or Path(weights).with_suffix(".onnx"))
     dummy = torch.zeros(1, prep.channels, prep.input_size, prep.input_size)
     torch.onnx.export(model, dummy, str(out), input_names=["faces"], output_names=["logits"], opset_version=opset,
                       dynamic_axes={"faces": {0: "n"}, "logits": {0: "n"}}, dynamo=False)
     proto = onnx.load(str(out))
-    for key, value in (("names", json.dumps(ck["classes"])), ("preprocess", json.dumps(prep.__dict__)),
-                       ("arch", ck["arch"])):
+    for key, value in (("names", json.dumps(names)), ("preprocess", json.dumps(prep.__dict__)), ("arch", arch)):
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
     onnx.save(proto, str(out))

@@ -64,6 +64,18 @@ MODELS = {
 }
 
 
+def load_checkpoint(path) -> tuple[nn.Module, Preprocess, list[str], str]:
+    """(model in eval mode, preprocessing, class names, architecture) of an EmoDet torch checkpoint."""
+    from converters.errors import EmoDetError
+    ck = torch.load(path, map_location="cpu", weights_only=False)
+    if not isinstance(ck, dict) or "arch" not in ck:
+        raise EmoDetError(f"{path}: not an EmoDet torch classifier checkpoint (no 'arch')")
+    model, _ = build_model(ck["arch"], len(ck["classes"]))
+    model.load_state_dict(ck["model"])
+    model.eval()
+    return model, Preprocess(**ck["preprocess"]), list(ck["classes"]), ck["arch"]
+
+
 def build_model(name: str, n_classes: int = 7) -> tuple[nn.Module, Preprocess]:
     from converters.errors import EmoDetError
     if name not in MODELS:

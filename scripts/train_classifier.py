@@ -6,12 +6,11 @@ torch: the FER classifier on an HDF5 table (all options of `python -m scripts.to
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 from pathlib import Path
 
 from converters.errors import run_cli
-from converters.settings import DATA_DIR, RUNS_DIR, WEIGHTS_DIR
+from converters.settings import DATA_DIR, RUNS_DIR
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -20,10 +19,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", choices=("ultralytics", "torch"), default="ultralytics")
     p.add_argument("--crops", type=Path, default=DATA_DIR / "affectnet" / "crops" / "48")
     p.add_argument("--model", default="v8n", help="ultralytics: v8n, 11n or a -cls yaml")
-    p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--imgsz", type=int, default=64, help="multiple of 32 (48 px crops are upscaled to 64)")
-    p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--epochs", type=int, default=None, help="default: cfg/ultralytics.yaml")
+    p.add_argument("--imgsz", type=int, default=None, help="multiple of 32 (default: cfg/ultralytics.yaml)")
+    p.add_argument("--batch", type=int, default=None)
+    p.add_argument("--workers", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--name", default="cls", help="run name under runs/ultralytics/ and weights/<name>.pt")
     return p
@@ -41,9 +40,7 @@ def main(argv=None) -> int:
     from scripts import ultra
     best = ultra.train_classifier(args.crops, args.model, args.epochs, args.imgsz, args.batch, args.workers,
                                   args.seed, RUNS_DIR / "ultralytics", args.name)
-    WEIGHTS_DIR.mkdir(exist_ok=True)
-    shutil.copyfile(best, WEIGHTS_DIR / f"{args.name}.pt")
-    print(f"classifier: {best} (copied to {WEIGHTS_DIR / f'{args.name}.pt'}; Ultralytics {ultra.version()})")
+    print(f"classifier: {best} (copied to {ultra.publish(best, args.name)}; Ultralytics {ultra.version()})")
     return 0
 
 

@@ -3,11 +3,10 @@ Ultralytics, from scratch or from `make partial`'s classifier-initialised checkp
 from __future__ import annotations
 
 import argparse
-import shutil
 from pathlib import Path
 
 from converters.errors import run_cli
-from converters.settings import DATA_DIR, RUNS_DIR, WEIGHTS_DIR
+from converters.settings import DATA_DIR, RUNS_DIR
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -16,10 +15,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cfg", default="v8n", help="v8n, 11n, v3-tiny or a model yaml (used when --init is absent)")
     p.add_argument("--init", type=Path, default=None, help="checkpoint from `make partial` (classifier backbone)")
     p.add_argument("--data", type=Path, default=DATA_DIR / "affectnet" / "yolo" / "data.yaml")
-    p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("--imgsz", type=int, default=256)
-    p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--epochs", type=int, default=None, help="default: cfg/ultralytics.yaml")
+    p.add_argument("--imgsz", type=int, default=None)
+    p.add_argument("--batch", type=int, default=None)
+    p.add_argument("--workers", type=int, default=None)
     p.add_argument("--freeze", type=int, default=0, help="freeze the first N layers (e.g. 9 = the transferred backbone)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--name", default="det")
@@ -31,9 +30,7 @@ def main(argv=None) -> int:
     from scripts import ultra
     best = ultra.train_detector(args.data, args.init or args.cfg, args.epochs, args.imgsz, args.batch, args.workers,
                                 args.seed, RUNS_DIR / "ultralytics", args.name, freeze=args.freeze or None)
-    WEIGHTS_DIR.mkdir(exist_ok=True)
-    shutil.copyfile(best, WEIGHTS_DIR / f"{args.name}.pt")
-    print(f"detector: {best} (copied to {WEIGHTS_DIR / f'{args.name}.pt'}; Ultralytics {ultra.version()})")
+    print(f"detector: {best} (copied to {ultra.publish(best, args.name)}; Ultralytics {ultra.version()})")
     return 0
 
 

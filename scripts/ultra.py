@@ -58,31 +58,42 @@ def version() -> str:
     return ultralytics().__version__
 
 
-def _train_kwargs(epochs, imgsz, batch, workers, seed, project: Path, name: str, **extra) -> dict:
-    return dict(epochs=epochs, imgsz=imgsz, batch=batch, workers=workers, seed=seed, deterministic=True,
-                device="cpu", project=str(Path(project).resolve()), name=name, exist_ok=True, plots=False,
-                amp=False, pretrained=False, verbose=False, **extra)
+def _train_kwargs(task: str, project: Path, name: str, **given) -> dict:
+    """cfg/ultralytics.yaml defaults, overridden by the caller's values that are not None."""
+    kw = defaults(task)
+    kw.update({k: v for k, v in given.items() if v is not None})
+    return dict(kw, project=str(Path(project).resolve()), name=name, exist_ok=True, verbose=False)
 
 
-# Small-data CPU defaults. Ultralytics' own (auto optimizer with a tiny learning rate, RandAugment, random
-# erasing, 3 warm-up epochs) leave a -cls model at chance after 15 epochs of a few hundred 48 px faces;
-# these reach >95 % top-1 on the synthetic sample in 30 epochs (about a minute).
-CLASSIFIER_DEFAULTS = dict(optimizer="AdamW", lr0=0.003, warmup_epochs=1, auto_augment=None, erasing=0.0, scale=0.2)
-DETECTOR_DEFAULTS = dict(optimizer="AdamW", lr0=0.002, warmup_epochs=1)
+def defaults(task: str) -> dict:
+    """Training defaults of one task (classify/detect) merged with the common ones, from cfg/ultralytics.yaml."""
+    import yaml
+    from converters.settings import CFG_DIR
+    spec = yaml.safe_load((CFG_DIR / "ultralytics.yaml").read_text())
+    return {**spec["common"], **spec[task]}
 
 
-def train_classifier(crops: Path, model: str = "v8n", epochs: int = 30, imgsz: int = 64, batch: int = 32,
-                     workers: int = 2, seed: int = 0, project: Path = RUNS_DIR / "ultralytics", name: str = "cls",
-                     **extra) -> Path:
+def train_classifier(crops: Path, model: str = "v8n", epochs: int | None = None, imgsz: int | None = None,
+                     batch: int | None = None, workers: int | None = None, seed: int = 0,
+                     project: Path = RUNS_DIR / "ultralytics", name: str = "cls", **extra) -> Path:
     """Train an Ultralytics -cls model on `crops/<size>` (train/ and val/ class folders); returns best.pt."""
     for split in ("train", "val"):
         if not (Path(crops) / split).is_dir():
             raise EmoDetError(f"{crops}/{split}: missing; convert with the crops format first (make convert)")
     ul = ultralytics()
     yolo = ul.YOLO(model_yaml(model, CLASSIFIERS), task="classify")
-    yolo.train(data=str(Path(crops).resolve()), cache=True,
-               **_train_kwargs(epochs, imgsz, batch, workers, seed, project, name, **{**CLASSIFIER_DEFAULTS, **extra}))
+    yolo.train(data=str(Path(crops).resolve()), **_train_kwargs("classify", project, name, epochs=epochs, imgsz=imgsz,
+                                                             batch=batch, workers=workers, seed=seed, **extra))
     return _best(Path(project) / name)
+
+
+def publish(best: Path, name: str) -> Path:
+    """Copy a run's best weights to weights/<name>.pt (runs/ is scratch; weights/ is what users load)."""
+    from converters.settings import WEIGHTS_DIR
+    WEIGHTS_DIR.mkdir(exist_ok=True)
+    dst = WEIGHTS_DIR / f"{name}.pt"
+    shutil.copyfile(best, dst)
+    return dst
 
 
 def _best(run: Path) -> Path:
@@ -96,11 +107,11 @@ def _best(run: Path) -> Path:
 class Transfer:
     moved: list[str] = field(default_factory=list)
     parameters: int = 0
-    skipped: list[str] = field(default_factory=list)  # backbone tensors whose name matched but shape did not
+    skipped: list[str] = field(default_factory=list)  # layers declared differently, tensors whose shape differs
 
     def summary(self) -> str:
         return (f"moved {len(self.moved)} tensors ({self.parameters:,} values) from the classifier backbone"
-                + (f"; {len(self.skipped)} name matches skipped for shape" if self.skipped else ""))
+                + (f"; not moved: {', '.join(self.skipped)}" if self.skipped else ""))
 
 
 def transfer_backbone(cls_weights: Path, det_cfg: str, nc: int, layers=BACKBONE_LAYERS):
@@ -115,11 +126,16 @@ def transfer_backbone(cls_weights: Path, det_cfg: str, nc: int, layers=BACKBONE_
     det = DetectionModel(cfg=model_yaml(det_cfg, DETECTORS), nc=nc, verbose=False)
     dst_sd = det.state_dict()
     report = Transfer()
-    prefixes = tuple(f"model.{i}." for i in layers)
+    # A layer moves only when both models declare it identically in their yaml (module type, arguments, inputs)
+    # and every tensor matches by name and shape: equal shapes alone can pair unrelated layers.
+    src_spec, dst_spec = src_model.yaml.get("backbone", []), det.yaml.get("backbone", [])
+    same_layers = {i for i in layers if i < min(len(src_spec), len(dst_spec)) and src_spec[i] == dst_spec[i]}
+    report.skipped = sorted({f"layer {i}" for i in layers} - {f"layer {i}" for i in same_layers})
     for key, value in src_sd.items():
-        if not key.startswith(prefixes) or key not in dst_sd:
+        parts = key.split(".")
+        if len(parts) < 3 or parts[0] != "model" or not parts[1].isdigit() or int(parts[1]) not in same_layers:
             continue
-        if dst_sd[key].shape != value.shape:
+        if key not in dst_sd or dst_sd[key].shape != value.shape:
             report.skipped.append(key)
             continue
         dst_sd[key] = value.clone()
@@ -145,9 +161,10 @@ def save_detection_init(model, names, path: Path) -> Path:
     return path
 
 
-def train_detector(data_yaml: Path, init: str | Path = "v8n", epochs: int = 20, imgsz: int = 256, batch: int = 16,
-                   workers: int = 2, seed: int = 0, project: Path = RUNS_DIR / "ultralytics", name: str = "det",
-                   freeze: int | None = None, **extra) -> Path:
+def train_detector(data_yaml: Path, init: str | Path = "v8n", epochs: int | None = None, imgsz: int | None = None,
+                   batch: int | None = None, workers: int | None = None, seed: int = 0,
+                   project: Path = RUNS_DIR / "ultralytics", name: str = "det", freeze: int | None = None,
+                   **extra) -> Path:
     """Train a detector from a model name/yaml (from scratch) or a local .pt (e.g. the transfer's output)."""
     ul = ultralytics()
     init = str(init)
@@ -155,10 +172,8 @@ def train_detector(data_yaml: Path, init: str | Path = "v8n", epochs: int = 20, 
     if init.endswith(".pt") and not Path(init).exists():
         raise EmoDetError(f"{init}: no such checkpoint (a missing .pt would be downloaded; offline we refuse)")
     yolo = ul.YOLO(source, task="detect")
-    kw = _train_kwargs(epochs, imgsz, batch, workers, seed, project, name, **{**DETECTOR_DEFAULTS, **extra})
-    if freeze:
-        kw["freeze"] = freeze
-    yolo.train(data=str(data_yaml), cache=True, **kw)
+    yolo.train(data=str(data_yaml), **_train_kwargs("detect", project, name, epochs=epochs, imgsz=imgsz, batch=batch,
+                                                     workers=workers, seed=seed, freeze=freeze or None, **extra))
     return _best(Path(project) / name)
 
 

@@ -14,7 +14,7 @@ from converters import pipeline
 from converters.convert import convert_affectnet
 from converters.darknet_files import classes_in_path, read_data_file
 from converters.labels import class_names, canonical_to_fer2013
-from converters.pipeline import ConvertOptions, convert_split
+from converters.pipeline import ConvertOptions
 
 OPTS = ConvertOptions(sizes=(48, 96), workers=1, progress=False)
 

@@ -83,3 +83,21 @@ def test_predict_and_evaluate_produce_valid_metrics(pipeline, tmp_path):
 
 def test_nothing_reached_for_the_network(pipeline, no_network):
     assert no_network == []
+
+
+def test_onnx_export_matches_pytorch_and_predict_cli_writes_outputs(pipeline, tmp_path):
+    import cv2
+    import numpy as np
+    from scripts.predict import OnnxDetector, letterbox, predict
+    onnx_path = ultra.export_onnx(pipeline["det"], 128)
+    image = cv2.imread(str(sorted((pipeline["root"] / "data" / "yolo" / "val").glob("*.jpg"))[0]))
+    padded, _, _ = letterbox(image, 128)
+    x = padded[:, :, ::-1].transpose(2, 0, 1)[None].astype(np.float32) / 255.0
+    model = ultra.ultralytics().YOLO(str(pipeline["det"])).model.float().eval()
+    with torch.no_grad():
+        ref = model(torch.from_numpy(x.copy()))[0].numpy()
+    got = OnnxDetector(onnx_path, 128).sess.run(None, {"images": x})[0]
+    assert got.shape == ref.shape and np.allclose(got, ref, atol=1e-3, rtol=1e-3)
+    r = predict(pipeline["root"] / "data" / "yolo" / "val", onnx_path, tmp_path / "out", imgsz=128, conf=0.001)
+    assert r["frames"] > 0 and (tmp_path / "out" / "detections.csv").read_text().startswith("source,frame,class")
+    assert len(list((tmp_path / "out").glob("*_annotated.jpg"))) == r["frames"]

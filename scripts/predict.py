@@ -1,0 +1,174 @@
+"""`python -m scripts.predict SOURCE --weights W`: run a one-stage emotion detector on an image, a folder of
+images or a video file; writes annotated images (or an annotated video) and one CSV of boxes
+(source, frame, class, name, score, x1, y1, x2, y2 in pixels). Backends: Ultralytics `.pt` (PyTorch) or its
+ONNX export (`.onnx`, run with ONNX Runtime)."""
+from __future__ import annotations
+
+import argparse
+import csv
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from converters.errors import EmoDetError, run_cli
+from converters.labels import class_names
+from converters.settings import RUNS_DIR
+from eval.plots import annotated_image
+
+IMAGES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+VIDEOS = {".mp4", ".avi", ".mov", ".mkv", ".webm"}
+
+
+def letterbox(image: np.ndarray, size: int) -> tuple[np.ndarray, float, tuple[int, int]]:
+    """Resize keeping aspect ratio and pad to size x size (grey 114, as Ultralytics); returns the gain and padding."""
+    h, w = image.shape[:2]
+    gain = min(size / h, size / w)
+    nh, nw = round(h * gain), round(w * gain)
+    top, left = (size - nh) // 2, (size - nw) // 2
+    canvas = np.full((size, size, 3), 114, np.uint8)
+    canvas[top:top + nh, left:left + nw] = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR)
+    return canvas, gain, (left, top)
+
+
+class OnnxDetector:
+    """An Ultralytics detector exported to ONNX (output (1, 4 + classes, anchors)), decoded with class-wise NMS."""
+
+    def __init__(self, path: Path, imgsz: int, threads: int | None = None):
+        import onnxruntime as ort
+        opts = ort.SessionOptions()
+        if threads:
+            opts.intra_op_num_threads = threads
+        self.sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        self.input = self.sess.get_inputs()[0].name
+        shape = self.sess.get_inputs()[0].shape
+        self.imgsz = shape[-1] if isinstance(shape[-1], int) else imgsz
+
+    def __call__(self, image: np.ndarray, conf: float, iou: float) -> np.ndarray:
+        """(n, 6) class, score, x1, y1, x2, y2 in pixels of `image`."""
+        padded, gain, (left, top) = letterbox(image, self.imgsz)
+        x = padded[:, :, ::-1].transpose(2, 0, 1)[None].astype(np.float32) / 255.0
+        out = self.sess.run(None, {self.input: np.ascontiguousarray(x)})[0][0]  # (4 + nc, anchors)
+        scores = out[4:]
+        cls, score = scores.argmax(0), scores.max(0)
+        keep = score >= conf
+        cx, cy, w, h = out[:4, keep]
+        boxes = np.stack([cx - w / 2, cy - h / 2, w, h], 1)
+        idx = cv2.dnn.NMSBoxesBatched(boxes.tolist(), score[keep].tolist(), cls[keep].tolist(), conf, iou) \
+            if keep.any() else []
+        idx = np.asarray(idx, int).reshape(-1)
+        b = boxes[idx]
+        x1, y1 = (b[:, 0] - left) / gain, (b[:, 1] - top) / gain
+        x2, y2 = x1 + b[:, 2] / gain, y1 + b[:, 3] / gain
+        hh, ww = image.shape[:2]
+        return np.c_[cls[keep][idx], score[keep][idx], np.clip(x1, 0, ww), np.clip(y1, 0, hh), np.clip(x2, 0, ww),
+                     np.clip(y2, 0, hh)]
+
+
+class TorchDetector:
+    def __init__(self, path: Path, imgsz: int):
+        from scripts.ultra import ultralytics
+        self.model = ultralytics().YOLO(str(path), task="detect")
+        self.imgsz = imgsz
+
+    def __call__(self, image: np.ndarray, conf: float, iou: float) -> np.ndarray:
+        r = self.model.predict(image, imgsz=self.imgsz, conf=conf, iou=iou, device="cpu", verbose=False)[0]
+        b = r.boxes
+        return np.c_[b.cls.numpy(), b.conf.numpy(), b.xyxy.numpy()] if len(b) else np.zeros((0, 6))
+
+
+def load_detector(weights: Path, imgsz: int):
+    weights = Path(weights)
+    if not weights.exists():
+        raise EmoDetError(f"{weights}: no such weights file")
+    return OnnxDetector(weights, imgsz) if weights.suffix == ".onnx" else TorchDetector(weights, imgsz)
+
+
+def frames(source: Path):
+    """(name, frame index, BGR image) for an image, a folder of images, or a video file."""
+    if source.is_dir():
+        files = sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGES)
+        if not files:
+            raise EmoDetError(f"{source}: no images")
+        for p in files:
+            img = cv2.imread(str(p))
+            if img is None:
+                raise EmoDetError(f"{p}: undecodable image")
+            yield p.name, 0, img
+    elif source.suffix.lower() in VIDEOS:
+        cap = cv2.VideoCapture(str(source))
+        if not cap.isOpened():
+            raise EmoDetError(f"{source}: cannot open video")
+        k = 0
+        while True:
+            ok, img = cap.read()
+            if not ok:
+                break
+            yield source.name, k, img
+            k += 1
+    elif source.is_file():
+        img = cv2.imread(str(source))
+        if img is None:
+            raise EmoDetError(f"{source}: not an image or a known video type")
+        yield source.name, 0, img
+    else:
+        raise EmoDetError(f"{source}: no such file or folder")
+
+
+def predict(source: Path, weights: Path, out: Path, imgsz: int = 256, conf: float = 0.25, iou: float = 0.7,
+            n_classes: int = 7) -> dict:
+    detector = load_detector(weights, imgsz)
+    names = class_names(n_classes)
+    out.mkdir(parents=True, exist_ok=True)
+    video = source.suffix.lower() in VIDEOS
+    writer, rows, n, t_model = None, [], 0, 0.0
+    for name, k, img in tqdm(frames(source), desc="predict", unit="frame"):
+        t0 = time.perf_counter()
+        det = detector(img, conf, iou)
+        t_model += time.perf_counter() - t0
+        n += 1
+        rows.extend([name, k, int(c), names[int(c)], f"{s:.4f}", *(f"{v:.1f}" for v in xyxy)]
+                    for c, s, *xyxy in det)
+        h, w = img.shape[:2]
+        norm = np.c_[det[:, :2], det[:, 2:] / [w, h, w, h]] if len(det) else np.zeros((0, 6))
+        drawn = annotated_image(img, norm, names)
+        if video:
+            if writer is None:
+                writer = cv2.VideoWriter(str(out / f"{source.stem}_annotated.mp4"), cv2.VideoWriter_fourcc(*"mp4v"),
+                                         25, (w, h))
+            writer.write(drawn)
+        else:
+            cv2.imwrite(str(out / f"{Path(name).stem}_annotated.jpg"), drawn)
+    if writer is not None:
+        writer.release()
+    with (out / "detections.csv").open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["source", "frame", "class", "name", "score", "x1", "y1", "x2", "y2"])
+        w.writerows(rows)
+    return dict(frames=n, boxes=len(rows), ms_per_frame=1000 * t_model / max(n, 1), out=str(out))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m scripts.predict", description=__doc__)
+    p.add_argument("source", type=Path, help="image, folder of images, or video file")
+    p.add_argument("--weights", type=Path, required=True, help="Ultralytics detector .pt or its .onnx export")
+    p.add_argument("--out", type=Path, default=RUNS_DIR / "predict")
+    p.add_argument("--imgsz", type=int, default=256)
+    p.add_argument("--conf", type=float, default=0.25)
+    p.add_argument("--iou", type=float, default=0.7)
+    p.add_argument("--classes", type=int, choices=(7, 8), default=7)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    r = predict(args.source, args.weights, args.out, args.imgsz, args.conf, args.iou, args.classes)
+    print(f"{r['frames']} frame(s), {r['boxes']} boxes, {r['ms_per_frame']:.1f} ms/frame (model); "
+          f"annotated output and detections.csv in {r['out']}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_cli(main))
