@@ -31,7 +31,7 @@ CROPS ?= $(OUT)/crops/48
 DATA_YAML ?= $(OUT)/yolo/data.yaml
 
 .PHONY: setup sample convert convert-fer2013 merge balance test demo bench clean help \
-        train-classifier partial train-detector
+        train-classifier partial train-detector export predict
 
 help:
 	@echo "make demo      - the whole pipeline on the embedded synthetic sample (sets everything up first)"
@@ -76,6 +76,15 @@ partial: $(STAMP)
 train-detector: $(STAMP)
 	$(PY) -m scripts.train_detector --cfg $(CFG) --data $(DATA_YAML) $(if $(INIT),--init $(INIT)) \
 	  $(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(IMGSZ),--imgsz $(IMGSZ))
+
+WEIGHTS ?= weights/det.pt
+SOURCE ?= data/affectnet/yolo/val
+
+export: $(STAMP)
+	$(PY) -m scripts.export $(WEIGHTS) $(if $(IMGSZ),--imgsz $(IMGSZ))
+
+predict: $(STAMP)
+	$(PY) -m scripts.predict $(SOURCE) --weights $(WEIGHTS) $(if $(IMGSZ),--imgsz $(IMGSZ))
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests

@@ -91,9 +91,13 @@ def report_text(m: dict) -> str:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python eval/detection.py", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--gt", type=Path, required=True, help="YOLO label folder, or a list file of image paths")
-    p.add_argument("--pred", type=Path, required=True,
+    p.add_argument("--gt", type=Path, default=None, help="YOLO label folder, or a list file of image paths")
+    p.add_argument("--pred", type=Path, default=None,
                    help="folder of YOLO+conf .txt files, or of Darknet comp4_det_test_<class>.txt files")
+    p.add_argument("--weights", type=Path, default=None,
+                   help="a trained detector (Ultralytics .pt): predict the ground-truth images first")
+    p.add_argument("--data", type=Path, default=None, help="with --weights: a data.yaml; evaluates its val split")
+    p.add_argument("--imgsz", type=int, default=256, help="with --weights: inference size")
     p.add_argument("--format", choices=("auto", "yolo", "darknet"), default="auto")
     p.add_argument("--names", type=Path, default=None, help="class names file (default: canonical 7/8 classes)")
     p.add_argument("--style", choices=sorted(STYLES), default="darknet")
@@ -104,8 +108,27 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def predictions_from_weights(args) -> tuple[Path, Path]:
+    """(ground-truth folder, prediction folder) after running --weights on the ground-truth images."""
+    from scripts.ultra import predict_to_yolo_txt
+    gt = args.gt
+    if gt is None and args.data:
+        import yaml
+        spec = yaml.safe_load(Path(args.data).read_text())
+        gt = Path(spec.get("path", Path(args.data).parent)) / spec["val"]
+    if gt is None or not Path(gt).is_dir():
+        raise EmoDetError("--weights needs --gt FOLDER (labels beside images) or --data data.yaml")
+    images = sorted(p for p in Path(gt).iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    out = args.pred or Path(args.json or args.weights).with_suffix("").parent / f"pred_{Path(args.weights).stem}"
+    return Path(gt), predict_to_yolo_txt(args.weights, images, Path(out), imgsz=args.imgsz)
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    if args.weights:
+        args.gt, args.pred = predictions_from_weights(args)
+    elif args.gt is None or args.pred is None:
+        raise EmoDetError("give --gt and --pred, or --weights with --gt/--data")
     m = evaluate_folders(args.gt, args.pred, args.style, args.names, args.conf, args.interp, args.format)
     print(report_text(m))
     if args.plots:

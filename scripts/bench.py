@@ -20,6 +20,7 @@ import numpy as np
 
 from converters.errors import run_cli
 from converters.settings import PROJECT_ROOT, RESULTS_DIR
+from eval.results import append_result
 
 BENCH_DIR = RESULTS_DIR / "bench"
 
@@ -106,6 +107,107 @@ def bench_fer2013() -> dict:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def inference_speed(onnx_path: Path, faces: np.ndarray, batch: int, threads: int, repeats: int = 3) -> float:
+    """Milliseconds per face with ONNX Runtime at a batch size and thread count (best of `repeats`)."""
+    from scripts.classifiers import load_classifier
+    clf = load_classifier(onnx_path, threads=threads)
+    clf.scores(faces[:batch])  # warm-up
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for i in range(0, len(faces), batch):
+            clf.scores(faces[i:i + batch])
+        best = min(best, (time.perf_counter() - t0) / len(faces) * 1000)
+    return best
+
+
+def bench_classifier(models: list[Path]) -> dict:
+    """PrivateTest top-1 (centre crop and ten-crop TTA) and ONNX Runtime speed of each FER model."""
+    from eval.confusion import DEFAULT_DATA, ensure_default_data, evaluate_classifier
+    data = ensure_default_data(DEFAULT_DATA)
+    rows = []
+    for onnx_path in models:
+        row = dict(model=onnx_path.name)
+        for tta in ("none", "tencrop"):
+            m = evaluate_classifier(onnx_path, data, "test", tta=tta)
+            row[f"top1_{tta}"] = m["top1"]
+            row[f"top2_{tta}"] = m["topk"]
+            row[f"macro_f1_{tta}"] = m["macro_f1"]
+        from eval.classify_data import load_faces
+        faces = load_faces(data, "test")[0][:512]
+        row["ms_b1_t1"] = inference_speed(onnx_path, faces[:200], 1, 1)
+        row["ms_b64_t2"] = inference_speed(onnx_path, faces, 64, 2)
+        rows.append(row)
+        import onnx
+        params = sum(int(np.prod(t.dims)) for t in onnx.load(str(onnx_path)).graph.initializer)
+        for tta in ("none", "tencrop"):
+            append_result("fer2013", dict(model=onnx_path.stem, split="PrivateTest", tta=tta, top1=row[f"top1_{tta}"],
+                                          top2=row[f"top2_{tta}"], macro_f1=row[f"macro_f1_{tta}"], params=params,
+                                          img_size=40, command=f"python eval/confusion.py --split PrivateTest "
+                                          f"--weights weights/{onnx_path.name} --tta {tta}"))
+    lines = ["FER2013 PrivateTest (3,573 faces; models selected on PublicTest only; 7 classes). Speed: ONNX Runtime "
+             "on this CPU, ms per face (batch 1 on 1 thread; batch 64 on 2 threads), centre crop.", "",
+             "| model | top-1 | top-2 | macro F1 | top-1 10-crop TTA | ms/face b1 t1 | faces/s b1 t1 | ms/face b64 t2 | faces/s b64 t2 |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['model']} | {r['top1_none']:.4f} | {r['top2_none']:.4f} | {r['macro_f1_none']:.4f} | "
+                     f"{r['top1_tencrop']:.4f} | {r['ms_b1_t1']:.3f} | {1000 / r['ms_b1_t1']:.0f} | "
+                     f"{r['ms_b64_t2']:.3f} | {1000 / r['ms_b64_t2']:.0f} |")
+    lines += ["", "Command: `python -m scripts.bench --parts classifier` (evaluation: `python eval/confusion.py "
+              "--split PrivateTest --weights weights/<model>.onnx [--tta tencrop]`)."]
+    return dict(rows=rows, markdown="\n".join(lines))
+
+
+def _epoch_seconds(run: Path) -> float:
+    """Mean wall-clock seconds per epoch from an Ultralytics run's results.csv (cumulative `time` column)."""
+    import csv
+    rows = list(csv.DictReader((run / "results.csv").open()))
+    return float(rows[-1]["time"]) / len(rows)
+
+
+def bench_transfer(epochs: int, cls_epochs: int, seed: int = 0) -> dict:
+    """Ultralytics on the synthetic sample: training speed of the -cls and detect models, and a detector
+    initialised from the classifier backbone vs one from scratch, equal epochs and seed, scored by eval/."""
+    from converters.convert import convert_affectnet
+    from converters.labels import class_names
+    from converters.pipeline import ConvertOptions
+    from converters.synthetic import generate_sample
+    from eval.detection import evaluate_folders
+    from scripts import ultra
+    root = PROJECT_ROOT / "runs" / "bench-transfer"
+    shutil.rmtree(root, ignore_errors=True)
+    generate_sample(root / "sample", 240, 60, seed=seed, progress=False)
+    convert_affectnet(root / "sample", ["training", "validation"], root / "data",
+                      ConvertOptions(sizes=(48,), formats=("crops", "yolo"), progress=False))
+    n_cls = len(list((root / "data" / "crops" / "48" / "train").glob("*/*.png")))
+    n_det = len(list((root / "data" / "yolo" / "train").glob("*.jpg")))
+    cls = ultra.train_classifier(root / "data" / "crops" / "48", "v8n", cls_epochs, seed=seed, project=root, name="cls")
+    model, report = ultra.transfer_backbone(cls, "v8n", 7)
+    init = ultra.save_detection_init(model, class_names(7), root / "init.pt")
+    val = sorted((root / "data" / "yolo" / "val").glob("*.jpg"))
+    out = dict(ultralytics=ultra.version(), epochs=epochs, cls_epochs=cls_epochs, seed=seed, moved=len(report.moved),
+               cls_images_per_s=n_cls / _epoch_seconds(root / "cls"), train_images=n_det)
+    for name, start in (("scratch", "v8n"), ("from_cls", init)):
+        best = ultra.train_detector(root / "data" / "yolo" / "data.yaml", start, epochs, seed=seed, project=root,
+                                    name=name)
+        pred = ultra.predict_to_yolo_txt(best, val, root / f"pred_{name}")
+        for style in ("darknet", "ultralytics"):
+            out[f"{name}_map50_{style}"] = evaluate_folders(root / "data" / "yolo" / "val", pred, style)["map50"]
+        out[f"{name}_det_images_per_s"] = n_det / _epoch_seconds(root / name)
+    lines = [f"Synthetic sample (240 train / 60 val images, seed {seed}), Ultralytics {out['ultralytics']}, v8n, 256 px, "
+             f"{epochs} epochs each, same seed; mAP@0.5 on the val split by `eval/detection.py`.", "",
+             "| detector start | mAP@0.5 (Darknet style) | mAP@0.5 (Ultralytics style) | train images/s |",
+             "|---|---:|---:|---:|"]
+    for name, label in (("scratch", "from scratch (yolov8n.yaml)"),
+                        ("from_cls", f"classifier backbone ({out['moved']} tensors from v8n-cls, {cls_epochs} epochs)")):
+        lines.append(f"| {label} | {out[f'{name}_map50_darknet']:.3f} | {out[f'{name}_map50_ultralytics']:.3f} | "
+                     f"{out[f'{name}_det_images_per_s']:.1f} |")
+    lines += ["", f"Classifier training (v8n-cls, 64 px): {out['cls_images_per_s']:.0f} images/s. Images/s include "
+              "validation each epoch. Command: `python -m scripts.bench --parts transfer`."]
+    out["markdown"] = "\n".join(lines)
+    return out
+
+
 def save(part: str, result: dict) -> None:
     BENCH_DIR.mkdir(parents=True, exist_ok=True)
     result = dict(result, machine=machine_info())
@@ -138,13 +240,18 @@ def benchmarks_markdown() -> str:
                       f"cores ({f['machine']['date']}). Command: `{f['command']}`", ""]
     if extra := parts.get("classifier"):
         lines += ["## FER classifiers", "", extra.get("markdown", ""), ""]
+    if extra := parts.get("transfer"):
+        lines += ["## Ultralytics: classifier-initialised vs from-scratch detector", "", extra["markdown"], ""]
     return "\n".join(lines).rstrip() + "\n"
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m scripts.bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--parts", nargs="+", default=["convert", "fer2013"], choices=["convert", "fer2013", "none"])
+    p.add_argument("--parts", nargs="+", default=["convert", "fer2013", "classifier"],
+                   choices=["convert", "fer2013", "classifier", "transfer", "none"])
+    p.add_argument("--det-epochs", type=int, default=30, help="transfer part: detector epochs (each start)")
+    p.add_argument("--models", type=Path, nargs="+", default=None, help="ONNX FER models (default: weights/fer2013-*.onnx)")
     p.add_argument("--images", type=int, default=3000, help="synthetic images for the conversion benchmark")
     p.add_argument("--side", type=int, default=450)
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
@@ -162,6 +269,19 @@ def main(argv=None) -> int:
         r = bench_fer2013()
         save("fer2013", r)
         print(f"fer2013: {r.get('seconds', 0):.0f} s {r.get('skipped', '')}")
+    if "classifier" in args.parts:
+        from converters.settings import WEIGHTS_DIR
+        models = args.models or sorted(WEIGHTS_DIR.glob("fer2013-*.onnx"))
+        if models:
+            r = bench_classifier(models)
+            save("classifier", r)
+            print(r["markdown"])
+        else:
+            print("classifier: no weights/fer2013-*.onnx to measure")
+    if "transfer" in args.parts:
+        r = bench_transfer(args.det_epochs, 30)
+        save("transfer", r)
+        print(r["markdown"])
     (PROJECT_ROOT / "BENCHMARKS.md").write_text(benchmarks_markdown())
     print(f"wrote {PROJECT_ROOT / 'BENCHMARKS.md'}")
     return 0

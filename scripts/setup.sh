@@ -10,7 +10,9 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 echo "[setup] installing pinned Python packages (torch is a CUDA build from local disk; it runs on the CPU)"
-.venv/bin/pip install --quiet --disable-pip-version-check -r requirements.txt
+# (this machine's pip config lists an extra local index whose missing folders pip warns about, one line each)
+.venv/bin/pip install --quiet --disable-pip-version-check -r requirements.txt 2>&1 | grep -v "is ignored: it is neither" || true
+.venv/bin/python -c "import torch, ultralytics, cv2, onnxruntime" || { echo "[setup] package install failed"; exit 1; }
 # The project itself goes on the venv's path (what an editable install does, without a build step), so
 # `python eval/confusion.py` and `python -m converters.convert` import converters/, eval/, scripts/.
 site=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')

@@ -149,3 +149,20 @@ def test_merge_removes_exact_duplicates_and_keeps_sources():
                                                  "affectnet": (b, np.array([1, 1, 3]))})
     assert len(px) == 4 and dropped == {"fer2013": 0, "affectnet": 2}
     assert src == ["fer2013"] * 3 + ["affectnet"] and list(y) == [0, 1, 2, 3]
+
+
+def test_oversampling_tops_every_class_up_to_the_largest(sample_dir, tmp_path):
+    import cv2
+    from converters.balance import oversample
+    from converters.convert import convert_affectnet
+    convert_affectnet(sample_dir, ["training", "validation"], tmp_path,
+                      ConvertOptions(sizes=(48,), formats=("crops",), workers=1, progress=False))
+    before = crop_index(tmp_path / "crops" / "48")
+    per = oversample(tmp_path / "crops" / "48", tmp_path / "balanced", seed=3)
+    after = crop_index(tmp_path / "balanced")
+    largest = max(sum(1 for _, c in before["train"] if c == n) for n in per)
+    for name in per:
+        assert sum(1 for _, c in after["train"] if c == name) == largest
+    assert len(after["val"]) == len(before["val"])  # val is linked unchanged
+    aug = next(p for p, _ in after["train"] if "_aug" in p.name)
+    assert cv2.imread(str(aug), cv2.IMREAD_UNCHANGED).shape == (48, 48)

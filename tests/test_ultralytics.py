@@ -101,3 +101,13 @@ def test_onnx_export_matches_pytorch_and_predict_cli_writes_outputs(pipeline, tm
     r = predict(pipeline["root"] / "data" / "yolo" / "val", onnx_path, tmp_path / "out", imgsz=128, conf=0.001)
     assert r["frames"] > 0 and (tmp_path / "out" / "detections.csv").read_text().startswith("source,frame,class")
     assert len(list((tmp_path / "out").glob("*_annotated.jpg"))) == r["frames"]
+
+
+def test_detection_cli_predicts_first_when_given_weights(pipeline, tmp_path):
+    from eval import detection
+    out = tmp_path / "m.json"
+    assert detection.main(["--weights", str(pipeline["det"]), "--data",
+                           str(pipeline["root"] / "data" / "yolo" / "data.yaml"), "--imgsz", "128",
+                           "--style", "coco", "--json", str(out)]) == 0
+    m = json.loads(out.read_text())
+    assert m["style"] == "coco" and m["n_images"] == len(list((pipeline["root"] / "data" / "yolo" / "val").glob("*.jpg")))
