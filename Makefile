@@ -67,14 +67,16 @@ balance: $(STAMP)
 	$(PY) -m converters.balance --data data/fer2013 --weights --folds 5
 
 train-classifier: $(STAMP)
-	$(PY) -m scripts.train_classifier --backend $(BACKEND) $(if $(filter ultralytics,$(BACKEND)),--crops $(CROPS) --model $(MODEL),$(if $(filter-out v8n,$(MODEL)),--model $(MODEL))) \
+	$(PY) -m scripts.train_classifier --backend $(BACKEND) $(if $(filter ultralytics,$(BACKEND)),--crops $(CROPS) --model $(MODEL),$(if $(filter torch,$(BACKEND)),$(if $(filter-out v8n,$(MODEL)),--model $(MODEL)),--darknet-data $(OUT)/darknet/48)) \
 	  $(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(IMGSZ),--imgsz $(IMGSZ))
 
+LAYERS ?= 9
+
 partial: $(STAMP)
-	$(PY) -m scripts.partial --backend $(BACKEND) --cfg $(CFG) --classes $(CLASSES)
+	$(PY) -m scripts.partial --backend $(BACKEND) --cfg $(CFG) --classes $(CLASSES) $(if $(filter darknet,$(BACKEND)),--layers $(LAYERS))
 
 train-detector: $(STAMP)
-	$(PY) -m scripts.train_detector --cfg $(CFG) --data $(DATA_YAML) $(if $(INIT),--init $(INIT)) \
+	$(PY) -m scripts.train_detector --backend $(BACKEND) --cfg $(CFG) --data $(DATA_YAML) $(if $(INIT),--init $(INIT)) \
 	  $(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(IMGSZ),--imgsz $(IMGSZ))
 
 WEIGHTS ?= weights/det.pt

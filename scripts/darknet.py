@@ -97,3 +97,161 @@ def kmeans_anchors(wh: np.ndarray, k: int = 6, iterations: int = 50, seed: int =
             break
         centres = new
     return centres[np.argsort(centres.prod(1))]
+
+
+def _data_file(src: Path, dst: Path, **override) -> Path:
+    """A run-local copy of a converter-written .data file (backup/results moved into the run folder)."""
+    from converters.darknet_files import data_file_text, read_data_file
+    entries = {**read_data_file(src), **{k: str(v) for k, v in override.items()}}
+    for key in ("backup", "results"):
+        if key in entries:
+            Path(entries[key]).mkdir(parents=True, exist_ok=True)  # Darknet saves nothing / segfaults without
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    dst.write_text(data_file_text(entries))
+    return dst
+
+
+def _batch1_copy(cfg: Path) -> Path:
+    """Inference copy with batch=1 and subdivisions=1 (`classifier csv`/`valid` misbehave with larger batches)."""
+    lines = []
+    for line in cfg.read_text().splitlines():
+        key = line.split("=", 1)[0].strip()
+        lines.append(f"{key}=1" if key in ("batch", "subdivisions") else line)
+    out = cfg.with_name(cfg.stem + "-batch1.cfg")
+    out.write_text("\n".join(lines) + "\n")
+    return out
+
+
+def list_length(path: Path) -> int:
+    return sum(1 for line in Path(path).read_text().splitlines() if line.strip())
+
+
+def train_classifier(data: Path, run: Path, epochs: float = 10, batch: int = 32, size: int = 48,
+                     learning_rate: float = 0.1, timeout: float | None = None) -> tuple[Path, Path]:
+    """Train the Darknet classifier on a converter-written classifier set (`darknet/<size>/`); resumes from the
+    run's `.backup` when present. Returns (cfg, final weights)."""
+    from converters.darknet_files import read_data_file
+    data = Path(data)
+    entries = read_data_file(data / "emotion-classifier.data")
+    n_train = list_length(entries["train"])
+    if n_train == 0:
+        raise EmoDetError(f"{entries['train']}: empty training list")
+    max_batches = max(1, int(round(epochs * n_train / batch)))
+    cfg = render_cfg("emotion-classifier", run / "emotion-classifier.cfg", batch=batch, size=size,
+                     max_crop=int(size * 1.15), learning_rate=learning_rate, max_batches=max_batches,
+                     classes=int(entries["classes"]))
+    data_file = _data_file(data / "emotion-classifier.data", run / "classifier.data", backup=run / "backup")
+    backup = run / "backup" / f"{cfg.stem}.backup"
+    args = ["classifier", "train", data_file.resolve(), cfg.resolve()] + ([backup.resolve()] if backup.exists() else [])
+    run_darknet(args, run, run / "train-classifier.log", timeout)
+    final = run / "backup" / f"{cfg.stem}.weights"
+    if not final.exists():
+        raise EmoDetError(f"Darknet classifier training wrote no {final} (see {run / 'train-classifier.log'})")
+    return cfg, final
+
+
+def validate_classifier(cfg: Path, weights: Path, data_file: Path, run: Path) -> dict:
+    """`darknet classifier valid`: the running top-1/top-k it prints, parsed from its last line."""
+    import re
+    text = run_darknet(["classifier", "valid", data_file.resolve(), _batch1_copy(cfg).resolve(), weights.resolve()],
+                       run, run / "valid-classifier.log")
+    hits = re.findall(r"(\d+): top 1: ([0-9.]+), top (\d+): ([0-9.]+)", text)
+    if not hits:
+        last = text.strip().splitlines()[-1] if text.strip() else ""
+        raise EmoDetError(f"darknet classifier valid printed no accuracy: {last!r} (see {run / 'valid-classifier.log'})")
+    n, top1, k, topk = hits[-1]
+    return dict(n=int(n) + 1, top1=float(top1), k=int(k), topk=float(topk))
+
+
+def yolo_anchors(train_list: Path, size: int) -> str:
+    """Anchor string for the cfg: k-means of the training boxes at the network input size."""
+    wh = []
+    for image in Path(train_list).read_text().split():
+        label = Path(image).with_suffix(".txt")
+        if label.exists():
+            for line in label.read_text().splitlines():
+                parts = line.split()
+                if len(parts) == 5:
+                    wh.append([float(parts[3]) * size, float(parts[4]) * size])
+    if len(wh) < 6:
+        raise EmoDetError(f"{train_list}: fewer than 6 labelled boxes; cannot fit anchors")
+    anchors = kmeans_anchors(np.array(wh), 6)
+    return ", ".join(f"{max(1, round(w))},{max(1, round(h))}" for w, h in anchors)
+
+
+def check_detection_set(data_file: Path, n_classes: int) -> None:
+    """Darknet silently trains on blank images or corrupt ids; refuse a set with missing labels or bad class ids."""
+    from converters.darknet_files import read_data_file
+    entries = read_data_file(data_file)
+    bad = []
+    for image in Path(entries["train"]).read_text().split():
+        label = Path(image).with_suffix(".txt")
+        if not Path(image).exists() or not label.exists():
+            bad.append(f"{image}: image or label missing")
+            continue
+        for k, line in enumerate(label.read_text().splitlines(), start=1):
+            parts = line.split()
+            if len(parts) != 5 or not parts[0].isdigit() or int(parts[0]) >= n_classes:
+                bad.append(f"{label}:{k}: {line.strip()!r}")
+    if bad:
+        raise EmoDetError(f"{len(bad)} bad training label(s) for Darknet, first: {bad[0]}")
+
+
+def train_detector(data: Path, run: Path, init: Path | None = None, epochs: float = 10, size: int = 160,
+                   batch: int = 16, subdivisions: int = 1, learning_rate: float = 0.001,
+                   timeout: float | None = None) -> tuple[Path, Path]:
+    """Train yolov3-tiny on a converter-written YOLO set (`yolo/emotion.data`), optionally from a partial
+    backbone (`init`, seen=0); resumes from the run's `.backup`. Returns (cfg, final weights)."""
+    from converters.darknet_files import read_data_file
+    data = Path(data)
+    entries = read_data_file(data / "emotion.data")
+    classes = int(entries["classes"])
+    check_detection_set(data / "emotion.data", classes)
+    n_train = list_length(entries["train"])
+    max_batches = max(1, int(round(epochs * n_train / batch)))
+    cfg = render_cfg("yolov3-tiny", run / "yolov3-tiny-emotion.cfg", batch=batch, subdivisions=subdivisions, size=size,
+                     learning_rate=learning_rate, burn_in=min(1000, max(1, max_batches // 10)),
+                     max_batches=max_batches, steps=f"{int(max_batches * 0.8)},{int(max_batches * 0.9)}",
+                     filters=(classes + 5) * 3, classes=classes, anchors=yolo_anchors(Path(entries["train"]), size))
+    data_file = _data_file(data / "emotion.data", run / "emotion.data", backup=run / "backup", results=run / "results")
+    backup = run / "backup" / f"{cfg.stem}.backup"
+    start = backup if backup.exists() else init
+    args = ["detector", "train", data_file.resolve(), cfg.resolve()] + ([Path(start).resolve()] if start else [])
+    run_darknet(args, run, run / "train-detector.log", timeout)
+    final = run / "backup" / f"{cfg.stem}_final.weights"
+    if not final.exists():
+        raise EmoDetError(f"Darknet detector training wrote no {final} (see {run / 'train-detector.log'})")
+    return cfg, final
+
+
+def validate_detector(cfg: Path, weights: Path, data_file: Path, run: Path) -> Path:
+    """`darknet detector valid` -> results/comp4_det_test_<class>.txt (pjreddie has no `detector map`; our eval
+    scores these files)."""
+    from converters.darknet_files import read_data_file
+    results = Path(read_data_file(data_file)["results"])
+    results.mkdir(parents=True, exist_ok=True)
+    for old in results.glob("comp4_det_test_*.txt"):
+        old.unlink()
+    run_darknet(["detector", "valid", data_file.resolve(), _batch1_copy(cfg).resolve(), weights.resolve()], run,
+                run / "valid-detector.log")
+    if not list(results.glob("comp4_det_test_*.txt")):
+        raise EmoDetError(f"darknet detector valid wrote no result files in {results} (see {run / 'valid-detector.log'})")
+    return results
+
+
+def training_curve(log: Path, out_csv: Path, out_png: Path | None = None) -> int:
+    """Darknet's per-iteration lines (`N: loss, avg avg, rate rate, s seconds, n images`, classifier lines carry
+    an epoch after N) -> CSV (+ loss-curve PNG). Returns the number of iterations found."""
+    import re
+    pattern = re.compile(r"^\s*(\d+)(?:, ([0-9.]+))?: ([-0-9.naif]+), ([-0-9.naif]+) avg, ([0-9.e-]+) rate, "
+                         r"([0-9.]+) seconds, (\d+) images", re.M)
+    rows = pattern.findall(Path(log).read_text(errors="replace"))
+    lines = ["iteration,epoch,loss,avg_loss,rate,seconds,images"] + [",".join(r) for r in rows]
+    out_csv.write_text("\n".join(lines) + "\n")
+    if out_png is not None and rows:
+        from eval.plots import plot_lines
+        it = np.array([int(r[0]) for r in rows])
+        plot_lines({"loss": (it, np.array([float(r[2]) for r in rows])),
+                    "avg loss": (it, np.array([float(r[3]) for r in rows]))}, out_png,
+                   f"Darknet training: {Path(log).name}", "iteration", "loss")
+    return len(rows)

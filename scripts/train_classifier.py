@@ -16,7 +16,9 @@ from converters.settings import DATA_DIR, RUNS_DIR
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m scripts.train_classifier", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--backend", choices=("ultralytics", "torch"), default="ultralytics")
+    p.add_argument("--backend", choices=("ultralytics", "torch", "darknet"), default="ultralytics")
+    p.add_argument("--darknet-data", type=Path, default=DATA_DIR / "affectnet" / "darknet" / "48",
+                   help="darknet: a converted Darknet classifier set")
     p.add_argument("--crops", type=Path, default=DATA_DIR / "affectnet" / "crops" / "48")
     p.add_argument("--model", default="v8n", help="ultralytics: v8n, 11n or a -cls yaml")
     p.add_argument("--epochs", type=int, default=None, help="default: cfg/ultralytics.yaml")
@@ -28,15 +30,31 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def train_darknet(args) -> int:
+    """Darknet classifier (cfg/emotion-classifier.cfg.in) on the converted set, then `classifier valid`."""
+    from scripts import darknet
+    run = RUNS_DIR / "darknet" / args.name
+    size = int(args.darknet_data.name) if args.darknet_data.name.isdigit() else 48
+    cfg, weights = darknet.train_classifier(args.darknet_data, run, epochs=args.epochs or 10, batch=args.batch or 32,
+                                            size=size)
+    darknet.training_curve(run / "train-classifier.log", run / "train-classifier.csv", run / "train-classifier.png")
+    v = darknet.validate_classifier(cfg, weights, run / "classifier.data", run)
+    print(f"Darknet classifier: {weights} (cfg {cfg}); validation top-1 {v['top1']:.4f}, top-{v['k']} {v['topk']:.4f} "
+          f"on {v['n']} faces; loss curve {run / 'train-classifier.png'}")
+    return 0
+
+
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     backend = argparse.ArgumentParser(add_help=False)
-    backend.add_argument("--backend", choices=("ultralytics", "torch"), default="ultralytics")
+    backend.add_argument("--backend", choices=("ultralytics", "torch", "darknet"), default="ultralytics")
     chosen, rest = backend.parse_known_args(argv)
     if chosen.backend == "torch":  # every other option belongs to the torch trainer
         from scripts.torch_classifier import main as torch_main
         return torch_main(rest)
     args = build_parser().parse_args(argv)
+    if args.backend == "darknet":
+        return train_darknet(args)
     from scripts import ultra
     best = ultra.train_classifier(args.crops, args.model, args.epochs, args.imgsz, args.batch, args.workers,
                                   args.seed, RUNS_DIR / "ultralytics", args.name)

@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from converters.errors import run_cli
+from converters.errors import EmoDetError, run_cli
 from converters.settings import DATA_DIR, RUNS_DIR
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m scripts.train_detector", description=__doc__)
-    p.add_argument("--backend", choices=("ultralytics",), default="ultralytics")
+    p.add_argument("--backend", choices=("ultralytics", "darknet"), default="ultralytics")
     p.add_argument("--cfg", default="v8n", help="v8n, 11n, v3-tiny or a model yaml (used when --init is absent)")
     p.add_argument("--init", type=Path, default=None, help="checkpoint from `make partial` (classifier backbone)")
     p.add_argument("--data", type=Path, default=DATA_DIR / "affectnet" / "yolo" / "data.yaml")
@@ -25,8 +25,30 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def train_darknet(args) -> int:
+    """yolov3-tiny with the Darknet binary (160 px, random=0), then `detector valid` scored by eval/."""
+    from converters.io import write_json
+    from eval.detection import evaluate_folders, report_text
+    from scripts import darknet
+    if args.cfg not in ("v3-tiny", "yolov3-tiny"):
+        raise EmoDetError(f"the Darknet backend trains v3-tiny (cfg/yolov3-tiny.cfg.in), not {args.cfg!r}")
+    yolo = args.data.parent if args.data.name == "data.yaml" else args.data
+    run = RUNS_DIR / "darknet" / args.name
+    cfg, weights = darknet.train_detector(yolo, run, args.init, epochs=args.epochs or 10, size=args.imgsz or 160,
+                                          batch=args.batch or 16)
+    darknet.training_curve(run / "train-detector.log", run / "train-detector.csv", run / "train-detector.png")
+    results = darknet.validate_detector(cfg, weights, run / "emotion.data", run)
+    m = evaluate_folders(yolo / "val", results, "darknet", yolo / "emotion.names")
+    print(report_text(m))
+    m.pop("_data")
+    print(f"weights {weights}; metrics {write_json(run / 'metrics.json', m)}; loss curve {run / 'train-detector.png'}")
+    return 0
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    if args.backend == "darknet":
+        return train_darknet(args)
     from scripts import ultra
     best = ultra.train_detector(args.data, args.init or args.cfg, args.epochs, args.imgsz, args.batch, args.workers,
                                 args.seed, RUNS_DIR / "ultralytics", args.name, freeze=args.freeze or None)

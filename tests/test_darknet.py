@@ -1,0 +1,79 @@
+"""The real Darknet binary on the synthetic sample with tiny budgets: files and parsing, not accuracy
+(batch-norm statistics need hundreds of iterations before outputs mean anything; shared/ENGINES.md)."""
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from converters.convert import convert_affectnet
+from converters.darknet_files import check_weights, read_weights
+from converters.errors import EmoDetError
+from converters.pipeline import ConvertOptions
+from eval.detection import evaluate_folders
+from scripts import darknet
+
+pytestmark = pytest.mark.skipif(shutil.which("darknet") is None and not __import__("os").environ.get("DARKNET"),
+                                reason="no darknet binary (apt-get install -y darknet, or set DARKNET)")
+
+
+@pytest.fixture(scope="module")
+def chain(sample_dir, tmp_path_factory):
+    root = tmp_path_factory.mktemp("dk")
+    convert_affectnet(sample_dir, ["training", "validation"], root / "data",
+                      ConvertOptions(sizes=(48,), formats=("darknet", "yolo"), workers=1, progress=False))
+    cls_cfg, cls_w = darknet.train_classifier(root / "data" / "darknet" / "48", root / "cls", epochs=0.3, batch=16)
+    valid = darknet.validate_classifier(cls_cfg, cls_w, root / "cls" / "classifier.data", root / "cls")
+    probe = darknet.render_cfg("yolov3-tiny", root / "probe.cfg", batch=1, subdivisions=1, size=160,
+                               learning_rate=0.001, burn_in=1, max_batches=1, steps="1,1", filters=36, classes=7,
+                               anchors="10,14, 23,27, 37,58, 81,82, 135,169, 344,319")
+    conv = darknet.partial(cls_cfg, cls_w, root / "cls.conv.9", 9, det_cfg=probe)
+    det_cfg, det_w = darknet.train_detector(root / "data" / "yolo", root / "det", init=conv, epochs=0.1, batch=4)
+    results = darknet.validate_detector(det_cfg, det_w, root / "det" / "emotion.data", root / "det")
+    return dict(root=root, cls_cfg=cls_cfg, cls_w=cls_w, valid=valid, conv=conv, det_cfg=det_cfg, det_w=det_w,
+                results=results)
+
+
+def test_weights_written_by_the_binary_pass_our_reader(chain):
+    assert check_weights(chain["cls_cfg"], chain["cls_w"])["floats"] > 0
+    assert check_weights(chain["det_cfg"], chain["det_w"])["seen"] > 0
+    header, floats = read_weights(chain["conv"])
+    assert header["seen"] == 0 and len(floats) == check_weights(chain["cls_cfg"], chain["conv"], 9)["floats"]
+
+
+def test_classifier_valid_is_parsed(chain):
+    v = chain["valid"]
+    assert v["n"] > 0 and 0 <= v["top1"] <= v["topk"] <= 1 and v["k"] == 2
+
+
+def test_detector_valid_output_is_evaluated(chain):
+    root = chain["root"]
+    m = evaluate_folders(root / "data" / "yolo" / "val", chain["results"], "darknet",
+                         root / "data" / "yolo" / "emotion.names")
+    assert m["n_images"] > 0 and 0 <= m["map50"] <= 1 and m["n_gt"] > 0
+
+
+def test_training_log_becomes_a_curve(chain):
+    root = chain["root"]
+    n = darknet.training_curve(root / "det" / "train-detector.log", root / "det.csv", root / "det.png")
+    assert n >= 1 and (root / "det.csv").read_text().startswith("iteration,") and (root / "det.png").exists()
+
+
+def test_bad_class_ids_are_refused_before_training(chain, tmp_path):
+    import shutil as sh
+    yolo = tmp_path / "yolo"
+    sh.copytree(chain["root"] / "data" / "yolo", yolo)
+    label = next((yolo / "train").glob("*.txt"))
+    label.write_text("9 0.5 0.5 0.2 0.2\n")
+    (yolo / "train.txt").write_text((yolo / "train.txt").read_text().replace(str(chain["root"] / "data" / "yolo"),
+                                                                            str(yolo)))
+    (yolo / "emotion.data").write_text((yolo / "emotion.data").read_text().replace(
+        str(chain["root"] / "data" / "yolo"), str(yolo)))
+    with pytest.raises(EmoDetError, match="bad training label"):
+        darknet.train_detector(yolo, tmp_path / "run", epochs=0.01, batch=2)
+
+
+def test_missing_binary_is_one_clear_line(monkeypatch):
+    monkeypatch.setenv("DARKNET", "/nonexistent/darknet")
+    with pytest.raises(EmoDetError, match="apt-get install -y darknet"):
+        darknet.darknet_binary()
