@@ -19,7 +19,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--imgsz", type=int, default=None)
     p.add_argument("--batch", type=int, default=None)
     p.add_argument("--workers", type=int, default=None)
-    p.add_argument("--freeze", type=int, default=0, help="freeze the first N layers (e.g. 9 = the transferred backbone)")
+    p.add_argument("--freeze", type=int, default=0, help="freeze the first N layers for the whole run")
+    p.add_argument("--freeze-epochs", type=int, default=0,
+                   help="with --init: keep the transferred backbone (layers 0-8) frozen for the first K epochs only")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--name", default="det")
     return p
@@ -50,8 +52,17 @@ def main(argv=None) -> int:
     if args.backend == "darknet":
         return train_darknet(args)
     from scripts import ultra
-    best = ultra.train_detector(args.data, args.init or args.cfg, args.epochs, args.imgsz, args.batch, args.workers,
-                                args.seed, RUNS_DIR / "ultralytics", args.name, freeze=args.freeze or None)
+    if args.freeze_epochs:
+        if not args.init:
+            raise EmoDetError("--freeze-epochs needs --init (a backbone to keep frozen)")
+        epochs = args.epochs or ultra.defaults("detect")["epochs"]
+        best = ultra.train_detector_frozen_first(args.data, args.init, args.freeze_epochs, epochs,
+                                                 project=RUNS_DIR / "ultralytics", name=args.name, imgsz=args.imgsz,
+                                                 batch=args.batch, workers=args.workers, seed=args.seed)
+    else:
+        best = ultra.train_detector(args.data, args.init or args.cfg, args.epochs, args.imgsz, args.batch,
+                                    args.workers, args.seed, RUNS_DIR / "ultralytics", args.name,
+                                    freeze=args.freeze or None)
     print(f"detector: {best} (copied to {ultra.publish(best, args.name)}; Ultralytics {ultra.version()})")
     return 0
 

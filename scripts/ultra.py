@@ -177,6 +177,18 @@ def train_detector(data_yaml: Path, init: str | Path = "v8n", epochs: int | None
     return _best(Path(project) / name)
 
 
+def train_detector_frozen_first(data_yaml: Path, init: Path, frozen_epochs: int, epochs: int, layers: int = 9,
+                                project: Path = RUNS_DIR / "ultralytics", name: str = "det", **kw) -> Path:
+    """Two phases: `frozen_epochs` with the transferred backbone (layers 0..layers-1) frozen, so the fresh neck
+    and head adapt first, then the rest of `epochs` with everything trainable (a new schedule from phase 1's
+    last weights)."""
+    if not 0 < frozen_epochs < epochs:
+        raise EmoDetError(f"frozen epochs must lie between 0 and {epochs}, got {frozen_epochs}")
+    train_detector(data_yaml, init, frozen_epochs, project=project, name=f"{name}-frozen", freeze=layers, **kw)
+    last = Path(project) / f"{name}-frozen" / "weights" / "last.pt"
+    return train_detector(data_yaml, last, epochs - frozen_epochs, project=project, name=name, **kw)
+
+
 def predict_to_yolo_txt(weights: Path, images: list[Path], out: Path, imgsz: int = 256, conf: float = 0.001,
                         iou: float = 0.7, batch: int = 16) -> Path:
     """Run a detector and write one `<stem>.txt` per image: `class cx cy w h conf` (normalised), the

@@ -111,3 +111,18 @@ def test_detection_cli_predicts_first_when_given_weights(pipeline, tmp_path):
                            "--style", "coco", "--json", str(out)]) == 0
     m = json.loads(out.read_text())
     assert m["style"] == "coco" and m["n_images"] == len(list((pipeline["root"] / "data" / "yolo" / "val").glob("*.jpg")))
+
+
+def test_frozen_first_epochs_keep_the_backbone_then_train_it(pipeline):
+    root = pipeline["root"]
+    best = ultra.train_detector_frozen_first(root / "data" / "yolo" / "data.yaml", pipeline["init"], 1, 2,
+                                             project=root / "runs", name="frozen", imgsz=128, batch=8, workers=0)
+    init = torch.load(pipeline["init"], map_location="cpu", weights_only=False)["model"].float().state_dict()
+    phase1 = torch.load(root / "runs" / "frozen-frozen" / "weights" / "last.pt", map_location="cpu",
+                        weights_only=False)
+    p1 = (phase1.get("ema") or phase1["model"]).float().state_dict()
+    conv = "model.2.cv1.conv.weight"  # a transferred backbone weight: unchanged while frozen
+    assert torch.equal(p1[conv], init[conv])
+    assert not torch.equal(p1["model.22.cv2.0.0.conv.weight"], init["model.22.cv2.0.0.conv.weight"])
+    final = torch.load(best, map_location="cpu", weights_only=False)
+    assert not torch.equal((final.get("ema") or final["model"]).float().state_dict()[conv], init[conv])
