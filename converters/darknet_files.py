@@ -132,11 +132,9 @@ def layer_shapes(sections) -> list[dict]:
             s = int(opt.get("stride", 2))
             h, w = h * s, w * s
         elif kind == "route":
-            if "groups" in opt:
-                raise EmoDetError(f"layer {index}: [route] with groups is a YOLOv4 feature pjreddie Darknet lacks")
             refs = [r if r >= 0 else index + r for r in _ints(opt["layers"])]
             h, w = out[refs[0]]["h"], out[refs[0]]["w"]
-            c = sum(out[r]["c"] for r in refs)
+            c = sum(out[r]["c"] for r in refs) // int(opt.get("groups", 1))  # groups: YOLOv4's channel split
         elif kind == "shortcut":
             ref = int(opt["from"])
             ref = ref if ref >= 0 else index + ref

@@ -51,6 +51,29 @@ def render_cfg(template: str, out: Path, **values) -> Path:
     return out
 
 
+CFG_PROBLEMS = ("Unused field", "Couldn't find activation", "Type not recognized", "not recognized")
+
+
+def cfg_problems(cfg: Path) -> list[str]:
+    """What the chosen binary's parser complains about in `cfg` (pjreddie Darknet ignores YOLOv4 fields such
+    as route groups or scale_x_y with a warning and would train a different network): empty when it parses."""
+    from converters.darknet_files import write_weights
+    probe = cfg.parent / ".cfg-probe"
+    probe.mkdir(parents=True, exist_ok=True)
+    write_weights(probe / "empty.weights", [])
+    text = run_darknet(["partial", cfg.resolve(), (probe / "empty.weights").resolve(), (probe / "out.weights").resolve(),
+                        0], probe, probe / "parse.log")
+    shutil.rmtree(probe, ignore_errors=True)
+    return sorted({line.strip() for line in text.splitlines() if any(p in line for p in CFG_PROBLEMS)})
+
+
+def require_parsable(cfg: Path) -> None:
+    problems = cfg_problems(cfg)
+    if problems:
+        raise EmoDetError(f"{darknet_binary()} cannot parse {cfg.name} ({'; '.join(problems[:3])}); use a "
+                          f"newer Darknet (AlexeyAB/Hank.ai) via DARKNET=/path/to/darknet, or CFG=v3-tiny")
+
+
 def shared_layers(cls_cfg: Path, det_cfg: Path) -> int:
     """How many leading layers the two cfgs share exactly (type, stored floats, output channels)."""
     a = layer_shapes(parse_cfg(Path(cls_cfg).read_text()))
@@ -197,11 +220,19 @@ def check_detection_set(data_file: Path, n_classes: int) -> None:
         raise EmoDetError(f"{len(bad)} bad training label(s) for Darknet, first: {bad[0]}")
 
 
+DETECTOR_TEMPLATES = {"v3-tiny": "yolov3-tiny", "yolov3-tiny": "yolov3-tiny", "v4-tiny": "yolov4-tiny",
+                      "yolov4-tiny": "yolov4-tiny"}
+
+
 def train_detector(data: Path, run: Path, init: Path | None = None, epochs: float = 10, size: int = 160,
                    batch: int = 16, subdivisions: int = 1, learning_rate: float = 0.001,
-                   timeout: float | None = None) -> tuple[Path, Path]:
-    """Train yolov3-tiny on a converter-written YOLO set (`yolo/emotion.data`), optionally from a partial
-    backbone (`init`, seen=0); resumes from the run's `.backup`. Returns (cfg, final weights)."""
+                   timeout: float | None = None, model: str = "v3-tiny") -> tuple[Path, Path]:
+    """Train yolov3-tiny (or v4-tiny on newer builds) on a converter-written YOLO set (`yolo/emotion.data`),
+    optionally from a partial backbone (`init`, seen=0); resumes from the run's `.backup`.
+    Returns (cfg, final weights)."""
+    if model not in DETECTOR_TEMPLATES:
+        raise EmoDetError(f"unknown Darknet detector {model!r}; use {', '.join(DETECTOR_TEMPLATES)}")
+    template = DETECTOR_TEMPLATES[model]
     from converters.darknet_files import read_data_file
     data = Path(data)
     entries = read_data_file(data / "emotion.data")
@@ -209,10 +240,11 @@ def train_detector(data: Path, run: Path, init: Path | None = None, epochs: floa
     check_detection_set(data / "emotion.data", classes)
     n_train = list_length(entries["train"])
     max_batches = max(1, int(round(epochs * n_train / batch)))
-    cfg = render_cfg("yolov3-tiny", run / "yolov3-tiny-emotion.cfg", batch=batch, subdivisions=subdivisions, size=size,
+    cfg = render_cfg(template, run / f"{template}-emotion.cfg", batch=batch, subdivisions=subdivisions, size=size,
                      learning_rate=learning_rate, burn_in=min(1000, max(1, max_batches // 10)),
                      max_batches=max_batches, steps=f"{int(max_batches * 0.8)},{int(max_batches * 0.9)}",
                      filters=(classes + 5) * 3, classes=classes, anchors=yolo_anchors(Path(entries["train"]), size))
+    require_parsable(cfg)
     data_file = _data_file(data / "emotion.data", run / "emotion.data", backup=run / "backup", results=run / "results")
     backup = run / "backup" / f"{cfg.stem}.backup"
     start = backup if backup.exists() else init

@@ -30,6 +30,16 @@ def export_torch_classifier(weights: Path, out: Path | None = None, opset: int =
     return out
 
 
+def slim_checkpoint(src: Path, dst: Path) -> Path:
+    """The checkpoint without optimizer/scheduler state: what users load (and what fits in git)."""
+    import torch
+    ck = torch.load(src, map_location="cpu", weights_only=False)
+    keep = {k: ck[k] for k in ("model", "arch", "classes", "preprocess", "epoch", "args", "best_val", "history") if k in ck}
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(keep, dst)
+    return dst
+
+
 def max_abs_difference(weights: Path, onnx_path: Path, faces: np.ndarray) -> float:
     """Largest |logit| difference between the torch checkpoint and its ONNX export on the same faces."""
     from scripts.classifiers import load_classifier
@@ -42,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m scripts.export", description=__doc__)
     p.add_argument("weights", type=Path, nargs="+", help="EmoDet torch .pt or Ultralytics .pt files")
     p.add_argument("--imgsz", type=int, default=256, help="Ultralytics models: input size")
+    p.add_argument("--ship", default=None, help="torch classifier: also write weights/<SHIP>.pt (slim) and .onnx")
     return p
 
 
@@ -53,6 +64,9 @@ def main(argv=None) -> int:
     for w in args.weights:
         ck = torch.load(w, map_location="cpu", weights_only=False)
         if isinstance(ck, dict) and "arch" in ck:
+            if args.ship:
+                from converters.settings import WEIGHTS_DIR
+                w = slim_checkpoint(w, WEIGHTS_DIR / f"{args.ship}.pt")
             out = export_torch_classifier(w)
             faces = np.random.default_rng(0).integers(0, 255, (8, 48, 48)).astype(np.uint8)
             print(f"{w} -> {out} (max |logit| difference on 8 faces: {max_abs_difference(w, out, faces):.2e})")

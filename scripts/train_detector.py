@@ -32,12 +32,10 @@ def train_darknet(args) -> int:
     from converters.io import write_json
     from eval.detection import evaluate_folders, report_text
     from scripts import darknet
-    if args.cfg not in ("v3-tiny", "yolov3-tiny"):
-        raise EmoDetError(f"the Darknet backend trains v3-tiny (cfg/yolov3-tiny.cfg.in), not {args.cfg!r}")
     yolo = args.data.parent if args.data.name == "data.yaml" else args.data
     run = RUNS_DIR / "darknet" / args.name
     cfg, weights = darknet.train_detector(yolo, run, args.init, epochs=args.epochs or 10, size=args.imgsz or 160,
-                                          batch=args.batch or 16)
+                                          batch=args.batch or 16, model=args.cfg)
     darknet.training_curve(run / "train-detector.log", run / "train-detector.csv", run / "train-detector.png")
     results = darknet.validate_detector(cfg, weights, run / "emotion.data", run)
     m = evaluate_folders(yolo / "val", results, "darknet", yolo / "emotion.names")

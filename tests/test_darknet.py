@@ -77,3 +77,20 @@ def test_missing_binary_is_one_clear_line(monkeypatch):
     monkeypatch.setenv("DARKNET", "/nonexistent/darknet")
     with pytest.raises(EmoDetError, match="apt-get install -y darknet"):
         darknet.darknet_binary()
+
+
+def test_v4_tiny_is_refused_in_one_line_by_a_build_that_cannot_parse_it(tmp_path):
+    from converters.darknet_files import layer_shapes, parse_cfg
+    cfg = darknet.render_cfg("yolov4-tiny", tmp_path / "v4.cfg", batch=1, subdivisions=1, size=160,
+                             learning_rate=0.001, burn_in=1, max_batches=1, steps="1,1", filters=36, classes=7,
+                             anchors="10,14, 23,27, 37,58, 81,82, 135,169, 344,319")
+    shapes = layer_shapes(parse_cfg(cfg.read_text()))
+    assert len(shapes) == 38 and shapes[3]["c"] == 32 and shapes[29]["c"] == 36  # groups split channels in half
+    problems = darknet.cfg_problems(cfg)
+    if darknet.cfg_problems(darknet.render_cfg("yolov3-tiny", tmp_path / "v3.cfg", batch=1, subdivisions=1, size=160,
+                                               learning_rate=0.001, burn_in=1, max_batches=1, steps="1,1",
+                                               filters=36, classes=7, anchors="1,1, 2,2, 3,3, 4,4, 5,5, 6,6")):
+        pytest.fail("yolov3-tiny must parse cleanly")
+    if "groups" in " ".join(problems):  # pjreddie (Debian) build
+        with pytest.raises(EmoDetError, match="cannot parse v4.cfg .*Unused field"):
+            darknet.require_parsable(cfg)
