@@ -92,7 +92,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q tests
 
 demo: $(STAMP)
-	$(PY) -m scripts.demo
+	$(PY) -m scripts.demo --backend $(BACKEND)
 
 bench: $(STAMP)
 	$(PY) -m scripts.bench

@@ -41,40 +41,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--imgsz", type=int, default=256)
     p.add_argument("--det", default="v8n", help="detector family (v8n or 11n: both have a -cls twin)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--backend", choices=("ultralytics", "darknet"), default="ultralytics",
+                   help="darknet: Darknet classifier -> partial -> yolov3-tiny (single-threaded; about 20 min)")
+    p.add_argument("--dk-cls-epochs", type=float, default=60, help="darknet classifier epochs over the crops")
+    p.add_argument("--dk-det-epochs", type=float, default=20,
+                   help="darknet detector epochs (>= 500 iterations are needed before batch-norm statistics settle)")
     return p
 
 
-def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
-    import cv2
-    import numpy as np
-    from converters.convert import convert_affectnet
+def ultralytics_chain(args, st: Stages, data: Path, out: Path):
+    """Stages 3-6 with Ultralytics; returns (classifier metrics, detector metrics, predictions, engine)."""
     from converters.labels import class_names
-    from converters.pipeline import ConvertOptions, summary_text
-    from converters.synthetic import generate_sample
     from eval.confusion import evaluate_classifier, write_outputs
     from eval.detection import evaluate_folders, write_plots
-    from eval.plots import annotated_image
+    from eval.detection_io import read_yolo_predictions
     from scripts import ultra
-
-    out = args.out.resolve()
-    st = Stages()
-    sample = out / "sample" / "affectnet"
-    names = class_names(7)
-    st.run("1 synthetic AffectNet-format sample", generate_sample, sample, args.train_images, args.val_images,
-           args.seed, progress=False)
-    data = out / "data"
-    opts = ConvertOptions(sizes=(48,), formats=("crops", "yolo"), progress=False)
-    converted = st.run("2 convert (48 px crops + YOLO set)", convert_affectnet, sample, ["training", "validation"],
-                       data, opts)
-    for report, _, _ in converted:
-        print(summary_text(report, opts))
     runs = out / "runs"
     cls_best = st.run("3 pretrain classifier (Ultralytics -cls, 64 px)", ultra.train_classifier, data / "crops" / "48",
                       args.det, args.cls_epochs, 64, 32, 2, args.seed, runs, "cls")
     model, report = st.run("4 transfer classifier backbone -> detector", ultra.transfer_backbone, cls_best, args.det, 7)
     print(report.summary())
-    init = ultra.save_detection_init(model, names, runs / "det-init.pt")
+    init = ultra.save_detection_init(model, class_names(7), runs / "det-init.pt")
     det_best = st.run(f"5 train detector ({args.det}, {args.imgsz} px)", ultra.train_detector,
                       data / "yolo" / "data.yaml", init, args.det_epochs, args.imgsz, 16, 2, args.seed, runs, "det")
 
@@ -85,34 +72,97 @@ def main(argv=None) -> int:
         pred = ultra.predict_to_yolo_txt(det_best, val_images, out / "predictions", imgsz=args.imgsz)
         dets = {s: evaluate_folders(data / "yolo" / "val", pred, s) for s in ("darknet", "ultralytics")}
         write_plots(dets["darknet"], out / "plots")
-        for image in val_images[:6]:
-            rows = np.loadtxt(pred / f"{image.stem}.txt", ndmin=2).reshape(-1, 6)
-            rows = rows[rows[:, 5] >= 0.25]
-            xyxy = np.c_[rows[:, 0], rows[:, 5], rows[:, 1] - rows[:, 3] / 2, rows[:, 2] - rows[:, 4] / 2,
-                         rows[:, 1] + rows[:, 3] / 2, rows[:, 2] + rows[:, 4] / 2]
-            (out / "plots").mkdir(exist_ok=True)
-            cv2.imwrite(str(out / "plots" / f"annotated_{image.stem}.jpg"), annotated_image(cv2.imread(str(image)), xyxy, names))
-        return cls, dets
+        return cls, dets, pred
 
-    cls, dets = st.run("6 evaluate on the validation split", evaluate)
+    cls, dets, pred = st.run("6 evaluate on the validation split", evaluate)
+    cls["model"] = f"{args.det}-cls 64 px"
+    dets["model"] = f"{args.det} {args.imgsz} px, initialised from the classifier backbone"
+    return cls, dets, read_yolo_predictions(pred), f"Ultralytics {ultra.version()}"
+
+
+def darknet_chain(args, st: Stages, data: Path, out: Path):
+    """Stages 3-6 with the Darknet binary (classifier -> partial -> yolov3-tiny -> detector valid -> eval)."""
+    from eval.detection import evaluate_folders, write_plots
+    from eval.detection_io import image_sizes, read_darknet_results
+    from scripts import darknet
+    runs = out / "runs"
+    cfg, weights = st.run("3 pretrain classifier (Darknet, 48 px)", darknet.train_classifier, data / "darknet" / "48",
+                          runs / "cls", args.dk_cls_epochs, 32, 48)
+    probe = darknet.render_cfg("yolov3-tiny", runs / "shape-check.cfg", batch=1, subdivisions=1, size=160,
+                               learning_rate=0.001, burn_in=1, max_batches=1, steps="1,1", filters=36, classes=7,
+                               anchors="10,14, 23,27, 37,58, 81,82, 135,169, 344,319")
+    conv = st.run("4 darknet partial (9 layers)", darknet.partial, cfg, weights, runs / "emotion-classifier.conv.9", 9,
+                  probe)
+    det_cfg, det_w = st.run("5 train detector (yolov3-tiny, 160 px)", darknet.train_detector, data / "yolo",
+                            runs / "det", conv, args.dk_det_epochs, 160, 8)
+
+    def evaluate():
+        v = darknet.validate_classifier(cfg, weights, runs / "cls" / "classifier.data", runs / "cls")
+        results = darknet.validate_detector(det_cfg, det_w, runs / "det" / "emotion.data", runs / "det")
+        names = data / "yolo" / "emotion.names"
+        dets = {s: evaluate_folders(data / "yolo" / "val", results, s, names) for s in ("darknet", "ultralytics")}
+        write_plots(dets["darknet"], out / "plots")
+        for log in ("cls/train-classifier", "det/train-detector"):
+            darknet.training_curve(runs / f"{log}.log", runs / f"{log}.csv", out / "plots" / f"{log.split('/')[1]}.png")
+        return v, dets, results
+
+    v, dets, results = st.run("6 evaluate on the validation split", evaluate)
+    cls = dict(top1=v["top1"], topk=v["topk"], n=v["n"], model="Darknet classifier 48 px (classifier valid)")
+    dets["model"] = "yolov3-tiny 160 px from the classifier's first 9 layers"
+    labels = [n for n in (data / "yolo" / "emotion.names").read_text().split()]
+    pred = read_darknet_results(results, labels, image_sizes(data / "yolo" / "val"))
+    return cls, dets, pred, f"Darknet {darknet.darknet_binary()}"
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    import cv2
+    import numpy as np
+    from converters.convert import convert_affectnet
+    from converters.labels import class_names
+    from converters.pipeline import ConvertOptions, summary_text
+    from converters.synthetic import generate_sample
+    from eval.plots import annotated_image
+
+    out = args.out.resolve()
+    st = Stages()
+    sample = out / "sample" / "affectnet"
+    names = class_names(7)
+    st.run("1 synthetic AffectNet-format sample", generate_sample, sample, args.train_images, args.val_images,
+           args.seed, progress=False)
+    data = out / "data"
+    fmt = ("darknet", "yolo") if args.backend == "darknet" else ("crops", "yolo")
+    opts = ConvertOptions(sizes=(48,), formats=fmt, progress=False)
+    converted = st.run(f"2 convert (48 px {fmt[0]} set + YOLO set)", convert_affectnet, sample, ["training", "validation"],
+                       data, opts)
+    for report, _, _ in converted:
+        print(summary_text(report, opts))
+    chain = darknet_chain if args.backend == "darknet" else ultralytics_chain
+    cls, dets, pred, engine = chain(args, st, data, out)
+    for image in sorted((data / "yolo" / "val").glob("*.jpg"))[:6]:
+        rows = pred.get(image.stem, np.zeros((0, 6)))
+        rows = rows[rows[:, 1] >= 0.25]
+        (out / "plots").mkdir(exist_ok=True)
+        cv2.imwrite(str(out / "plots" / f"annotated_{image.stem}.jpg"), annotated_image(cv2.imread(str(image)), rows, names))
     for m in dets.values():
-        m.pop("_data", None)
-    summary = dict(classifier=dict(top1=cls["top1"], top2=cls["topk"], macro_f1=cls["macro_f1"], n=cls["n"]),
+        if isinstance(m, dict):
+            m.pop("_data", None)
+    summary = dict(classifier=dict(top1=cls["top1"], top2=cls["topk"], macro_f1=cls.get("macro_f1"), n=cls["n"],
+                                   model=cls["model"]),
                    detector={s: {k: m[k] for k in ("map50", "map50_95", "precision", "recall", "f1", "conf")}
-                             for s, m in dets.items()},
-                   seconds=st.times, ultralytics=ultra.version())
+                             for s, m in dets.items() if isinstance(m, dict)},
+                   seconds=st.times, engine=engine)
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     d, u = dets["darknet"], dets["ultralytics"]
     print("\n" + "=" * 78)
-    print(f"EmoDet demo (synthetic sample, validation split: {cls['n']} faces in {d['n_images']} images; "
-          f"Ultralytics {ultra.version()})")
-    print(f"  classifier  {args.det}-cls 64 px:   top-1 {cls['top1']:.3f}   top-2 {cls['topk']:.3f}   "
-          f"macro F1 {cls['macro_f1']:.3f}")
-    print(f"  detector    {args.det} {args.imgsz} px (Darknet style: AUC AP, IoU>0.5, P/R at conf 0.25):")
+    print(f"EmoDet demo (synthetic sample, validation split: {cls['n']} faces in {d['n_images']} images; {engine})")
+    f1 = f"macro F1 {cls['macro_f1']:.3f}" if "macro_f1" in cls else "(Darknet's classifier valid reports top-k only)"
+    print(f"  classifier  {cls['model']}:   top-1 {cls['top1']:.3f}   top-2 {cls['topk']:.3f}   {f1}")
+    print(f"  detector    {dets['model']} (Darknet style: AUC AP, IoU>0.5, P/R at conf 0.25):")
     print(f"              mAP@0.5 {d['map50']:.3f}   mAP@0.5:0.95 {d['map50_95']:.3f}   P {d['precision']:.3f}   "
           f"R {d['recall']:.3f}   F1 {d['f1']:.3f}")
     print(f"              (Ultralytics style: mAP@0.5 {u['map50']:.3f}, P {u['precision']:.3f}, R {u['recall']:.3f} "
-          f"at max-F1 conf {u['conf']:.2f})")
+          f"at max-F1 conf {u['conf']:.2f}; annotated images show conf >= 0.25)")
     print("  timings     " + ", ".join(f"{k.split(' ', 1)[0]}: {v:.0f} s" for k, v in st.times.items())
           + f"; total {sum(st.times.values()) / 60:.1f} min")
     print(f"  outputs     {out / 'plots'} (confusion matrix, PR curve, annotated images), {out / 'summary.json'}")
