@@ -30,7 +30,7 @@ INIT ?=
 CROPS ?= $(OUT)/crops/48
 DATA_YAML ?= $(OUT)/yolo/data.yaml
 
-.PHONY: setup sample convert convert-fer2013 merge balance test demo bench clean help \
+.PHONY: setup sample convert convert-fer2013 scenes merge balance test demo bench clean help \
         train-classifier partial train-detector export predict
 
 help:
@@ -59,6 +59,9 @@ convert: $(STAMP) $(if $(filter data/sample/affectnet,$(AFFECTNET)),$(AFFECTNET)
 
 convert-fer2013: $(STAMP)
 	$(PY) -m converters.fer2013 $(if $(FER2013),--fer2013 $(FER2013)) $(if $(FERPLUS),--ferplus $(FERPLUS))
+
+scenes: $(STAMP)
+	$(PY) -m converters.scenes $(if $(FER2013),--fer2013 $(FER2013))
 
 merge: $(STAMP)
 	$(PY) -m converters.merge --affectnet $(OUT)
