@@ -155,7 +155,8 @@ def layer_shapes(sections) -> list[dict]:
 WEIGHTS_VERSION = (0, 2, 5)
 
 
-def read_weights(path: Path) -> tuple[dict, "np.ndarray"]:
+def read_weights(path: Path) -> tuple[dict, object]:
+    """(header, float32 array of every stored value)."""
     import numpy as np
     data = Path(path).read_bytes()
     if len(data) < 16:

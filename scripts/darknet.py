@@ -164,13 +164,22 @@ def train_classifier(data: Path, run: Path, epochs: float = 10, batch: int = 32,
                      max_crop=int(size * 1.15), learning_rate=learning_rate, max_batches=max_batches,
                      classes=int(entries["classes"]))
     data_file = _data_file(data / "emotion-classifier.data", run / "classifier.data", backup=run / "backup")
+    return cfg, _train("classifier", data_file, cfg, run, None, f"{cfg.stem}.weights", timeout)
+
+
+def _train(kind: str, data_file: Path, cfg: Path, run: Path, init: Path | None, final_name: str,
+           timeout: float | None) -> Path:
+    """`darknet <kind> train`, resuming from the run's `.backup` when one exists (else from `init`); returns the
+    final weights, which must exist (Darknet exits 0 even when it saved nothing)."""
     backup = run / "backup" / f"{cfg.stem}.backup"
-    args = ["classifier", "train", data_file.resolve(), cfg.resolve()] + ([backup.resolve()] if backup.exists() else [])
-    run_darknet(args, run, run / "train-classifier.log", timeout)
-    final = run / "backup" / f"{cfg.stem}.weights"
+    start = backup if backup.exists() else init
+    args = [kind, "train", data_file.resolve(), cfg.resolve()] + ([Path(start).resolve()] if start else [])
+    log = run / f"train-{kind}.log"
+    run_darknet(args, run, log, timeout)
+    final = run / "backup" / final_name
     if not final.exists():
-        raise EmoDetError(f"Darknet classifier training wrote no {final} (see {run / 'train-classifier.log'})")
-    return cfg, final
+        raise EmoDetError(f"Darknet {kind} training wrote no {final} (see {log})")
+    return final
 
 
 def validate_classifier(cfg: Path, weights: Path, data_file: Path, run: Path) -> dict:
@@ -246,14 +255,7 @@ def train_detector(data: Path, run: Path, init: Path | None = None, epochs: floa
                      filters=(classes + 5) * 3, classes=classes, anchors=yolo_anchors(Path(entries["train"]), size))
     require_parsable(cfg)
     data_file = _data_file(data / "emotion.data", run / "emotion.data", backup=run / "backup", results=run / "results")
-    backup = run / "backup" / f"{cfg.stem}.backup"
-    start = backup if backup.exists() else init
-    args = ["detector", "train", data_file.resolve(), cfg.resolve()] + ([Path(start).resolve()] if start else [])
-    run_darknet(args, run, run / "train-detector.log", timeout)
-    final = run / "backup" / f"{cfg.stem}_final.weights"
-    if not final.exists():
-        raise EmoDetError(f"Darknet detector training wrote no {final} (see {run / 'train-detector.log'})")
-    return cfg, final
+    return cfg, _train("detector", data_file, cfg, run, init, f"{cfg.stem}_final.weights", timeout)
 
 
 def validate_detector(cfg: Path, weights: Path, data_file: Path, run: Path) -> Path:
