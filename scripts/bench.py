@@ -208,6 +208,26 @@ def bench_transfer(epochs: int, cls_epochs: int, seed: int = 0) -> dict:
     return out
 
 
+def bench_demo(backend: str, reuse: bool) -> dict:
+    """`make demo [BACKEND=darknet]` end to end (or, with reuse, the summary its last run left in runs/)."""
+    out = PROJECT_ROOT / "runs" / f"demo-{backend}"
+    summary = out / "summary.json"
+    if not (reuse and summary.exists()):
+        from scripts.demo import main as demo_main
+        demo_main(["--backend", backend, "--out", str(out)])
+    s = json.loads(summary.read_text())
+    d = s["detector"]["darknet"]
+    c = s["classifier"]
+    lines = [f"`make demo BACKEND={backend}` on the synthetic sample (240 train / 60 val images), {s['engine']}: "
+             f"total **{sum(s['seconds'].values()) / 60:.1f} min** on 2 cores.", "",
+             "| stage | seconds |", "|---|---:|"] + [f"| {k} | {v:.0f} |" for k, v in s["seconds"].items()] + [
+             "", f"Classifier ({c['model']}): val top-1 {c['top1']:.3f}, top-2 {c['top2']:.3f}. Detector: mAP@0.5 "
+             f"{d['map50']:.3f}, mAP@0.5:0.95 {d['map50_95']:.3f}, P {d['precision']:.3f}, R {d['recall']:.3f}, "
+             f"F1 {d['f1']:.3f} at conf {d['conf']:.2f} (Darknet style); Ultralytics style mAP@0.5 "
+             f"{s['detector']['ultralytics']['map50']:.3f}."]
+    return dict(s, markdown="\n".join(lines))
+
+
 def save(part: str, result: dict) -> None:
     BENCH_DIR.mkdir(parents=True, exist_ok=True)
     result = dict(result, machine=machine_info())
@@ -240,6 +260,9 @@ def benchmarks_markdown() -> str:
                       f"cores ({f['machine']['date']}). Command: `{f['command']}`", ""]
     if extra := parts.get("classifier"):
         lines += ["## FER classifiers", "", extra.get("markdown", ""), ""]
+    for backend in ("ultralytics", "darknet"):
+        if extra := parts.get(f"demo-{backend}"):
+            lines += [f"## make demo ({backend})", "", extra["markdown"], ""]
     if extra := parts.get("transfer"):
         lines += ["## Ultralytics: classifier-initialised vs from-scratch detector", "", extra["markdown"], ""]
     return "\n".join(lines).rstrip() + "\n"
@@ -249,7 +272,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m scripts.bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--parts", nargs="+", default=["convert", "fer2013", "classifier"],
-                   choices=["convert", "fer2013", "classifier", "transfer", "none"])
+                   choices=["convert", "fer2013", "classifier", "transfer", "demo-ultralytics", "demo-darknet", "none"])
+    p.add_argument("--reuse", action="store_true", help="demo parts: record the last run's summary instead of rerunning")
     p.add_argument("--det-epochs", type=int, default=30, help="transfer part: detector epochs (each start)")
     p.add_argument("--models", type=Path, nargs="+", default=None, help="ONNX FER models (default: weights/fer2013-*.onnx)")
     p.add_argument("--images", type=int, default=3000, help="synthetic images for the conversion benchmark")
@@ -278,6 +302,11 @@ def main(argv=None) -> int:
             print(r["markdown"])
         else:
             print("classifier: no weights/fer2013-*.onnx to measure")
+    for backend in ("ultralytics", "darknet"):
+        if f"demo-{backend}" in args.parts:
+            r = bench_demo(backend, args.reuse)
+            save(f"demo-{backend}", r)
+            print(r["markdown"])
     if "transfer" in args.parts:
         r = bench_transfer(args.det_epochs, 30)
         save("transfer", r)
