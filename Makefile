@@ -82,14 +82,14 @@ train-detector: $(STAMP)
 	$(PY) -m scripts.train_detector --backend $(BACKEND) --cfg $(CFG) --data $(DATA_YAML) $(if $(INIT),--init $(INIT)) \
 	  $(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(IMGSZ),--imgsz $(IMGSZ))
 
-WEIGHTS ?= weights/det.pt
+WEIGHTS ?= weights/det.pt weights/cls.pt
 SOURCE ?= data/affectnet/yolo/val
 
 export: $(STAMP)
 	$(PY) -m scripts.export $(WEIGHTS) $(if $(IMGSZ),--imgsz $(IMGSZ))
 
 predict: $(STAMP)
-	$(PY) -m scripts.predict $(SOURCE) --weights $(WEIGHTS) $(if $(IMGSZ),--imgsz $(IMGSZ))
+	$(PY) -m scripts.predict $(SOURCE) --weights $(firstword $(WEIGHTS)) $(if $(IMGSZ),--imgsz $(IMGSZ))
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests

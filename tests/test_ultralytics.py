@@ -101,6 +101,15 @@ def test_onnx_export_matches_pytorch_and_predict_cli_writes_outputs(pipeline, tm
     r = predict(pipeline["root"] / "data" / "yolo" / "val", onnx_path, tmp_path / "out", imgsz=128, conf=0.001)
     assert r["frames"] > 0 and (tmp_path / "out" / "detections.csv").read_text().startswith("source,frame,class")
     assert len(list((tmp_path / "out").glob("*_annotated.jpg"))) == r["frames"]
+    # a video file: every frame predicted, one annotated video written
+    frames = [cv2.resize(cv2.imread(str(p)), (160, 120)) for p in
+              sorted((pipeline["root"] / "data" / "yolo" / "val").glob("*.jpg"))[:5]]
+    writer = cv2.VideoWriter(str(tmp_path / "clip.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 5, (160, 120))
+    for f in frames:
+        writer.write(f)
+    writer.release()
+    v = predict(tmp_path / "clip.mp4", onnx_path, tmp_path / "video", imgsz=128, conf=0.001)
+    assert v["frames"] == 5 and (tmp_path / "video" / "clip_annotated.mp4").stat().st_size > 0
 
 
 def test_detection_cli_predicts_first_when_given_weights(pipeline, tmp_path):
