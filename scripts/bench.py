@@ -203,7 +203,7 @@ def bench_transfer(epochs: int, cls_epochs: int, seed: int = 0) -> dict:
         lines.append(f"| {label} | {out[f'{name}_map50_darknet']:.3f} | {out[f'{name}_map50_ultralytics']:.3f} | "
                      f"{out[f'{name}_det_images_per_s']:.1f} |")
     lines += ["", f"Classifier training (v8n-cls, 64 px): {out['cls_images_per_s']:.0f} images/s. Images/s include "
-              "validation each epoch. Command: `python -m scripts.bench --parts transfer`."]
+              f"validation each epoch. Command: `python -m scripts.bench --parts transfer --det-epochs {epochs}`."]
     out["markdown"] = "\n".join(lines)
     return out
 
