@@ -19,17 +19,17 @@ def sample_dir(tmp_path_factory) -> Path:
     return out
 
 
+def _dataset_or_skip(folder: Path, marker: str, what: str) -> Path:
+    if not (folder / marker).exists():
+        pytest.skip(f"{what} not found at {folder} (set EMODET_DATASETS)")
+    return folder
+
+
 @pytest.fixture(scope="session")
 def real_affectnet() -> Path:
-    d = affectnet_sample_dir()
-    if not (d / "training.csv").exists():
-        pytest.skip(f"real AffectNet sample not found at {d} (set EMODET_DATASETS)")
-    return d
+    return _dataset_or_skip(affectnet_sample_dir(), "training.csv", "real AffectNet sample")
 
 
 @pytest.fixture(scope="session")
 def real_fer2013() -> Path:
-    d = fer2013_dir()
-    if not (d / "fer2013.csv.gz").exists():
-        pytest.skip(f"FER2013 not found at {d} (set EMODET_DATASETS)")
-    return d
+    return _dataset_or_skip(fer2013_dir(), "fer2013.csv.gz", "FER2013")
