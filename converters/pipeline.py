@@ -234,8 +234,7 @@ def _run_task(args):
     return convert_group(task, layout, options)
 
 
-def image_tasks(records: list[FaceRecord], split: str, sizes: dict[Path, tuple[int, int]] | None = None
-                ) -> list[ImageTask]:
+def image_tasks(records: list[FaceRecord], split: str) -> list[ImageTask]:
     """Group records by image (first-appearance order); each image is decoded once for all its faces."""
     groups: dict[Path, list[FaceRecord]] = defaultdict(list)
     for r in records:

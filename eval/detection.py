@@ -16,7 +16,7 @@ import numpy as np
 from converters.errors import EmoDetError, run_cli
 from converters.io import write_json
 from eval.ap import INTERPOLATIONS, pr_curve
-from eval.detection_io import (image_sizes, read_darknet_results, read_ground_truth, read_names,
+from eval.detection_io import (check_class_ids, image_sizes, read_darknet_results, read_ground_truth, read_names,
                                read_yolo_predictions)
 from eval.detection_metrics import STYLES, detection_confusion, detection_metrics, rank_predictions
 from eval.plots import plot_confusion, plot_pr_curves
@@ -39,16 +39,14 @@ def evaluate_folders(gt: Path, pred: Path, style: str = "darknet", names_file: P
     if style not in STYLES:
         raise EmoDetError(f"style must be one of {', '.join(STYLES)}")
     chosen = STYLES[style] if interpolation is None else replace(STYLES[style], interpolation=interpolation)
-    probe = read_ground_truth(gt, 1000)
-    names = read_names(names_file, probe)
-    gts = read_ground_truth(gt, len(names))
+    gts = read_ground_truth(gt)
+    names = read_names(names_file, gts)
+    check_class_ids(gts, len(names), Path(gt))
     preds = load_predictions(pred, fmt, names, gt)
     unknown = sorted(set(preds) - set(gts))
     if unknown:
         raise EmoDetError(f"{pred}: predictions for {len(unknown)} image(s) without ground truth, e.g. {unknown[0]}")
-    for image, p in preds.items():
-        if len(p) and ((p[:, 0] < 0) | (p[:, 0] >= len(names))).any():
-            raise EmoDetError(f"{pred}/{image}.txt: class id outside 0..{len(names) - 1}")
+    check_class_ids(preds, len(names), Path(pred))
     metrics = detection_metrics(gts, preds, names, chosen, conf)
     metrics["names"] = list(names)
     metrics["confusion"] = detection_confusion(gts, preds, len(names), conf).tolist()

@@ -52,15 +52,19 @@ def label_paths(gt: Path) -> dict[str, Path]:
     raise EmoDetError(f"{gt}: no such ground-truth folder or list file")
 
 
-def read_ground_truth(gt: Path, n_classes: int) -> dict[str, np.ndarray]:
-    out = {}
-    for image, path in label_paths(gt).items():
-        a = read_yolo_file(path, False) if path.exists() else np.zeros((0, 5))
-        bad = (a[:, 0] < 0) | (a[:, 0] >= n_classes) | (a[:, 0] != np.round(a[:, 0]))
+def read_ground_truth(gt: Path) -> dict[str, np.ndarray]:
+    """image id -> (n, 5) class + xyxy; a missing label file means an image without faces."""
+    return {image: read_yolo_file(path, False) if path.exists() else np.zeros((0, 5))
+            for image, path in label_paths(gt).items()}
+
+
+def check_class_ids(boxes: dict[str, np.ndarray], n_classes: int, where: Path, column: int = 0) -> None:
+    """Raise naming the first file whose class id is not an integer in 0..n_classes-1."""
+    for image, a in boxes.items():
+        ids = a[:, column]
+        bad = (ids < 0) | (ids >= n_classes) | (ids != np.round(ids))
         if bad.any():
-            raise EmoDetError(f"{path}: class id {a[bad][0, 0]:g} outside 0..{n_classes - 1}")
-        out[image] = a
-    return out
+            raise EmoDetError(f"{where}/{image}.txt: class id {ids[bad][0]:g} outside 0..{n_classes - 1}")
 
 
 def read_yolo_predictions(folder: Path) -> dict[str, np.ndarray]:
