@@ -93,8 +93,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pred", type=Path, default=None,
                    help="folder of YOLO+conf .txt files, or of Darknet comp4_det_test_<class>.txt files")
     p.add_argument("--weights", type=Path, default=None,
-                   help="a trained detector (Ultralytics .pt): predict the ground-truth images first")
-    p.add_argument("--data", type=Path, default=None, help="with --weights: a data.yaml; evaluates its val split")
+                   help="a trained detector (Ultralytics .pt/.onnx, or Darknet .weights with --cfg): predict first")
+    p.add_argument("--data", type=Path, default=None,
+                   help="with --weights: data.yaml (Ultralytics) or emotion.data (Darknet); evaluates its val split")
+    p.add_argument("--cfg", type=Path, default=None, help="with Darknet .weights: the detector's .cfg")
     p.add_argument("--imgsz", type=int, default=256, help="with --weights: inference size")
     p.add_argument("--format", choices=("auto", "yolo", "darknet"), default="auto")
     p.add_argument("--names", type=Path, default=None, help="class names file (default: canonical 7/8 classes)")
@@ -108,6 +110,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def predictions_from_weights(args) -> tuple[Path, Path]:
     """(ground-truth folder, prediction folder) after running --weights on the ground-truth images."""
+    if Path(args.weights).suffix == ".weights":  # Darknet: `detector valid` on the .data file's valid list
+        from converters.darknet_files import read_data_file
+        from scripts import darknet
+        if not (args.cfg and args.data and Path(args.data).suffix == ".data"):
+            raise EmoDetError("Darknet .weights need --cfg DETECTOR.cfg and --data emotion.data")
+        run = Path(args.pred or Path(args.weights).parent / "eval")
+        entries = read_data_file(args.data)
+        data_file = darknet.data_file_copy(Path(args.data), run / "eval.data", results=run / "results")
+        results = darknet.validate_detector(Path(args.cfg), Path(args.weights), data_file, run)
+        return Path(args.gt or entries["valid"]), results
     from scripts.ultra import predict_to_yolo_txt
     gt = args.gt
     if gt is None and args.data:

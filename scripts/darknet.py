@@ -122,7 +122,7 @@ def kmeans_anchors(wh: np.ndarray, k: int = 6, iterations: int = 50, seed: int =
     return centres[np.argsort(centres.prod(1))]
 
 
-def _data_file(src: Path, dst: Path, **override) -> Path:
+def data_file_copy(src: Path, dst: Path, **override) -> Path:
     """A run-local copy of a converter-written .data file (backup/results moved into the run folder)."""
     from converters.darknet_files import data_file_text, read_data_file
     entries = {**read_data_file(src), **{k: str(v) for k, v in override.items()}}
@@ -163,7 +163,7 @@ def train_classifier(data: Path, run: Path, epochs: float = 10, batch: int = 32,
     cfg = render_cfg("emotion-classifier", run / "emotion-classifier.cfg", batch=batch, size=size,
                      max_crop=int(size * 1.15), learning_rate=learning_rate, max_batches=max_batches,
                      classes=int(entries["classes"]))
-    data_file = _data_file(data / "emotion-classifier.data", run / "classifier.data", backup=run / "backup")
+    data_file = data_file_copy(data / "emotion-classifier.data", run / "classifier.data", backup=run / "backup")
     return cfg, _train("classifier", data_file, cfg, run, None, f"{cfg.stem}.weights", timeout)
 
 
@@ -254,7 +254,7 @@ def train_detector(data: Path, run: Path, init: Path | None = None, epochs: floa
                      max_batches=max_batches, steps=f"{int(max_batches * 0.8)},{int(max_batches * 0.9)}",
                      filters=(classes + 5) * 3, classes=classes, anchors=yolo_anchors(Path(entries["train"]), size))
     require_parsable(cfg)
-    data_file = _data_file(data / "emotion.data", run / "emotion.data", backup=run / "backup", results=run / "results")
+    data_file = data_file_copy(data / "emotion.data", run / "emotion.data", backup=run / "backup", results=run / "results")
     return cfg, _train("detector", data_file, cfg, run, init, f"{cfg.stem}_final.weights", timeout)
 
 

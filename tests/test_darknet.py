@@ -94,3 +94,15 @@ def test_v4_tiny_is_refused_in_one_line_by_a_build_that_cannot_parse_it(tmp_path
     if "groups" in " ".join(problems):  # pjreddie (Debian) build
         with pytest.raises(EmoDetError, match="cannot parse v4.cfg .*Unused field"):
             darknet.require_parsable(cfg)
+
+
+def test_detection_cli_runs_darknet_weights_first(chain, tmp_path):
+    import json
+    from eval import detection
+    root = chain["root"]
+    out = tmp_path / "m.json"
+    assert detection.main(["--weights", str(chain["det_w"]), "--cfg", str(chain["det_cfg"]), "--data",
+                           str(root / "det" / "emotion.data"), "--names", str(root / "data" / "yolo" / "emotion.names"),
+                           "--pred", str(tmp_path / "eval"), "--json", str(out)]) == 0
+    m = json.loads(out.read_text())
+    assert m["style"] == "darknet" and m["n_images"] > 0 and list((tmp_path / "eval" / "results").glob("comp4_*"))
