@@ -47,16 +47,16 @@ def evaluate_folders(gt: Path, pred: Path, style: str = "darknet", names_file: P
     if unknown:
         raise EmoDetError(f"{pred}: predictions for {len(unknown)} image(s) without ground truth, e.g. {unknown[0]}")
     check_class_ids(preds, len(names), Path(pred))
-    metrics = detection_metrics(gts, preds, names, chosen, conf)
+    ranked = rank_predictions(gts, preds, len(names), chosen)
+    metrics = detection_metrics(gts, preds, names, chosen, conf, ranked=ranked)
     metrics["names"] = list(names)
     metrics["confusion"] = detection_confusion(gts, preds, len(names), conf).tolist()
-    metrics["_data"] = (gts, preds, names, chosen)
+    metrics["_data"] = (ranked, names, chosen)  # for write_plots; not JSON
     return metrics
 
 
 def write_plots(metrics: dict, out: Path) -> list[Path]:
-    gts, preds, names, style = metrics["_data"]
-    r = rank_predictions(gts, preds, len(names), style)
+    r, names, style = metrics["_data"]
     curves = {}
     for c, name in enumerate(names):
         sel = r.cls == c

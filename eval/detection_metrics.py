@@ -146,11 +146,12 @@ def max_f1_confidence(r: Ranked, classes: list[int]) -> tuple[float, np.ndarray,
     return float(x[k]), p_curve[:, k], r_curve[:, k]
 
 
-def detection_metrics(gts: dict, preds: dict, names, style: Style, conf: float = 0.25, max_det: int | None = None
-                      ) -> dict:
-    """Every headline number for one style, as a JSON-ready dict."""
+def detection_metrics(gts: dict, preds: dict, names, style: Style, conf: float = 0.25, max_det: int | None = None,
+                      ranked: Ranked | None = None) -> dict:
+    """Every headline number for one style, as a JSON-ready dict (`ranked`: the matching already done by
+    `rank_predictions` for the same data and style, so callers that plot curves match only once)."""
     n = len(names)
-    r = rank_predictions(gts, preds, n, style, max_det)
+    r = ranked if ranked is not None else rank_predictions(gts, preds, n, style, max_det)
     ap = ap_table(r, style.interpolation)
     present = [c for c in range(n) if r.n_gt[c] > 0]
     counted = list(range(n)) if style.map_over == "all" else present

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from converters.darknet_files import layer_shapes, parse_cfg, read_weights, render_template
+from converters.darknet_files import expected_floats, layer_shapes, parse_cfg, read_weights, render_template
 from converters.errors import EmoDetError
 from converters.settings import CFG_DIR
 
@@ -101,7 +101,7 @@ def partial(cfg: Path, weights: Path, out: Path, n_layers: int, det_cfg: Path | 
     if not out.exists():
         raise EmoDetError(f"darknet partial wrote no {out} (see {out.parent / f'{out.name}.log'})")
     header, floats = read_weights(out)
-    want = sum(l["floats"] for l in layer_shapes(parse_cfg(cfg.read_text()))[:n_layers])
+    want = expected_floats(parse_cfg(cfg.read_text()), n_layers)
     if len(floats) != want or header["seen"] != 0:
         raise EmoDetError(f"{out}: {len(floats)} floats (expected {want}), seen {header['seen']} (expected 0)")
     return out

@@ -50,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def ultralytics_chain(args, st: Stages, data: Path, out: Path):
-    """Stages 3-6 with Ultralytics; returns (classifier metrics, detector metrics, predictions, engine)."""
+    """Stages 3-6 with Ultralytics; returns (classifier metrics, detector metrics per style, detector label, predictions, engine)."""
     from converters.labels import class_names
     from eval.confusion import evaluate_classifier, write_outputs
     from eval.detection import evaluate_folders, write_plots
@@ -76,8 +76,8 @@ def ultralytics_chain(args, st: Stages, data: Path, out: Path):
 
     cls, dets, pred = st.run("6 evaluate on the validation split", evaluate)
     cls["model"] = f"{args.det}-cls 64 px"
-    dets["model"] = f"{args.det} {args.imgsz} px, initialised from the classifier backbone"
-    return cls, dets, read_yolo_predictions(pred), f"Ultralytics {ultra.version()}"
+    det_label = f"{args.det} {args.imgsz} px, initialised from the classifier backbone"
+    return cls, dets, det_label, read_yolo_predictions(pred), f"Ultralytics {ultra.version()}"
 
 
 def darknet_chain(args, st: Stages, data: Path, out: Path):
@@ -108,10 +108,10 @@ def darknet_chain(args, st: Stages, data: Path, out: Path):
 
     v, dets, results = st.run("6 evaluate on the validation split", evaluate)
     cls = dict(top1=v["top1"], topk=v["topk"], n=v["n"], model="Darknet classifier 48 px (classifier valid)")
-    dets["model"] = "yolov3-tiny 160 px from the classifier's first 9 layers"
+    det_label = "yolov3-tiny 160 px from the classifier's first 9 layers"
     labels = [n for n in (data / "yolo" / "emotion.names").read_text().split()]
     pred = read_darknet_results(results, labels, image_sizes(data / "yolo" / "val"))
-    return cls, dets, pred, f"Darknet {darknet.darknet_binary()}"
+    return cls, dets, det_label, pred, f"Darknet {darknet.darknet_binary()}"
 
 
 def main(argv=None) -> int:
@@ -138,19 +138,18 @@ def main(argv=None) -> int:
     for report, _, _ in converted:
         print(summary_text(report, opts))
     chain = darknet_chain if args.backend == "darknet" else ultralytics_chain
-    cls, dets, pred, engine = chain(args, st, data, out)
+    cls, dets, det_label, pred, engine = chain(args, st, data, out)
     for image in sorted((data / "yolo" / "val").glob("*.jpg"))[:6]:
         rows = pred.get(image.stem, np.zeros((0, 6)))
         rows = rows[rows[:, 1] >= 0.25]
         (out / "plots").mkdir(exist_ok=True)
         cv2.imwrite(str(out / "plots" / f"annotated_{image.stem}.jpg"), annotated_image(cv2.imread(str(image)), rows, names))
     for m in dets.values():
-        if isinstance(m, dict):
-            m.pop("_data", None)
+        m.pop("_data", None)
     summary = dict(classifier=dict(top1=cls["top1"], top2=cls["topk"], macro_f1=cls.get("macro_f1"), n=cls["n"],
                                    model=cls["model"]),
                    detector={s: {k: m[k] for k in ("map50", "map50_95", "precision", "recall", "f1", "conf")}
-                             for s, m in dets.items() if isinstance(m, dict)},
+                             for s, m in dets.items()},
                    seconds=st.times, engine=engine)
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     d, u = dets["darknet"], dets["ultralytics"]
@@ -158,7 +157,7 @@ def main(argv=None) -> int:
     print(f"EmoDet demo (synthetic sample, validation split: {cls['n']} faces in {d['n_images']} images; {engine})")
     f1 = f"macro F1 {cls['macro_f1']:.3f}" if "macro_f1" in cls else "(Darknet's classifier valid reports top-k only)"
     print(f"  classifier  {cls['model']}:   top-1 {cls['top1']:.3f}   top-2 {cls['topk']:.3f}   {f1}")
-    print(f"  detector    {dets['model']} (Darknet style: AUC AP, IoU>0.5, P/R at conf 0.25):")
+    print(f"  detector    {det_label} (Darknet style: AUC AP, IoU>0.5, P/R at conf 0.25):")
     print(f"              mAP@0.5 {d['map50']:.3f}   mAP@0.5:0.95 {d['map50_95']:.3f}   P {d['precision']:.3f}   "
           f"R {d['recall']:.3f}   F1 {d['f1']:.3f}")
     print(f"              (Ultralytics style: mAP@0.5 {u['map50']:.3f}, P {u['precision']:.3f}, R {u['recall']:.3f} "

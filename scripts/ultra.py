@@ -117,7 +117,7 @@ class Transfer:
 def transfer_backbone(cls_weights: Path, det_cfg: str, nc: int, layers=BACKBONE_LAYERS):
     """Detection model built from `det_cfg` with `nc` classes, whose backbone layers (by index *and* tensor name)
     are copied from a trained -cls checkpoint. Returns (model, Transfer report). Refuses when nothing matches."""
-    ul = ultralytics()
+    ultralytics()  # offline set-up before torch.load unpickles Ultralytics classes
     from ultralytics.nn.tasks import DetectionModel
     import torch
     src = torch.load(cls_weights, map_location="cpu", weights_only=False)
@@ -146,7 +146,6 @@ def transfer_backbone(cls_weights: Path, det_cfg: str, nc: int, layers=BACKBONE_
                           f"(different family or width?); train the classifier with the same family")
     det.load_state_dict(dst_sd)
     det.args = {"nc": nc}
-    _ = ul
     return det, report
 
 
