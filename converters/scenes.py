@@ -76,7 +76,8 @@ def compose_scene(faces: list[np.ndarray], texture: list[np.ndarray], rng: np.ra
         for _ in range(30):
             s = int(rng.integers(face_range[0], min(face_range[1], w - 2, h - 2) + 1))
             x, y = int(rng.integers(0, w - s + 1)), int(rng.integers(0, h - s + 1))
-            if all(x + s <= bx or bx + bw <= x or y + s <= by or by + bh <= y for bx, by, bw, bh in boxes):
+            if all(x + s <= bx or bx + bw <= x or y + s <= by or by + bh <= y
+                   for bx, by, bw, bh in filter(None, boxes)):
                 break
         else:
             boxes.append(None)

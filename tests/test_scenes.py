@@ -63,3 +63,16 @@ def test_splits_never_share_a_face_and_the_converter_reads_the_scenes(tmp_path):
         assert x + bw <= w and y + bh <= h and r.landmarks is None and r.valence is None
     assert (tmp_path / IMAGES_DIRNAME / "val" / "000000.jpg").exists()
     assert cv2.imread(str(tmp_path / IMAGES_DIRNAME / "train" / "000000.jpg")) is not None
+
+
+def test_a_crowded_scene_skips_faces_that_find_no_free_spot():
+    # 6 faces of 150-160 px cannot all fit into a 320 px scene without overlap: the rest are skipped, not overlapped
+    rng = np.random.default_rng(0)
+    faces = [np.full((48, 48), 200, np.uint8)] * 6
+    img, boxes = compose_scene(faces, [np.zeros((48, 48), np.uint8)], rng, size_range=(320, 320),
+                               face_range=(150, 160))
+    placed = [b for b in boxes if b is not None]
+    assert len(boxes) == 6 and 1 <= len(placed) < 6
+    for i, (x, y, s, _) in enumerate(placed):
+        for bx, by, bs, _ in placed[i + 1:]:
+            assert x + s <= bx or bx + bs <= x or y + s <= by or by + bs <= y
