@@ -36,6 +36,16 @@ class Classifier:
                 out[:, CANONICAL_NAMES.index(name)] = raw[:, j]
         return out
 
+    def probabilities(self, faces: np.ndarray, n_classes: int, tta: str = "none") -> np.ndarray:
+        """Class probabilities in canonical order (rows sum to 1). Ultralytics classifiers already output
+        probabilities; our torch/ONNX models output logits, so those go through a softmax."""
+        s = self.canonical_scores(faces, n_classes, tta)
+        if self.backend == "ultralytics":
+            p = np.where(np.isfinite(s), s, 0.0)
+        else:
+            p = np.exp(s - s.max(1, keepdims=True))
+        return p / np.maximum(p.sum(1, keepdims=True), 1e-12)
+
 
 def _resize(faces: np.ndarray, size: int) -> np.ndarray:
     import cv2

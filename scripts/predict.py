@@ -1,7 +1,8 @@
 """`python -m scripts.predict SOURCE --weights W`: run a one-stage emotion detector on an image, a folder of
 images or a video file; writes annotated images (or an annotated video) and one CSV of boxes
 (source, frame, class, name, score, x1, y1, x2, y2 in pixels). Backends: Ultralytics `.pt` (PyTorch) or its
-ONNX export (`.onnx`, run with ONNX Runtime)."""
+ONNX export (`.onnx`, run with ONNX Runtime). `--two-stage` runs the baseline instead: OpenCV's Haar face
+detector + a FER classifier (scripts/two_stage.py)."""
 from __future__ import annotations
 
 import argparse
@@ -117,9 +118,10 @@ def frames(source: Path):
         raise EmoDetError(f"{source}: no such file or folder")
 
 
-def predict(source: Path, weights: Path, out: Path, imgsz: int = 256, conf: float = 0.25, iou: float = 0.7,
+def predict(source: Path, weights, out: Path, imgsz: int = 256, conf: float = 0.25, iou: float = 0.7,
             n_classes: int = 7) -> dict:
-    detector = load_detector(weights, imgsz)
+    """`weights`: a detector file, or an already built detector (e.g. scripts.two_stage.TwoStageDetector)."""
+    detector = weights if callable(weights) else load_detector(weights, imgsz)
     names = class_names(n_classes)
     out.mkdir(parents=True, exist_ok=True)
     video = source.suffix.lower() in VIDEOS
@@ -150,10 +152,60 @@ def predict(source: Path, weights: Path, out: Path, imgsz: int = 256, conf: floa
     return dict(frames=n, boxes=len(rows), ms_per_frame=1000 * t_model / max(n, 1), out=str(out))
 
 
+def write_yolo_predictions(detector, images: list[Path], out: Path, conf: float = 0.001,
+                           iou: float = 0.7) -> float:
+    """Run any detector of this module's interface on `images`, one `<stem>.txt` per image in `out`
+    (`class cx cy w h conf`, normalised: what eval/detection.py reads). Returns model milliseconds per image
+    (decoding the files excluded)."""
+    out.mkdir(parents=True, exist_ok=True)
+    seconds = 0.0
+    for path in tqdm(images, desc="predict", unit="img"):
+        img = cv2.imread(str(path))
+        if img is None:
+            raise EmoDetError(f"{path}: undecodable image")
+        t0 = time.perf_counter()
+        det = detector(img, conf, iou)
+        seconds += time.perf_counter() - t0
+        h, w = img.shape[:2]
+        lines = [f"{int(c)} {(x1 + x2) / 2 / w:.6f} {(y1 + y2) / 2 / h:.6f} {(x2 - x1) / w:.6f} {(y2 - y1) / h:.6f} "
+                 f"{s:.6f}\n" for c, s, x1, y1, x2, y2 in det]
+        (out / f"{path.stem}.txt").write_text("".join(lines))
+    return 1000 * seconds / max(len(images), 1)
+
+
+def score_detector(detector, gt: Path, out: Path, n_classes: int = 7) -> dict:
+    """Predict every image of a YOLO folder and score it in the darknet and ultralytics styles: metrics JSON per
+    style, PR/confusion plots, and a text report in `out`."""
+    from converters.io import write_json
+    from eval.detection import evaluate_folders, report_text, write_plots
+    images = sorted(p for p in Path(gt).iterdir() if p.suffix.lower() in IMAGES)
+    if not images:
+        raise EmoDetError(f"{gt}: no images to predict")
+    ms = write_yolo_predictions(detector, images, out / "labels")
+    result, reports = dict(ms_per_image=ms, images=len(images)), []
+    for style in ("darknet", "ultralytics"):
+        m = evaluate_folders(gt, out / "labels", style)
+        if style == "darknet":
+            write_plots(m, out)
+        reports.append(report_text(m))
+        m.pop("_data")
+        m["ms_per_image"] = ms
+        write_json(out / f"metrics-{style}.json", m)
+        result[style] = m
+    result["report"] = "\n\n".join(reports) + f"\n{ms:.1f} ms per image (model only), {len(images)} images; in {out}"
+    (out / "report.txt").write_text(result["report"] + "\n")
+    return result
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m scripts.predict", description=__doc__)
     p.add_argument("source", type=Path, help="image, folder of images, or video file")
-    p.add_argument("--weights", type=Path, required=True, help="Ultralytics detector .pt or its .onnx export")
+    p.add_argument("--weights", type=Path, default=None, help="Ultralytics detector .pt or its .onnx export")
+    p.add_argument("--two-stage", action="store_true", help="Haar face detector + FER classifier instead")
+    p.add_argument("--classifier", type=Path, default=None,
+                   help="with --two-stage: FER classifier (default weights/fer2013-vggm.onnx)")
+    p.add_argument("--box-fit", type=Path, default=None,
+                   help="with --two-stage: Haar box correction (default weights/haar-box-fit.json if present)")
     p.add_argument("--out", type=Path, default=RUNS_DIR / "predict")
     p.add_argument("--imgsz", type=int, default=256)
     p.add_argument("--conf", type=float, default=0.25)
@@ -164,7 +216,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    r = predict(args.source, args.weights, args.out, args.imgsz, args.conf, args.iou, args.classes)
+    if args.two_stage == bool(args.weights):
+        raise EmoDetError("give either --weights DETECTOR or --two-stage")
+    detector = args.weights
+    if args.two_stage:
+        from scripts import two_stage
+        fit = args.box_fit or (two_stage.DEFAULT_FIT if two_stage.DEFAULT_FIT.exists() else None)
+        detector = two_stage.TwoStageDetector(args.classifier or two_stage.DEFAULT_CLASSIFIER,
+                                              two_stage.load_fit(fit), args.classes)
+    r = predict(args.source, detector, args.out, args.imgsz, args.conf, args.iou, args.classes)
     print(f"{r['frames']} frame(s), {r['boxes']} boxes, {r['ms_per_frame']:.1f} ms/frame (model); "
           f"annotated output and detections.csv in {r['out']}")
     return 0

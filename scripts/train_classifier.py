@@ -25,6 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--imgsz", type=int, default=None, help="multiple of 32 (default: cfg/ultralytics.yaml)")
     p.add_argument("--batch", type=int, default=None)
     p.add_argument("--workers", type=int, default=None)
+    p.add_argument("--hours", type=float, default=None,
+                   help="ultralytics: wall-clock budget; overrides --epochs and fits the schedule to it")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--name", default="cls", help="run name under runs/ultralytics/ and weights/<name>.pt")
     return p
@@ -57,7 +59,7 @@ def main(argv=None) -> int:
         return train_darknet(args)
     from scripts import ultra
     best = ultra.train_classifier(args.crops, args.model, args.epochs, args.imgsz, args.batch, args.workers,
-                                  args.seed, RUNS_DIR / "ultralytics", args.name)
+                                  args.seed, RUNS_DIR / "ultralytics", args.name, time=args.hours)
     print(f"classifier: {best} (copied to {ultra.publish(best, args.name)}; Ultralytics {ultra.version()})")
     return 0
 

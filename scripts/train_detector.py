@@ -22,6 +22,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--freeze", type=int, default=0, help="freeze the first N layers for the whole run")
     p.add_argument("--freeze-epochs", type=int, default=0,
                    help="with --init: keep the transferred backbone (layers 0-8) frozen for the first K epochs only")
+    p.add_argument("--hours", type=float, default=None,
+                   help="ultralytics: wall-clock budget; overrides --epochs and fits the schedule to it")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--name", default="det")
     return p
@@ -60,7 +62,7 @@ def main(argv=None) -> int:
     else:
         best = ultra.train_detector(args.data, args.init or args.cfg, args.epochs, args.imgsz, args.batch,
                                     args.workers, args.seed, RUNS_DIR / "ultralytics", args.name,
-                                    freeze=args.freeze or None)
+                                    freeze=args.freeze or None, time=args.hours)
     print(f"detector: {best} (copied to {ultra.publish(best, args.name)}; Ultralytics {ultra.version()})")
     return 0
 

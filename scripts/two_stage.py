@@ -1,0 +1,207 @@
+"""Two-stage emotion detection, the baseline the one-stage detectors are measured against: a face detector whose
+weights ship in a registry package (OpenCV's Haar cascade, inside the opencv wheel) proposes faces, and a FER
+classifier labels each one.
+
+A Haar box frames a face differently from our ground truth (a FER2013 crop is looser than the cascade's square),
+so a BoxFit - centre shift and side scale - maps one onto the other. It is fitted on a validation split (`fit`)
+and applied unchanged where the method is scored (`eval` on the test split).
+
+  python -m scripts.two_stage fit  --gt data/scenes-converted/yolo/val     # -> weights/haar-box-fit.json
+  python -m scripts.two_stage eval --gt data/scenes-converted/yolo/test --out runs/two-stage
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from converters.errors import EmoDetError, run_cli
+from converters.io import atomic_write_text
+from converters.settings import RUNS_DIR, WEIGHTS_DIR
+
+DEFAULT_CASCADE = "haarcascade_frontalface_default.xml"
+DEFAULT_CLASSIFIER = WEIGHTS_DIR / "fer2013-vggm.onnx"
+DEFAULT_FIT = WEIGHTS_DIR / "haar-box-fit.json"
+FACE_SIZE = 48  # the FER classifiers' input
+
+
+@dataclass(frozen=True)
+class BoxFit:
+    """Ground-truth box from a detector box (x, y, w, h): centre moved by (dx, dy) detector sides, side x scale."""
+    scale: float = 1.0
+    dx: float = 0.0
+    dy: float = 0.0
+    pairs: int = 0  # how many matched boxes the fit was measured on (0: identity)
+
+    def apply(self, boxes: np.ndarray) -> np.ndarray:
+        b = np.asarray(boxes, float).reshape(-1, 4)
+        cx = b[:, 0] + b[:, 2] * (0.5 + self.dx)
+        cy = b[:, 1] + b[:, 3] * (0.5 + self.dy)
+        w, h = b[:, 2] * self.scale, b[:, 3] * self.scale
+        return np.stack([cx - w / 2, cy - h / 2, w, h], 1)
+
+
+def load_fit(path: Path | None) -> BoxFit:
+    if path is None:
+        return BoxFit()
+    try:
+        return BoxFit(**json.loads(Path(path).read_text()))
+    except FileNotFoundError:
+        raise EmoDetError(f"{path}: no box fit; make one with `python -m scripts.two_stage fit --gt VAL_FOLDER`") \
+            from None
+    except (TypeError, ValueError) as e:
+        raise EmoDetError(f"{path}: not a box-fit JSON ({e})") from None
+
+
+def fitted_box(detected: np.ndarray, truth: np.ndarray) -> BoxFit:
+    """Median shift and scale over matched (detector box, ground-truth box) pairs, both (n, 4) x, y, w, h.
+    Medians, because a few loose matches of a neighbouring face would pull a mean."""
+    d, t = np.asarray(detected, float).reshape(-1, 4), np.asarray(truth, float).reshape(-1, 4)
+    if not len(d):
+        raise EmoDetError("no detector box matched a ground-truth face: nothing to fit the boxes on")
+    dx = ((t[:, 0] + t[:, 2] / 2) - (d[:, 0] + d[:, 2] / 2)) / d[:, 2]
+    dy = ((t[:, 1] + t[:, 3] / 2) - (d[:, 1] + d[:, 3] / 2)) / d[:, 3]
+    scale = np.sqrt(t[:, 2] * t[:, 3]) / np.sqrt(d[:, 2] * d[:, 3])
+    return BoxFit(float(np.median(scale)), float(np.median(dx)), float(np.median(dy)), len(d))
+
+
+def haar_cascade(name: str = DEFAULT_CASCADE) -> cv2.CascadeClassifier:
+    path = Path(cv2.data.haarcascades) / name
+    cascade = cv2.CascadeClassifier(str(path))
+    if cascade.empty():
+        raise EmoDetError(f"{path}: no such Haar cascade in this OpenCV (see {cv2.data.haarcascades})")
+    return cascade
+
+
+def haar_faces(gray: np.ndarray, cascade: cv2.CascadeClassifier, min_size: int = 24,
+               neighbours: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """(n, 4) x, y, w, h face boxes and, per box, how many raw detections were merged into it (the cascade's
+    only measure of confidence). neighbours=3: on the validation scenes it found more faces than 4 or 6 at equal
+    mAP, and weighting the score by the merged count did not rank better than the classifier's probability."""
+    boxes, counts = cascade.detectMultiScale2(gray, scaleFactor=1.1, minNeighbors=neighbours,
+                                              minSize=(min_size, min_size))
+    return np.asarray(boxes, float).reshape(-1, 4), np.asarray(counts, float).reshape(-1)
+
+
+def face_crops(gray: np.ndarray, boxes: np.ndarray, size: int = FACE_SIZE) -> np.ndarray:
+    """(n, size, size) uint8 crops of `boxes` (x, y, w, h); parts outside the image repeat its border, so a face
+    at the edge keeps its scale instead of being stretched."""
+    if not len(boxes):
+        return np.zeros((0, size, size), np.uint8)
+    pad = int(np.ceil(max(0.0, -boxes[:, :2].min(), (boxes[:, 0] + boxes[:, 2]).max() - gray.shape[1],
+                          (boxes[:, 1] + boxes[:, 3]).max() - gray.shape[0]))) + 1
+    padded = cv2.copyMakeBorder(gray, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
+    out = []
+    for x, y, w, h in np.round(boxes).astype(int):
+        crop = padded[y + pad:y + pad + max(h, 1), x + pad:x + pad + max(w, 1)]
+        out.append(cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA if w > size else cv2.INTER_LINEAR))
+    return np.stack(out)
+
+
+class TwoStageDetector:
+    """Haar faces + a FER classifier, called like the one-stage detectors of scripts/predict.py: image in,
+    (n, 6) class, score, x1, y1, x2, y2 (pixels) out. One label per face (the classifier's top class), as the
+    one-stage detectors report one label per box; score = that class's probability."""
+
+    def __init__(self, classifier: Path = DEFAULT_CLASSIFIER, fit: BoxFit = BoxFit(), n_classes: int = 7,
+                 cascade: str = DEFAULT_CASCADE, min_size: int = 24, threads: int | None = None):
+        from scripts.classifiers import load_classifier
+        self.classifier = load_classifier(Path(classifier), threads)
+        self.cascade, self.fit, self.n_classes, self.min_size = haar_cascade(cascade), fit, n_classes, min_size
+
+    def __call__(self, image: np.ndarray, conf: float = 0.0, iou: float | None = None) -> np.ndarray:
+        # iou is accepted for the common interface: the cascade merges overlapping hits itself (minNeighbors)
+        gray = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+        found, _ = haar_faces(gray, self.cascade, self.min_size)
+        boxes = self.fit.apply(found)
+        if not len(boxes):
+            return np.zeros((0, 6))
+        p = self.classifier.probabilities(face_crops(gray, boxes), self.n_classes)
+        cls, score = p.argmax(1), p.max(1)
+        h, w = gray.shape
+        x1, y1 = np.clip(boxes[:, 0], 0, w), np.clip(boxes[:, 1], 0, h)
+        x2, y2 = np.clip(boxes[:, 0] + boxes[:, 2], 0, w), np.clip(boxes[:, 1] + boxes[:, 3], 0, h)
+        keep = score >= conf
+        return np.c_[cls, score, x1, y1, x2, y2][keep]
+
+
+def _xywh_pixels(labels: np.ndarray, w: int, h: int) -> np.ndarray:
+    """(n, 5) class + normalised xyxy (eval.detection_io) -> (n, 4) pixel x, y, w, h."""
+    b = labels[:, 1:5] * [w, h, w, h]
+    return np.c_[b[:, :2], b[:, 2:] - b[:, :2]]
+
+
+def fit_on_folder(gt: Path, cascade: str = DEFAULT_CASCADE, min_size: int = 24, match_iou: float = 0.3) -> BoxFit:
+    """Fit the Haar -> ground-truth box mapping on a YOLO folder (images with labels beside them): every ground-truth
+    face takes the Haar box of best IoU above `match_iou` (low on purpose: the boxes differ before the fit)."""
+    from eval.detection_io import read_ground_truth
+    from eval.detection_metrics import iou_matrix
+    haar = haar_cascade(cascade)
+    detected, truth = [], []
+    gts = read_ground_truth(gt)
+    for stem, labels in tqdm(gts.items(), desc="fit boxes", unit="img"):
+        gray = _read_gray(Path(gt), stem)
+        h, w = gray.shape
+        found, _ = haar_faces(gray, haar, min_size)
+        if not len(found) or not len(labels):
+            continue
+        t = _xywh_pixels(labels, w, h)
+        to_xyxy = lambda b: np.c_[b[:, :2], b[:, :2] + b[:, 2:]]  # noqa: E731
+        iou = iou_matrix(to_xyxy(t), to_xyxy(found))
+        for i, j in enumerate(iou.argmax(1)):
+            if iou[i, j] >= match_iou:
+                detected.append(found[j])
+                truth.append(t[i])
+    return fitted_box(np.array(detected), np.array(truth))
+
+
+def _read_gray(folder: Path, stem: str) -> np.ndarray:
+    for suffix in (".jpg", ".png", ".jpeg"):
+        p = folder / f"{stem}{suffix}"
+        if p.exists():
+            img = cv2.imread(str(p), cv2.IMREAD_GRAYSCALE)
+            if img is None:
+                raise EmoDetError(f"{p}: undecodable image")
+            return img
+    raise EmoDetError(f"{folder}/{stem}: label without an image beside it")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m scripts.two_stage", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+    f = sub.add_parser("fit", help="fit the Haar -> ground-truth box mapping on a validation YOLO folder")
+    f.add_argument("--gt", type=Path, required=True, help="YOLO folder (images with .txt labels beside them)")
+    f.add_argument("--out", type=Path, default=DEFAULT_FIT)
+    e = sub.add_parser("eval", help="predict a YOLO folder with Haar + classifier and score it (darknet and "
+                                    "ultralytics styles)")
+    e.add_argument("--gt", type=Path, required=True)
+    e.add_argument("--classifier", type=Path, default=DEFAULT_CLASSIFIER)
+    e.add_argument("--box-fit", type=Path, default=DEFAULT_FIT)
+    e.add_argument("--out", type=Path, default=RUNS_DIR / "two-stage")
+    e.add_argument("--classes", type=int, choices=(7, 8), default=7)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "fit":
+        fit = fit_on_folder(args.gt)
+        atomic_write_text(args.out, json.dumps(asdict(fit), indent=1) + "\n")
+        print(f"box fit from {fit.pairs} matched faces: scale {fit.scale:.3f}, shift ({fit.dx:+.3f}, {fit.dy:+.3f}) "
+              f"box sides -> {args.out}")
+        return 0
+    from scripts.predict import score_detector
+    detector = TwoStageDetector(args.classifier, load_fit(args.box_fit), args.classes)
+    result = score_detector(detector, args.gt, args.out, args.classes)
+    print(result["report"])
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_cli(main))

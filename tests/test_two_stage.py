@@ -1,0 +1,84 @@
+"""Two-stage baseline (Haar + classifier) and the one-stage detector scored on FER scenes by the same code."""
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from converters.convert import convert_affectnet
+from converters.pipeline import ConvertOptions
+from scripts import two_stage
+from scripts.two_stage import BoxFit, face_crops, fitted_box
+
+
+def test_box_fit_recovers_a_known_shift_and_scale():
+    rng = np.random.default_rng(0)
+    detected = np.c_[rng.uniform(0, 300, (50, 2)), np.repeat(rng.uniform(30, 120, (50, 1)), 2, 1)]
+    truth = BoxFit(scale=1.25, dx=0.1, dy=-0.05).apply(detected)
+    fit = fitted_box(detected, truth)
+    assert fit.pairs == 50
+    assert fit.scale == pytest.approx(1.25) and fit.dx == pytest.approx(0.1) and fit.dy == pytest.approx(-0.05)
+    # the fitted mapping reproduces the truth, and the identity fit leaves boxes alone
+    assert np.allclose(fit.apply(detected), truth) and np.allclose(BoxFit().apply(detected), detected)
+    with pytest.raises(Exception, match="nothing to fit"):
+        fitted_box(np.zeros((0, 4)), np.zeros((0, 4)))
+
+
+def test_face_crops_take_the_box_region_and_keep_scale_at_the_border():
+    img = np.zeros((100, 120), np.uint8)
+    img[20:60, 30:70] = 255  # a white 40 px square
+    inside, edge = face_crops(img, np.array([[30, 20, 40, 40], [-20, 0, 40, 40]], float))
+    assert inside.shape == (48, 48) and inside.min() == 255  # exactly the square, resized
+    # half of this box lies left of the image: the replicated border fills it instead of stretching the image
+    assert edge.shape == (48, 48) and edge.max() == 0
+    assert face_crops(img, np.zeros((0, 4))).shape == (0, 48, 48)
+
+
+@pytest.fixture(scope="module")
+def scenes(real_fer2013, tmp_path_factory):
+    """Six test scenes of real PrivateTest faces, converted to a YOLO folder."""
+    from converters.fer2013 import read_fer2013
+    from converters.scenes import compose_split
+    root = tmp_path_factory.mktemp("scenes")
+    records, _ = read_fer2013(real_fer2013 / "fer2013.csv.gz")
+    faces = records["test"][:60]
+    compose_split(faces, "train", root / "affectnet", 6, seed=1, workers=1, progress=False)
+    compose_split(faces, "val", root / "affectnet", 6, seed=1, workers=1, progress=False)
+    convert_affectnet(root / "affectnet", ["training", "validation"], root / "sets",
+                      ConvertOptions(formats=("yolo",), workers=1, progress=False))
+    return root / "sets" / "yolo"
+
+
+def _valid_metrics(path):
+    m = json.loads(path.read_text())
+    assert 0 <= m["map50"] <= 1 and 0 <= m["agnostic_recall50"] <= 1 and m["n_gt"] > 0 and m["ms_per_image"] > 0
+    return m
+
+
+def test_two_stage_finds_real_faces_and_writes_metrics(scenes, tmp_path):
+    fit = two_stage.fit_on_folder(scenes / "val")
+    assert fit.pairs > 0 and 0.5 < fit.scale < 2
+    detector = two_stage.TwoStageDetector(two_stage.DEFAULT_CLASSIFIER, fit)
+    image = cv2.imread(str(sorted((scenes / "val").glob("*.jpg"))[0]))
+    out = detector(image)
+    assert out.shape[1] == 6 and set(out[:, 0]) <= set(range(7)) and ((out[:, 1] > 0) & (out[:, 1] <= 1)).all()
+    from scripts.predict import score_detector
+    r = score_detector(detector, scenes / "val", tmp_path / "two-stage")
+    for style in ("darknet", "ultralytics"):
+        m = _valid_metrics(tmp_path / "two-stage" / f"metrics-{style}.json")
+        assert m["agnostic_recall50"] > 0.2  # Haar finds real faces (on these scenes about 0.6 of them)
+    assert (tmp_path / "two-stage" / "pr_curve.png").exists() and "ms per image" in r["report"]
+
+
+def test_one_stage_tiny_training_on_scenes_is_scored_the_same_way(scenes, tmp_path):
+    from scripts import ultra
+    from scripts.predict import TorchDetector, score_detector
+    ultra.ultralytics(tmp_path / "config")
+    det = ultra.train_detector(scenes / "data.yaml", "v8n", epochs=1, imgsz=128, batch=4, workers=0,
+                               project=tmp_path / "runs", name="det")
+    r = score_detector(TorchDetector(det, 128), scenes / "val", tmp_path / "one-stage")
+    for style in ("darknet", "ultralytics"):
+        _valid_metrics(tmp_path / "one-stage" / f"metrics-{style}.json")
+    assert r["images"] == len(list((scenes / "val").glob("*.jpg")))
