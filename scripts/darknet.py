@@ -3,6 +3,7 @@ DARKNET=/path). Darknet exits 0 on many failures (shared/ENGINES.md), so every c
 it should have written exist, and never trusts the exit code alone."""
 from __future__ import annotations
 
+import re
 import os
 import shutil
 import subprocess
@@ -64,14 +65,16 @@ def cfg_problems(cfg: Path) -> list[str]:
     text = run_darknet(["partial", cfg.resolve(), (probe / "empty.weights").resolve(), (probe / "out.weights").resolve(),
                         0], probe, probe / "parse.log")
     shutil.rmtree(probe, ignore_errors=True)
-    return sorted({line.strip() for line in text.splitlines() if any(p in line for p in CFG_PROBLEMS)})
+    # the binary prefixes each layer's line with its index: drop it so one problem is reported once
+    return sorted({re.sub(r"^\d+\s+", "", line.strip()) for line in text.splitlines()
+                   if any(p in line for p in CFG_PROBLEMS)})
 
 
-def require_parsable(cfg: Path) -> None:
+def require_parsable(cfg: Path, alternative: str = "CFG=v3-tiny") -> None:
     problems = cfg_problems(cfg)
     if problems:
         raise EmoDetError(f"{darknet_binary()} cannot parse {cfg.name} ({'; '.join(problems[:3])}); use a "
-                          f"newer Darknet (AlexeyAB/Hank.ai) via DARKNET=/path/to/darknet, or CFG=v3-tiny")
+                          f"newer Darknet (AlexeyAB/Hank.ai) via DARKNET=/path/to/darknet, or {alternative}")
 
 
 def shared_layers(cls_cfg: Path, det_cfg: Path) -> int:
@@ -149,10 +152,19 @@ def list_length(path: Path) -> int:
     return sum(1 for line in Path(path).read_text().splitlines() if line.strip())
 
 
+CLASSIFIER_TEMPLATES = {"small": "emotion-classifier", "emotion-classifier": "emotion-classifier",
+                        "csdarknet53-omega": "csdarknet53-omega"}
+
+
 def train_classifier(data: Path, run: Path, epochs: float = 10, batch: int = 32, size: int = 48,
-                     learning_rate: float = 0.1, timeout: float | None = None) -> tuple[Path, Path]:
-    """Train the Darknet classifier on a converter-written classifier set (`darknet/<size>/`); resumes from the
-    run's `.backup` when present. Returns (cfg, final weights)."""
+                     learning_rate: float = 0.1, timeout: float | None = None,
+                     model: str = "small") -> tuple[Path, Path]:
+    """Train a Darknet classifier (`small`: cfg/emotion-classifier.cfg.in, shares yolov3-tiny's first 9 layers;
+    `csdarknet53-omega`: CSPDarknet53 for newer builds) on a converter-written classifier set
+    (`darknet/<size>/`); resumes from the run's `.backup` when present. Returns (cfg, final weights)."""
+    if model not in CLASSIFIER_TEMPLATES:
+        raise EmoDetError(f"unknown Darknet classifier {model!r}; use {', '.join(CLASSIFIER_TEMPLATES)}")
+    template = CLASSIFIER_TEMPLATES[model]
     from converters.darknet_files import read_data_file
     data = Path(data)
     entries = read_data_file(data / "emotion-classifier.data")
@@ -160,9 +172,10 @@ def train_classifier(data: Path, run: Path, epochs: float = 10, batch: int = 32,
     if n_train == 0:
         raise EmoDetError(f"{entries['train']}: empty training list")
     max_batches = max(1, int(round(epochs * n_train / batch)))
-    cfg = render_cfg("emotion-classifier", run / "emotion-classifier.cfg", batch=batch, size=size,
+    cfg = render_cfg(template, run / f"{template}.cfg", batch=batch, size=size,
                      max_crop=int(size * 1.15), learning_rate=learning_rate, max_batches=max_batches,
                      classes=int(entries["classes"]))
+    require_parsable(cfg, "MODEL=small")
     data_file = data_file_copy(data / "emotion-classifier.data", run / "classifier.data", backup=run / "backup")
     return cfg, _train("classifier", data_file, cfg, run, None, f"{cfg.stem}.weights", timeout)
 
@@ -184,7 +197,6 @@ def _train(kind: str, data_file: Path, cfg: Path, run: Path, init: Path | None, 
 
 def validate_classifier(cfg: Path, weights: Path, data_file: Path, run: Path) -> dict:
     """`darknet classifier valid`: the running top-1/top-k it prints, parsed from its last line."""
-    import re
     text = run_darknet(["classifier", "valid", data_file.resolve(), _batch1_copy(cfg).resolve(), weights.resolve()],
                        run, run / "valid-classifier.log")
     hits = re.findall(r"(\d+): top 1: ([0-9.]+), top (\d+): ([0-9.]+)", text)
@@ -276,7 +288,6 @@ def validate_detector(cfg: Path, weights: Path, data_file: Path, run: Path) -> P
 def training_curve(log: Path, out_csv: Path, out_png: Path | None = None) -> int:
     """Darknet's per-iteration lines (`N: loss, avg avg, rate rate, s seconds, n images`, classifier lines carry
     an epoch after N) -> CSV (+ loss-curve PNG). Returns the number of iterations found."""
-    import re
     pattern = re.compile(r"^\s*(\d+)(?:, ([0-9.]+))?: ([-0-9.naif]+), ([-0-9.naif]+) avg, ([0-9.e-]+) rate, "
                          r"([0-9.]+) seconds, (\d+) images", re.M)
     rows = pattern.findall(Path(log).read_text(errors="replace"))

@@ -20,7 +20,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--darknet-data", type=Path, default=DATA_DIR / "affectnet" / "darknet" / "48",
                    help="darknet: a converted Darknet classifier set")
     p.add_argument("--crops", type=Path, default=DATA_DIR / "affectnet" / "crops" / "48")
-    p.add_argument("--model", default="v8n", help="ultralytics: v8n, 11n or a -cls yaml")
+    p.add_argument("--model", default="v8n", help="ultralytics: v8n, 11n or a -cls yaml; darknet: small (default, shares "
+                                                 "yolov3-tiny's first 9 layers) or csdarknet53-omega (newer builds)")
     p.add_argument("--epochs", type=int, default=None, help="default: cfg/ultralytics.yaml")
     p.add_argument("--imgsz", type=int, default=None, help="multiple of 32 (default: cfg/ultralytics.yaml)")
     p.add_argument("--batch", type=int, default=None)
@@ -37,8 +38,9 @@ def train_darknet(args) -> int:
     from scripts import darknet
     run = RUNS_DIR / "darknet" / args.name
     size = int(args.darknet_data.name) if args.darknet_data.name.isdigit() else 48
+    model = "small" if args.model in ("v8n", None) else args.model
     cfg, weights = darknet.train_classifier(args.darknet_data, run, epochs=args.epochs or 10, batch=args.batch or 32,
-                                            size=size)
+                                            size=size, model=model)
     darknet.training_curve(run / "train-classifier.log", run / "train-classifier.csv", run / "train-classifier.png")
     v = darknet.validate_classifier(cfg, weights, run / "classifier.data", run)
     print(f"Darknet classifier: {weights} (cfg {cfg}); validation top-1 {v['top1']:.4f}, top-{v['k']} {v['topk']:.4f} "

@@ -96,6 +96,22 @@ def test_v4_tiny_is_refused_in_one_line_by_a_build_that_cannot_parse_it(tmp_path
             darknet.require_parsable(cfg)
 
 
+def test_csdarknet53_omega_template_has_the_csp_layout_and_is_refused_by_an_old_build(chain, tmp_path):
+    from converters.darknet_files import layer_shapes, parse_cfg
+    cfg = darknet.render_cfg("csdarknet53-omega", tmp_path / "csp.cfg", batch=1, size=64, max_crop=72,
+                             learning_rate=0.1, max_batches=10, classes=7)
+    shapes = layer_shapes(parse_cfg(cfg.read_text()))
+    # 105 backbone layers (the `conv.105` cut newer builds use), then avgpool, class conv, softmax
+    assert len(shapes) == 108 and shapes[104]["c"] == 1024 and (shapes[104]["h"], shapes[104]["w"]) == (2, 2)
+    assert shapes[106]["c"] == 7 and shapes[107]["type"] == "softmax"
+    # per stage: a route back to the downsampled map, then one joining both branches (twice the branch width)
+    assert [s["c"] for s in shapes if s["type"] == "route"] == [64, 128, 128, 128, 256, 256, 512, 512, 1024, 1024]
+    if "mish" in " ".join(darknet.cfg_problems(cfg)):  # pjreddie (Debian) build: refused before training
+        with pytest.raises(EmoDetError, match="cannot parse .*mish.*MODEL=small"):
+            darknet.train_classifier(chain["root"] / "data" / "darknet" / "48", tmp_path / "run", epochs=0.1,
+                                     model="csdarknet53-omega")
+
+
 def test_detection_cli_runs_darknet_weights_first(chain, tmp_path):
     import json
     from eval import detection
