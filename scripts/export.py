@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from converters.errors import run_cli
+from converters.errors import EmoDetError, run_cli
 
 
 def export_torch_classifier(weights: Path, out: Path | None = None, opset: int = 17) -> Path:
@@ -24,6 +24,43 @@ def export_torch_classifier(weights: Path, out: Path | None = None, opset: int =
                       dynamic_axes={"faces": {0: "n"}, "logits": {0: "n"}}, dynamo=False)
     proto = onnx.load(str(out))
     for key, value in (("names", json.dumps(names)), ("preprocess", json.dumps(prep.__dict__)), ("arch", arch)):
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.save(proto, str(out))
+    return out
+
+
+def quantize_classifier(onnx_path: Path, faces: np.ndarray, out: Path | None = None) -> Path:
+    """Static int8 (QDQ, per-channel) copy of an exported FER classifier, calibrated on `faces` (uint8 (N, S, S),
+    training faces: never the split it is scored on). CPUs with VNNI run int8 convolutions several times faster;
+    the metadata (names, preprocessing) is carried over so every loader treats it like the float model."""
+    import onnx
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+    from scripts.torch_classifier import centre_crop
+    source = onnx.load(str(onnx_path))
+    meta = {p.key: p.value for p in source.metadata_props}
+    prep = json.loads(meta["preprocess"])
+    x = (faces.astype(np.float32) / 255.0 - prep["mean"]) / prep["std"]
+    x = centre_crop(x[:, None], prep["input_size"])
+    name = source.graph.input[0].name
+
+    class Faces(CalibrationDataReader):
+        def __init__(self):
+            self.batches = iter(np.array_split(x, max(1, len(x) // 32)))
+
+        def get_next(self):
+            batch = next(self.batches, None)
+            return None if batch is None else {name: np.ascontiguousarray(batch)}
+
+    out = Path(out or Path(onnx_path).with_name(Path(onnx_path).stem + "-int8.onnx"))
+    prepared = out.with_suffix(".pre.onnx")
+    quant_pre_process(str(onnx_path), str(prepared), skip_symbolic_shape=True)
+    quantize_static(str(prepared), str(out), Faces(), quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    prepared.unlink()
+    proto = onnx.load(str(out))
+    for key, value in meta.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
     onnx.save(proto, str(out))
@@ -53,7 +90,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("weights", type=Path, nargs="+", help="EmoDet torch .pt or Ultralytics .pt files")
     p.add_argument("--imgsz", type=int, default=256, help="Ultralytics models: input size")
     p.add_argument("--ship", default=None, help="torch classifier: also write weights/<SHIP>.pt (slim) and .onnx")
+    p.add_argument("--int8", action="store_true",
+                   help="torch classifier: also write <name>-int8.onnx, calibrated on training faces of --calib")
+    p.add_argument("--calib", type=Path, default=None,
+                   help="HDF5 table whose Training faces calibrate --int8 (default: the FER2013 conversion)")
     return p
+
+
+def calibration_faces(table: Path, n: int = 1024, seed: int = 0) -> np.ndarray:
+    """`n` random Training faces (uint8 (n, 48, 48)) of a converter-written HDF5 table."""
+    import h5py
+    if not Path(table).exists():
+        raise EmoDetError(f"{table}: no HDF5 table to calibrate on (make convert-fer2013, or pass --calib)")
+    with h5py.File(table, "r") as f:
+        pixels = f["Training_pixel"]
+        idx = np.sort(np.random.default_rng(seed).choice(len(pixels), min(n, len(pixels)), replace=False))
+        return pixels[idx].reshape(-1, 48, 48)
 
 
 def main(argv=None) -> int:
@@ -70,6 +122,10 @@ def main(argv=None) -> int:
             out = export_torch_classifier(w)
             faces = np.random.default_rng(0).integers(0, 255, (8, 48, 48)).astype(np.uint8)
             print(f"{w} -> {out} (max |logit| difference on 8 faces: {max_abs_difference(w, out, faces):.2e})")
+            if args.int8:
+                from converters.settings import DATA_DIR
+                calib = calibration_faces(args.calib or DATA_DIR / "fer2013" / "table" / "fer2013.h5")
+                print(f"{out} -> {quantize_classifier(out, calib)} (int8, calibrated on {len(calib)} training faces)")
         else:
             print(f"{w} -> {ultra.export_onnx(w, args.imgsz)}")
     return 0

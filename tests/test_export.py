@@ -22,3 +22,26 @@ def test_onnx_export_matches_torch_and_carries_names(tmp_path):
     assert clf.names == names and clf.backend == "onnx"
     ten = clf.scores(faces, "tencrop")
     assert ten.shape == (16, 7) and np.isfinite(ten).all()
+
+
+def test_int8_copy_keeps_names_and_tracks_the_float_model(tmp_path):
+    from scripts.export import quantize_classifier
+    torch.manual_seed(2)
+    model, prep = build_model("fertiny", 7)
+    model.eval()
+    names = ["neutral", "happy", "sad", "surprise", "fear", "disgust", "anger"]
+    torch.save(dict(model=model.state_dict(), arch="fertiny", classes=names, preprocess=prep.__dict__),
+               tmp_path / "m.pt")
+    onnx_path = export_torch_classifier(tmp_path / "m.pt")
+    rng = np.random.default_rng(0)
+    # smooth random faces (blurred noise), so activations look like images rather than white noise
+    import cv2
+    faces = np.stack([cv2.GaussianBlur(rng.integers(0, 255, (48, 48)).astype(np.uint8), (0, 0), 3) * 2
+                      for _ in range(96)]).clip(0, 255).astype(np.uint8)
+    q = quantize_classifier(onnx_path, faces[:64])
+    assert q.name == "m-int8.onnx" and q.stat().st_size < onnx_path.stat().st_size
+    clf, ref = load_classifier(q), load_classifier(onnx_path)
+    assert clf.names == names and clf.prep == ref.prep
+    a, b = ref.scores(faces[64:]), clf.scores(faces[64:])  # faces not used for calibration
+    assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.9
+    assert not np.allclose(a, b)  # it really is a different (quantized) graph
