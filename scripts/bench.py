@@ -227,6 +227,9 @@ def bench_demo(backend: str, reuse: bool) -> dict:
              f"{d['map50']:.3f}, mAP@0.5:0.95 {d['map50_95']:.3f}, P {d['precision']:.3f}, R {d['recall']:.3f}, "
              f"F1 {d['f1']:.3f} at conf {d['conf']:.2f} (Darknet style); Ultralytics style mAP@0.5 "
              f"{s['detector']['ultralytics']['map50']:.3f}."]
+    if scratch := s["detector"].get("darknet_scratch"):
+        lines[-1] += (f" The same detector from scratch, trained side by side for the same iterations: mAP@0.5 "
+                      f"{scratch['map50']:.3f}.")
     return dict(s, markdown="\n".join(lines))
 
 

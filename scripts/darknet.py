@@ -7,6 +7,7 @@ import re
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +42,38 @@ def run_darknet(args: list[str], cwd: Path, log: Path, timeout: float | None = N
         tail = " / ".join(text.strip().splitlines()[-3:])
         raise EmoDetError(f"darknet {args[0]} exited {proc.returncode}: {tail} (log: {log})")
     return text
+
+
+def _cpu_times() -> tuple[float, float]:
+    """(idle, total) jiffies of all CPUs since boot, from /proc/stat."""
+    values = [float(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return values[3] + values[4], sum(values)  # idle + iowait
+
+
+def free_cores(window: float = 0.5) -> int:
+    """Cores idle right now, measured over `window` seconds (the load average lags a minute behind: right after
+    a training ends it still counts that training)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        idle0, total0 = _cpu_times()
+        time.sleep(window)
+        idle1, total1 = _cpu_times()
+        return int(cores * (idle1 - idle0) / max(total1 - total0, 1e-9) + 0.25)
+    except (OSError, ValueError, IndexError):
+        return max(0, int(cores - os.getloadavg()[0] + 0.5))
+
+
+def side_by_side(*jobs) -> tuple[list, bool]:
+    """Run independent Darknet jobs (zero-argument callables) at the same time when there is a free core for
+    each - Debian's Darknet uses one thread, so a second core would idle otherwise - else one after the other.
+    Returns (results in job order, whether they ran concurrently). The first failure is raised."""
+    from concurrent.futures import ThreadPoolExecutor
+    together = len(jobs) > 1 and free_cores() >= len(jobs)
+    if not together:
+        return [job() for job in jobs], False
+    with ThreadPoolExecutor(len(jobs)) as pool:  # threads suffice: each job waits on its own darknet process
+        futures = [pool.submit(job) for job in jobs]
+        return [f.result() for f in futures], True
 
 
 def render_cfg(template: str, out: Path, **values) -> Path:

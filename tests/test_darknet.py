@@ -112,6 +112,34 @@ def test_csdarknet53_omega_template_has_the_csp_layout_and_is_refused_by_an_old_
                                      model="csdarknet53-omega")
 
 
+@pytest.mark.parametrize("free", [2, 1])
+def test_side_by_side_overlaps_jobs_only_when_there_is_a_core_for_each(monkeypatch, free):
+    import time
+    monkeypatch.setattr(darknet, "free_cores", lambda: free)
+    spans = []
+
+    def job(k):
+        def run():
+            t0 = time.perf_counter()
+            time.sleep(0.3)
+            spans.append((t0, time.perf_counter()))
+            return k
+        return run
+    results, together = darknet.side_by_side(job("a"), job("b"))
+    assert results == ["a", "b"] and together == (free >= 2)
+    (s0, e0), (s1, e1) = sorted(spans)
+    assert (s1 < e0) == together  # overlapping in time exactly when run together
+
+
+def test_two_real_detector_trainings_side_by_side_both_write_weights(chain, tmp_path):
+    yolo = chain["root"] / "data" / "yolo"
+    results, _ = darknet.side_by_side(lambda: darknet.train_detector(yolo, tmp_path / "a", chain["conv"], 0.05, 160, 4),
+                                      lambda: darknet.train_detector(yolo, tmp_path / "b", None, 0.05, 160, 4))
+    for cfg, weights in results:
+        assert check_weights(cfg, weights)["seen"] > 0
+    assert results[0][1].parent.parent == tmp_path / "a" and results[1][1].parent.parent == tmp_path / "b"
+
+
 def test_detection_cli_runs_darknet_weights_first(chain, tmp_path):
     import json
     from eval import detection
