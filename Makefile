@@ -30,7 +30,7 @@ INIT ?=
 CROPS ?= $(OUT)/crops/48
 DATA_YAML ?= $(OUT)/yolo/data.yaml
 
-.PHONY: setup sample convert convert-fer2013 scenes merge balance test demo bench clean help \
+.PHONY: setup sample convert convert-fer2013 scenes scenes-bench merge balance test demo bench clean help \
         train-classifier partial train-detector export predict
 
 help:
@@ -62,6 +62,13 @@ convert-fer2013: $(STAMP)
 
 scenes: $(STAMP)
 	$(PY) -m converters.scenes $(if $(FER2013),--fer2013 $(FER2013))
+	$(PY) -m converters.convert --affectnet data/scenes --out data/scenes-converted --split training validation test \
+	  --sizes 48 --formats yolo crops --overwrite
+
+# one-stage detector vs Haar + classifier on the test scenes (trains the detector for HOURS unless REUSE=1)
+HOURS ?= 1.0
+scenes-bench: $(STAMP)
+	$(PY) -m scripts.bench --parts scenes --hours $(HOURS) $(if $(filter 1,$(REUSE)),--reuse)
 
 merge: $(STAMP)
 	$(PY) -m converters.merge --affectnet $(OUT)
@@ -89,7 +96,7 @@ export: $(STAMP)
 	$(PY) -m scripts.export $(WEIGHTS) $(if $(IMGSZ),--imgsz $(IMGSZ))
 
 predict: $(STAMP)
-	$(PY) -m scripts.predict $(SOURCE) --weights $(firstword $(WEIGHTS)) $(if $(IMGSZ),--imgsz $(IMGSZ))
+	$(PY) -m scripts.predict $(SOURCE) $(if $(filter 1,$(TWO_STAGE)),--two-stage $(if $(CLASSIFIER),--classifier $(CLASSIFIER)),--weights $(firstword $(WEIGHTS))) $(if $(IMGSZ),--imgsz $(IMGSZ))
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests
