@@ -8,14 +8,22 @@ from scripts.export import export_torch_classifier, max_abs_difference
 from scripts.torch_models import build_model
 
 
-def test_onnx_export_matches_torch_and_carries_names(tmp_path):
-    torch.manual_seed(1)
+NAMES = ["neutral", "happy", "sad", "surprise", "fear", "disgust", "anger"]
+
+
+def _untrained_export(tmp_path, seed: int):
+    """An untrained fertiny checkpoint (tmp_path/m.pt) and its ONNX export."""
+    torch.manual_seed(seed)
     model, prep = build_model("fertiny", 7)
     model.eval()
-    names = ["neutral", "happy", "sad", "surprise", "fear", "disgust", "anger"]
-    torch.save(dict(model=model.state_dict(), arch="fertiny", classes=names, preprocess=prep.__dict__),
+    torch.save(dict(model=model.state_dict(), arch="fertiny", classes=NAMES, preprocess=prep.__dict__),
                tmp_path / "m.pt")
-    onnx_path = export_torch_classifier(tmp_path / "m.pt")
+    return export_torch_classifier(tmp_path / "m.pt")
+
+
+def test_onnx_export_matches_torch_and_carries_names(tmp_path):
+    names = NAMES
+    onnx_path = _untrained_export(tmp_path, 1)
     faces = np.random.default_rng(0).integers(0, 255, (16, 48, 48)).astype(np.uint8)
     assert max_abs_difference(tmp_path / "m.pt", onnx_path, faces) < 1e-4
     clf = load_classifier(onnx_path)
@@ -26,13 +34,8 @@ def test_onnx_export_matches_torch_and_carries_names(tmp_path):
 
 def test_int8_copy_keeps_names_and_tracks_the_float_model(tmp_path):
     from scripts.export import quantize_classifier
-    torch.manual_seed(2)
-    model, prep = build_model("fertiny", 7)
-    model.eval()
-    names = ["neutral", "happy", "sad", "surprise", "fear", "disgust", "anger"]
-    torch.save(dict(model=model.state_dict(), arch="fertiny", classes=names, preprocess=prep.__dict__),
-               tmp_path / "m.pt")
-    onnx_path = export_torch_classifier(tmp_path / "m.pt")
+    names = NAMES
+    onnx_path = _untrained_export(tmp_path, 2)
     rng = np.random.default_rng(0)
     # smooth random faces (blurred noise), so activations look like images rather than white noise
     import cv2
