@@ -130,13 +130,18 @@ class TwoStageDetector:
         return np.c_[cls, score, x1, y1, x2, y2][keep]
 
 
+def _xyxy(b: np.ndarray) -> np.ndarray:
+    return np.c_[b[:, :2], b[:, :2] + b[:, 2:]]
+
+
 def _xywh_pixels(labels: np.ndarray, w: int, h: int) -> np.ndarray:
     """(n, 5) class + normalised xyxy (eval.detection_io) -> (n, 4) pixel x, y, w, h."""
     b = labels[:, 1:5] * [w, h, w, h]
     return np.c_[b[:, :2], b[:, 2:] - b[:, :2]]
 
 
-def fit_on_folder(gt: Path, cascade: str = DEFAULT_CASCADE, min_size: int = 24, match_iou: float = 0.3) -> BoxFit:
+def fit_on_folder(gt: Path, cascade: str = DEFAULT_CASCADE, min_size: int = 24, match_iou: float = 0.3,
+                  progress: bool = True) -> BoxFit:
     """Fit the Haar -> ground-truth box mapping on a YOLO folder (images with labels beside them): every ground-truth
     face takes the Haar box of best IoU above `match_iou` (low on purpose: the boxes differ before the fit)."""
     from eval.detection_io import read_ground_truth
@@ -144,15 +149,14 @@ def fit_on_folder(gt: Path, cascade: str = DEFAULT_CASCADE, min_size: int = 24, 
     haar = haar_cascade(cascade)
     detected, truth = [], []
     gts = read_ground_truth(gt)
-    for stem, labels in tqdm(gts.items(), desc="fit boxes", unit="img"):
+    for stem, labels in tqdm(gts.items(), desc="fit boxes", unit="img", disable=not progress):
         gray = _read_gray(Path(gt), stem)
         h, w = gray.shape
         found, _ = haar_faces(gray, haar, min_size)
         if not len(found) or not len(labels):
             continue
         t = _xywh_pixels(labels, w, h)
-        to_xyxy = lambda b: np.c_[b[:, :2], b[:, :2] + b[:, 2:]]  # noqa: E731
-        iou = iou_matrix(to_xyxy(t), to_xyxy(found))
+        iou = iou_matrix(_xyxy(t), _xyxy(found))
         for i, j in enumerate(iou.argmax(1)):
             if iou[i, j] >= match_iou:
                 detected.append(found[j])
