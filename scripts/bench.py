@@ -268,10 +268,16 @@ def bench_scenes(reuse: bool, hours: float = 1.0, cls_hours: float = 0.3, imgsz:
     fit = two_stage.fit_on_folder(yolo / "val")
     two = score_detector(two_stage.TwoStageDetector(two_stage.DEFAULT_CLASSIFIER, fit, threads=1), yolo / "test",
                          RUNS_DIR / "scenes-eval" / "two-stage")
+    faces = two_stage.DetectorFaces(OnnxDetector(onnx, imgsz, threads=1))
+    hybrid = score_detector(two_stage.TwoStageDetector(two_stage.DEFAULT_CLASSIFIER, faces=faces, threads=1),
+                            yolo / "test", RUNS_DIR / "scenes-eval" / "detector-faces")
     out = dict(train_minutes=float(rows[-1]["time"]) / 60, epochs=len(rows), train_images=n_train, imgsz=imgsz,
                det_images_per_s=n_train * len(rows) / float(rows[-1]["time"]), box_fit=fit.__dict__,
                test_images=one["images"], ultralytics=ultra.version())
-    for name, r in (("one_stage", one), ("two_stage", two)):
+    methods = {"one_stage": (one, f"one-stage: YOLOv8n {imgsz} px, backbone from v8n-cls on FER2013"),
+               "two_stage": (two, "two-stage: OpenCV Haar (box fit on val) + fer2013-vggm"),
+               "hybrid": (hybrid, "two-stage with the one-stage detector's boxes (emotion ignored) + fer2013-vggm")}
+    for name, (r, _) in methods.items():
         out[name] = {style: _scene_rows(r[style]) for style in ("darknet", "ultralytics")}
     names = list(out["one_stage"]["darknet"]["ap50"])
     lines = [f"FER-scenes (`make scenes`: real FER2013 faces pasted into 320-640 px scenes, Training faces -> "
@@ -280,15 +286,14 @@ def bench_scenes(reuse: bool, hours: float = 1.0, cls_hours: float = 0.3, imgsz:
              f"time on one thread (ONNX Runtime), image decoding excluded.", "",
              "| method | mAP@0.5 (Darknet style) | mAP@0.5 (Ultralytics style) | mAP@0.5:0.95 | face recall@0.5 "
              "(any class) | P / R / F1 at 0.25 | ms/image |", "|---|---:|---:|---:|---:|---|---:|"]
-    for name, label in (("one_stage", f"one-stage: YOLOv8n {imgsz} px, backbone from v8n-cls on FER2013"),
-                        ("two_stage", "two-stage: OpenCV Haar (box fit on val) + fer2013-vggm")):
+    for name, (_, label) in methods.items():
         d, u = out[name]["darknet"], out[name]["ultralytics"]
         lines.append(f"| {label} | {d['map50']:.3f} | {u['map50']:.3f} | {d['map50_95']:.3f} | "
                      f"{d['agnostic_recall50']:.3f} | {d['precision']:.2f} / {d['recall']:.2f} / {d['f1']:.2f} | "
                      f"{d['ms_per_image']:.1f} |")
     lines += ["", "Per-class AP@0.5 (Darknet style):", "", "| method | " + " | ".join(names) + " |",
               "|---|" + "---:|" * len(names)]
-    for name in ("one_stage", "two_stage"):
+    for name in methods:
         lines.append(f"| {name.replace('_', '-')} | " + " | ".join(f"{out[name]['darknet']['ap50'][n]:.3f}"
                                                                for n in names) + " |")
     lines += ["", f"One-stage training: {out['epochs']} epochs in {out['train_minutes']:.0f} min "

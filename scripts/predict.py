@@ -201,7 +201,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m scripts.predict", description=__doc__)
     p.add_argument("source", type=Path, help="image, folder of images, or video file")
     p.add_argument("--weights", type=Path, default=None, help="Ultralytics detector .pt or its .onnx export")
-    p.add_argument("--two-stage", action="store_true", help="Haar face detector + FER classifier instead")
+    p.add_argument("--two-stage", action="store_true",
+                   help="Haar face detector + FER classifier instead (with --weights: the detector's boxes, emotion "
+                        "ignored, as the faces)")
     p.add_argument("--classifier", type=Path, default=None,
                    help="with --two-stage: FER classifier (default weights/fer2013-vggm.onnx)")
     p.add_argument("--box-fit", type=Path, default=None,
@@ -216,14 +218,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    if args.two_stage == bool(args.weights):
-        raise EmoDetError("give either --weights DETECTOR or --two-stage")
+    if not (args.two_stage or args.weights):
+        raise EmoDetError("give --weights DETECTOR, --two-stage, or both (the detector's boxes as face proposals)")
     detector = args.weights
     if args.two_stage:
         from scripts import two_stage
+        faces = two_stage.DetectorFaces(load_detector(args.weights, args.imgsz)) if args.weights else None
         fit = args.box_fit or (two_stage.DEFAULT_FIT if two_stage.DEFAULT_FIT.exists() else None)
         detector = two_stage.TwoStageDetector(args.classifier or two_stage.DEFAULT_CLASSIFIER,
-                                              two_stage.load_fit(fit), args.classes)
+                                              two_stage.load_fit(fit), args.classes, faces=faces)
     r = predict(args.source, detector, args.out, args.imgsz, args.conf, args.iou, args.classes)
     print(f"{r['frames']} frame(s), {r['boxes']} boxes, {r['ms_per_frame']:.1f} ms/frame (model); "
           f"annotated output and detections.csv in {r['out']}")

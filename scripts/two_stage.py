@@ -103,26 +103,59 @@ def face_crops(gray: np.ndarray, boxes: np.ndarray, size: int = FACE_SIZE) -> np
     return np.stack(out)
 
 
+class HaarFaces:
+    """Face proposals from OpenCV's Haar cascade: (n, 4) x, y, w, h and a face score of 1 (the cascade has no
+    calibrated confidence), mapped onto the ground-truth framing by `fit`."""
+
+    def __init__(self, fit: BoxFit = BoxFit(), cascade: str = DEFAULT_CASCADE, min_size: int = 24):
+        self.cascade, self.fit, self.min_size = haar_cascade(cascade), fit, min_size
+
+    def __call__(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        found, _ = haar_faces(_gray(image), self.cascade, self.min_size)
+        return self.fit.apply(found), np.ones(len(found))
+
+
+class DetectorFaces:
+    """Face proposals from a one-stage emotion detector, emotion ignored: boxes of any class merged by
+    class-agnostic NMS, score = the detector's confidence."""
+
+    def __init__(self, detector, conf: float = 0.05, iou: float = 0.5):
+        self.detector, self.conf, self.iou = detector, conf, iou
+
+    def __call__(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        det = self.detector(image, self.conf, 0.7)
+        if not len(det):
+            return np.zeros((0, 4)), np.zeros(0)
+        xywh = np.c_[det[:, 2:4], det[:, 4:6] - det[:, 2:4]]
+        keep = np.asarray(cv2.dnn.NMSBoxes(xywh.tolist(), det[:, 1].tolist(), self.conf, self.iou), int).reshape(-1)
+        return xywh[keep], det[keep, 1]
+
+
+def _gray(image: np.ndarray) -> np.ndarray:
+    return image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+
+
 class TwoStageDetector:
-    """Haar faces + a FER classifier, called like the one-stage detectors of scripts/predict.py: image in,
-    (n, 6) class, score, x1, y1, x2, y2 (pixels) out. One label per face (the classifier's top class), as the
-    one-stage detectors report one label per box; score = that class's probability."""
+    """Face proposals (Haar by default) + a FER classifier, called like the one-stage detectors of
+    scripts/predict.py: image in, (n, 6) class, score, x1, y1, x2, y2 (pixels) out. One label per face (the
+    classifier's top class), as the one-stage detectors report one label per box; score = that class's
+    probability x the proposal's face score."""
 
     def __init__(self, classifier: Path = DEFAULT_CLASSIFIER, fit: BoxFit = BoxFit(), n_classes: int = 7,
-                 cascade: str = DEFAULT_CASCADE, min_size: int = 24, threads: int | None = None):
+                 threads: int | None = None, faces=None):
         from scripts.classifiers import load_classifier
         self.classifier = load_classifier(Path(classifier), threads)
-        self.cascade, self.fit, self.n_classes, self.min_size = haar_cascade(cascade), fit, n_classes, min_size
+        self.faces = faces or HaarFaces(fit)
+        self.n_classes = n_classes
 
     def __call__(self, image: np.ndarray, conf: float = 0.0, iou: float | None = None) -> np.ndarray:
-        # iou is accepted for the common interface: the cascade merges overlapping hits itself (minNeighbors)
-        gray = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
-        found, _ = haar_faces(gray, self.cascade, self.min_size)
-        boxes = self.fit.apply(found)
+        # iou is accepted for the common interface: proposals arrive merged already
+        gray = _gray(image)
+        boxes, face_score = self.faces(gray if isinstance(self.faces, HaarFaces) else image)
         if not len(boxes):
             return np.zeros((0, 6))
         p = self.classifier.probabilities(face_crops(gray, boxes), self.n_classes)
-        cls, score = p.argmax(1), p.max(1)
+        cls, score = p.argmax(1), p.max(1) * face_score
         h, w = gray.shape
         x1, y1 = np.clip(boxes[:, 0], 0, w), np.clip(boxes[:, 1], 0, h)
         x2, y2 = np.clip(boxes[:, 0] + boxes[:, 2], 0, w), np.clip(boxes[:, 1] + boxes[:, 3], 0, h)

@@ -78,7 +78,18 @@ def test_one_stage_tiny_training_on_scenes_is_scored_the_same_way(scenes, tmp_pa
     ultra.ultralytics(tmp_path / "config")
     det = ultra.train_detector(scenes / "data.yaml", "v8n", epochs=1, imgsz=128, batch=4, workers=0,
                                project=tmp_path / "runs", name="det")
-    r = score_detector(TorchDetector(det, 128), scenes / "val", tmp_path / "one-stage")
+    one = TorchDetector(det, 128)
+    r = score_detector(one, scenes / "val", tmp_path / "one-stage")
     for style in ("darknet", "ultralytics"):
         _valid_metrics(tmp_path / "one-stage" / f"metrics-{style}.json")
     assert r["images"] == len(list((scenes / "val").glob("*.jpg")))
+    # the detector's boxes as face proposals for the classifier: one box per face (class-agnostic NMS)
+    faces = two_stage.DetectorFaces(one, conf=0.001)
+    image = cv2.imread(str(sorted((scenes / "val").glob("*.jpg"))[0]))
+    boxes, scores = faces(image)
+    from eval.detection_metrics import iou_matrix
+    xyxy = np.c_[boxes[:, :2], boxes[:, :2] + boxes[:, 2:]]
+    iou = iou_matrix(xyxy, xyxy) - np.eye(len(boxes))
+    assert len(boxes) == len(scores) and (iou <= 0.5 + 1e-6).all()
+    score_detector(two_stage.TwoStageDetector(faces=faces), scenes / "val", tmp_path / "hybrid")
+    _valid_metrics(tmp_path / "hybrid" / "metrics-darknet.json")
