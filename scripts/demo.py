@@ -105,7 +105,7 @@ def darknet_chain(args, st: Stages, data: Path, out: Path):
     # the scratch detector is the baseline that shows what the transfer buys; with a second free core it costs
     # no wall-clock time (Debian's Darknet is single-threaded)
     (det_cfg, det_w), (scratch_cfg, scratch_w) = st.run(
-        "5 train detectors (yolov3-tiny, 160 px): from the classifier's 9 layers | from scratch", _two_detectors,
+        "5 train detectors (yolov3-tiny, 160 px): from the classifier's 9 layers + from scratch", _two_detectors,
         darknet, data / "yolo", runs, conv, args.dk_det_epochs)
 
     def evaluate():
