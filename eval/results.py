@@ -18,11 +18,13 @@ def append_result(dataset: str, row: dict, folder: Path = RESULTS_DIR) -> Path:
         raise ValueError(f"unknown result columns {sorted(unknown)}")
     path = Path(folder) / f"{dataset}.csv"
     path.parent.mkdir(parents=True, exist_ok=True)
-    new = {k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in row.items()}
-    new = {k: str(new.get(k, "")) for k in COLUMNS}
+    added = {k: (f"{row[k]:.4f}" if isinstance(row[k], float) else str(row[k])) if k in row else "" for k in COLUMNS}
     key = ("model", "split", "tta")
-    rows = list(csv.DictReader(path.open(newline=""))) if path.exists() else []
-    rows = [r for r in rows if tuple(r.get(k, "") for k in key) != tuple(new[k] for k in key)] + [new]
+    rows = []
+    if path.exists():
+        with path.open(newline="") as f:
+            rows = list(csv.DictReader(f))
+    rows = [r for r in rows if tuple(r.get(k, "") for k in key) != tuple(added[k] for k in key)] + [added]
     with path.open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=COLUMNS)
         w.writeheader()

@@ -3,8 +3,8 @@ DARKNET=/path). Darknet exits 0 on many failures (shared/ENGINES.md), so every c
 it should have written exist, and never trusts the exit code alone."""
 from __future__ import annotations
 
-import re
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -185,6 +185,18 @@ def list_length(path: Path) -> int:
     return sum(1 for line in Path(path).read_text().splitlines() if line.strip())
 
 
+def _template(kind: str, model: str, templates: dict[str, str]) -> str:
+    """cfg/ template name of a Darknet model name, or a one-line error listing the known names."""
+    if model not in templates:
+        raise EmoDetError(f"unknown Darknet {kind} {model!r}; use {', '.join(templates)}")
+    return templates[model]
+
+
+def _max_batches(epochs: float, n_train: int, batch: int) -> int:
+    """Weight updates for `epochs` passes over `n_train` images (at least one)."""
+    return max(1, int(round(epochs * n_train / batch)))
+
+
 CLASSIFIER_TEMPLATES = {"small": "emotion-classifier", "emotion-classifier": "emotion-classifier",
                         "csdarknet53-omega": "csdarknet53-omega"}
 
@@ -195,16 +207,14 @@ def train_classifier(data: Path, run: Path, epochs: float = 10, batch: int = 32,
     """Train a Darknet classifier (`small`: cfg/emotion-classifier.cfg.in, shares yolov3-tiny's first 9 layers;
     `csdarknet53-omega`: CSPDarknet53 for newer builds) on a converter-written classifier set
     (`darknet/<size>/`); resumes from the run's `.backup` when present. Returns (cfg, final weights)."""
-    if model not in CLASSIFIER_TEMPLATES:
-        raise EmoDetError(f"unknown Darknet classifier {model!r}; use {', '.join(CLASSIFIER_TEMPLATES)}")
-    template = CLASSIFIER_TEMPLATES[model]
+    template = _template("classifier", model, CLASSIFIER_TEMPLATES)
     from converters.darknet_files import read_data_file
     data = Path(data)
     entries = read_data_file(data / "emotion-classifier.data")
     n_train = list_length(entries["train"])
     if n_train == 0:
         raise EmoDetError(f"{entries['train']}: empty training list")
-    max_batches = max(1, int(round(epochs * n_train / batch)))
+    max_batches = _max_batches(epochs, n_train, batch)
     cfg = render_cfg(template, run / f"{template}.cfg", batch=batch, size=size,
                      max_crop=int(size * 1.15), learning_rate=learning_rate, max_batches=max_batches,
                      classes=int(entries["classes"]))
@@ -284,16 +294,13 @@ def train_detector(data: Path, run: Path, init: Path | None = None, epochs: floa
     """Train yolov3-tiny (or v4-tiny on newer builds) on a converter-written YOLO set (`yolo/emotion.data`),
     optionally from a partial backbone (`init`, seen=0); resumes from the run's `.backup`.
     Returns (cfg, final weights)."""
-    if model not in DETECTOR_TEMPLATES:
-        raise EmoDetError(f"unknown Darknet detector {model!r}; use {', '.join(DETECTOR_TEMPLATES)}")
-    template = DETECTOR_TEMPLATES[model]
+    template = _template("detector", model, DETECTOR_TEMPLATES)
     from converters.darknet_files import read_data_file
     data = Path(data)
     entries = read_data_file(data / "emotion.data")
     classes = int(entries["classes"])
     check_detection_set(data / "emotion.data", classes)
-    n_train = list_length(entries["train"])
-    max_batches = max(1, int(round(epochs * n_train / batch)))
+    max_batches = _max_batches(epochs, list_length(entries["train"]), batch)
     cfg = render_cfg(template, run / f"{template}-emotion.cfg", batch=batch, subdivisions=subdivisions, size=size,
                      learning_rate=learning_rate, burn_in=min(1000, max(1, max_batches // 10)),
                      max_batches=max_batches, steps=f"{int(max_batches * 0.8)},{int(max_batches * 0.9)}",

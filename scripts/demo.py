@@ -80,7 +80,8 @@ def ultralytics_chain(args, st: Stages, data: Path, out: Path):
     return cls, dets, det_label, read_yolo_predictions(pred), f"Ultralytics {ultra.version()}"
 
 
-def _two_detectors(darknet, yolo: Path, runs: Path, conv: Path, epochs: float):
+def _two_detectors(yolo: Path, runs: Path, conv: Path, epochs: float):
+    from scripts import darknet
     (main, scratch), together = darknet.side_by_side(
         lambda: darknet.train_detector(yolo, runs / "det", conv, epochs, 160, 8),
         lambda: darknet.train_detector(yolo, runs / "det-scratch", None, epochs, 160, 8))
@@ -106,7 +107,7 @@ def darknet_chain(args, st: Stages, data: Path, out: Path):
     # no wall-clock time (Debian's Darknet is single-threaded)
     (det_cfg, det_w), (scratch_cfg, scratch_w) = st.run(
         "5 train detectors (yolov3-tiny, 160 px): from the classifier's 9 layers + from scratch", _two_detectors,
-        darknet, data / "yolo", runs, conv, args.dk_det_epochs)
+        data / "yolo", runs, conv, args.dk_det_epochs)
 
     def evaluate():
         v = darknet.validate_classifier(cfg, weights, runs / "cls" / "classifier.data", runs / "cls")

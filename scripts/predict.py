@@ -173,7 +173,7 @@ def write_yolo_predictions(detector, images: list[Path], out: Path, conf: float 
     return 1000 * seconds / max(len(images), 1)
 
 
-def score_detector(detector, gt: Path, out: Path, n_classes: int = 7) -> dict:
+def score_detector(detector, gt: Path, out: Path) -> dict:
     """Predict every image of a YOLO folder and score it in the darknet and ultralytics styles: metrics JSON per
     style, PR/confusion plots, and a text report in `out`."""
     from converters.io import write_json

@@ -79,13 +79,13 @@ def haar_cascade(name: str = DEFAULT_CASCADE) -> cv2.CascadeClassifier:
 
 
 def haar_faces(gray: np.ndarray, cascade: cv2.CascadeClassifier, min_size: int = 24,
-               neighbours: int = 3) -> tuple[np.ndarray, np.ndarray]:
-    """(n, 4) x, y, w, h face boxes and, per box, how many raw detections were merged into it (the cascade's
-    only measure of confidence). neighbours=3: on the validation scenes it found more faces than 4 or 6 at equal
-    mAP, and weighting the score by the merged count did not rank better than the classifier's probability."""
-    boxes, counts = cascade.detectMultiScale2(gray, scaleFactor=1.1, minNeighbors=neighbours,
-                                              minSize=(min_size, min_size))
-    return np.asarray(boxes, float).reshape(-1, 4), np.asarray(counts, float).reshape(-1)
+               neighbours: int = 3) -> np.ndarray:
+    """(n, 4) x, y, w, h face boxes. neighbours=3: on the validation scenes it found more faces than 4 or 6 at
+    equal mAP, and weighting the score by how many raw hits were merged into a box (the cascade's only measure
+    of confidence) did not rank better than the classifier's probability."""
+    boxes, _ = cascade.detectMultiScale2(gray, scaleFactor=1.1, minNeighbors=neighbours,
+                                         minSize=(min_size, min_size))
+    return np.asarray(boxes, float).reshape(-1, 4)
 
 
 def face_crops(gray: np.ndarray, boxes: np.ndarray, size: int = FACE_SIZE) -> np.ndarray:
@@ -111,7 +111,7 @@ class HaarFaces:
         self.cascade, self.fit, self.min_size = haar_cascade(cascade), fit, min_size
 
     def __call__(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        found, _ = haar_faces(_gray(image), self.cascade, self.min_size)
+        found = haar_faces(_gray(image), self.cascade, self.min_size)
         return self.fit.apply(found), np.ones(len(found))
 
 
@@ -153,7 +153,7 @@ class TwoStageDetector:
     def __call__(self, image: np.ndarray, conf: float = 0.0, iou: float | None = None) -> np.ndarray:
         # iou is accepted for the common interface: proposals arrive merged already
         gray = _gray(image)
-        boxes, face_score = self.faces(gray if isinstance(self.faces, HaarFaces) else image)
+        boxes, face_score = self.faces(image)
         if not len(boxes):
             return np.zeros((0, 6))
         p = self.classifier.probabilities(face_crops(gray, boxes), self.n_classes)
@@ -187,7 +187,7 @@ def fit_on_folder(gt: Path, cascade: str = DEFAULT_CASCADE, min_size: int = 24, 
     for stem, labels in tqdm(gts.items(), desc="fit boxes", unit="img", disable=not progress):
         gray = _read_gray(Path(gt), stem)
         h, w = gray.shape
-        found, _ = haar_faces(gray, haar, min_size)
+        found = haar_faces(gray, haar, min_size)
         if not len(found) or not len(labels):
             continue
         t = _xywh_pixels(labels, w, h)
@@ -237,7 +237,7 @@ def main(argv=None) -> int:
         return 0
     from scripts.predict import score_detector
     detector = TwoStageDetector(args.classifier, load_fit(args.box_fit), args.classes)
-    result = score_detector(detector, args.gt, args.out, args.classes)
+    result = score_detector(detector, args.gt, args.out)
     print(result["report"])
     return 0
 
