@@ -56,6 +56,7 @@ def ultralytics_chain(args, st: Stages, data: Path, out: Path):
     from eval.detection import evaluate_folders, write_plots
     from eval.detection_io import read_yolo_predictions
     from scripts import ultra
+    from scripts.predict import write_scoring_predictions
     runs = out / "runs"
     cls_best = st.run("3 pretrain classifier (Ultralytics -cls, 64 px)", ultra.train_classifier, data / "crops" / "48",
                       args.det, args.cls_epochs, 64, 32, 2, args.seed, runs, "cls")
@@ -69,7 +70,7 @@ def ultralytics_chain(args, st: Stages, data: Path, out: Path):
         cls = evaluate_classifier(cls_best, data / "crops" / "48", "val", k=2)
         write_outputs(cls, out / "plots")
         val_images = sorted((data / "yolo" / "val").glob("*.jpg"))
-        pred = ultra.predict_to_yolo_txt(det_best, val_images, out / "predictions", imgsz=args.imgsz)
+        pred = write_scoring_predictions(det_best, val_images, out / "predictions", args.imgsz)
         dets = {s: evaluate_folders(data / "yolo" / "val", pred, s) for s in ("darknet", "ultralytics")}
         write_plots(dets["darknet"], out / "plots")
         return cls, dets, pred

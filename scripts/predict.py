@@ -34,11 +34,57 @@ def letterbox(image: np.ndarray, size: int) -> tuple[np.ndarray, float, tuple[in
     return canvas, gain, (left, top)
 
 
-class OnnxDetector:
-    """An Ultralytics detector exported to ONNX (output (1, 4 + classes, anchors)), decoded with class-wise NMS."""
+def candidate_detections(scores: np.ndarray, multi_label: bool, conf: float) -> tuple[np.ndarray, np.ndarray,
+                                                                                        np.ndarray]:
+    """(anchor index, class, score) of the candidates in a (classes, anchors) score map: each anchor's best class,
+    or with `multi_label` every class scoring >= conf (what Ultralytics' val and Darknet's `detector valid` score:
+    a face the detector half calls sad and half neutral counts for both, each at its own confidence)."""
+    if multi_label:
+        cls, anchor = np.nonzero(scores >= conf)
+        return anchor, cls, scores[cls, anchor]
+    cls, score = scores.argmax(0), scores.max(0)
+    anchor = np.nonzero(score >= conf)[0]
+    return anchor, cls[anchor], score[anchor]
 
-    def __init__(self, path: Path, imgsz: int, threads: int | None = None):
+
+class LetterboxDetector:
+    """An Ultralytics detector behind a raw forward pass ((4 + classes, anchors): cx, cy, w, h in input pixels, then
+    class scores), decoded here with class-wise NMS so that PyTorch and ONNX weights give the same boxes.
+    `multi_label` keeps every class above the threshold per box (for mAP), else the top class (for drawing)."""
+
+    imgsz: int
+
+    def __init__(self, multi_label: bool = False, max_det: int = 300):
+        self.multi_label, self.max_det = multi_label, max_det
+
+    def raw(self, x: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def __call__(self, image: np.ndarray, conf: float, iou: float) -> np.ndarray:
+        """(n, 6) class, score, x1, y1, x2, y2 in pixels of `image`, best first."""
+        padded, gain, (left, top) = letterbox(image, self.imgsz)
+        x = np.ascontiguousarray(padded[:, :, ::-1].transpose(2, 0, 1)[None], dtype=np.float32) / 255.0
+        out = self.raw(x)
+        anchor, cls, score = candidate_detections(out[4:], self.multi_label, conf)
+        cx, cy, w, h = out[:4, anchor]
+        boxes = np.stack([cx - w / 2, cy - h / 2, w, h], 1)
+        idx = cv2.dnn.NMSBoxesBatched(boxes.tolist(), score.tolist(), cls.tolist(), conf, iou) if len(anchor) else []
+        idx = np.asarray(idx, int).reshape(-1)
+        idx = idx[np.argsort(-score[idx], kind="stable")][:self.max_det]
+        b = boxes[idx]
+        x1, y1 = (b[:, 0] - left) / gain, (b[:, 1] - top) / gain
+        x2, y2 = x1 + b[:, 2] / gain, y1 + b[:, 3] / gain
+        hh, ww = image.shape[:2]
+        return np.c_[cls[idx], score[idx], np.clip(x1, 0, ww), np.clip(y1, 0, hh), np.clip(x2, 0, ww),
+                     np.clip(y2, 0, hh)]
+
+
+class OnnxDetector(LetterboxDetector):
+    """An Ultralytics detector exported to ONNX (output (1, 4 + classes, anchors)), run with ONNX Runtime."""
+
+    def __init__(self, path: Path, imgsz: int, threads: int | None = None, **decode):
         import onnxruntime as ort
+        super().__init__(**decode)
         opts = ort.SessionOptions()
         if threads:
             opts.intra_op_num_threads = threads
@@ -47,44 +93,32 @@ class OnnxDetector:
         shape = self.sess.get_inputs()[0].shape
         self.imgsz = shape[-1] if isinstance(shape[-1], int) else imgsz
 
-    def __call__(self, image: np.ndarray, conf: float, iou: float) -> np.ndarray:
-        """(n, 6) class, score, x1, y1, x2, y2 in pixels of `image`."""
-        padded, gain, (left, top) = letterbox(image, self.imgsz)
-        x = padded[:, :, ::-1].transpose(2, 0, 1)[None].astype(np.float32) / 255.0
-        out = self.sess.run(None, {self.input: np.ascontiguousarray(x)})[0][0]  # (4 + nc, anchors)
-        scores = out[4:]
-        cls, score = scores.argmax(0), scores.max(0)
-        keep = score >= conf
-        cx, cy, w, h = out[:4, keep]
-        boxes = np.stack([cx - w / 2, cy - h / 2, w, h], 1)
-        idx = cv2.dnn.NMSBoxesBatched(boxes.tolist(), score[keep].tolist(), cls[keep].tolist(), conf, iou) \
-            if keep.any() else []
-        idx = np.asarray(idx, int).reshape(-1)
-        b = boxes[idx]
-        x1, y1 = (b[:, 0] - left) / gain, (b[:, 1] - top) / gain
-        x2, y2 = x1 + b[:, 2] / gain, y1 + b[:, 3] / gain
-        hh, ww = image.shape[:2]
-        return np.c_[cls[keep][idx], score[keep][idx], np.clip(x1, 0, ww), np.clip(y1, 0, hh), np.clip(x2, 0, ww),
-                     np.clip(y2, 0, hh)]
+    def raw(self, x: np.ndarray) -> np.ndarray:
+        return self.sess.run(None, {self.input: x})[0][0]
 
 
-class TorchDetector:
-    def __init__(self, path: Path, imgsz: int):
+class TorchDetector(LetterboxDetector):
+    """An Ultralytics detector checkpoint (.pt), its network run directly in PyTorch."""
+
+    def __init__(self, path: Path, imgsz: int, **decode):
+        import torch
         from scripts.ultra import ultralytics
-        self.model = ultralytics().YOLO(str(path), task="detect")
+        super().__init__(**decode)
+        self.torch = torch
+        self.net = ultralytics().YOLO(str(path), task="detect").model.float().eval()
         self.imgsz = imgsz
 
-    def __call__(self, image: np.ndarray, conf: float, iou: float) -> np.ndarray:
-        r = self.model.predict(image, imgsz=self.imgsz, conf=conf, iou=iou, device="cpu", verbose=False)[0]
-        b = r.boxes
-        return np.c_[b.cls.numpy(), b.conf.numpy(), b.xyxy.numpy()] if len(b) else np.zeros((0, 6))
+    def raw(self, x: np.ndarray) -> np.ndarray:
+        with self.torch.inference_mode():
+            out = self.net(self.torch.from_numpy(x))
+        return (out[0] if isinstance(out, (list, tuple)) else out)[0].numpy()
 
 
-def load_detector(weights: Path, imgsz: int):
+def load_detector(weights: Path, imgsz: int, **decode) -> LetterboxDetector:
     weights = Path(weights)
     if not weights.exists():
         raise EmoDetError(f"{weights}: no such weights file")
-    return OnnxDetector(weights, imgsz) if weights.suffix == ".onnx" else TorchDetector(weights, imgsz)
+    return (OnnxDetector if weights.suffix == ".onnx" else TorchDetector)(weights, imgsz, **decode)
 
 
 def frames(source: Path):
@@ -156,7 +190,11 @@ def write_yolo_predictions(detector, images: list[Path], out: Path, conf: float 
                            iou: float = 0.7) -> float:
     """Run any detector of this module's interface on `images`, one `<stem>.txt` per image in `out`
     (`class cx cy w h conf`, normalised: what eval/detection.py reads). Returns model milliseconds per image
-    (decoding the files excluded)."""
+    (decoding the files excluded). The detector must keep several labels per box (`multi_label`), as the
+    engines' own mAP does (Ultralytics val; Darknet `detector valid` writes every class above its threshold):
+    one label per box would score a different, lower mAP than the engine reports for the same weights."""
+    if not getattr(detector, "multi_label", False):
+        raise EmoDetError("predictions for scoring need a detector built with multi_label=True")
     out.mkdir(parents=True, exist_ok=True)
     seconds = 0.0
     for path in tqdm(images, desc="predict", unit="img"):
@@ -171,6 +209,12 @@ def write_yolo_predictions(detector, images: list[Path], out: Path, conf: float 
                  f"{s:.6f}\n" for c, s, x1, y1, x2, y2 in det]
         (out / f"{path.stem}.txt").write_text("".join(lines))
     return 1000 * seconds / max(len(images), 1)
+
+
+def write_scoring_predictions(weights: Path, images: list[Path], out: Path, imgsz: int) -> Path:
+    """Prediction files for eval/detection.py from Ultralytics weights (.pt or .onnx), scored multi-label."""
+    write_yolo_predictions(load_detector(weights, imgsz, multi_label=True), images, Path(out))
+    return Path(out)
 
 
 def score_detector(detector, gt: Path, out: Path) -> dict:

@@ -139,30 +139,31 @@ def _gray(image: np.ndarray) -> np.ndarray:
 
 class TwoStageDetector:
     """Face proposals (Haar by default) + a FER classifier, called like the one-stage detectors of
-    scripts/predict.py: image in, (n, 6) class, score, x1, y1, x2, y2 (pixels) out. One label per face (the
-    classifier's top class), as the one-stage detectors report one label per box; score = that class's
-    probability x the proposal's face score."""
+    scripts/predict.py: image in, (n, 6) class, score, x1, y1, x2, y2 (pixels) out; score = the class's
+    probability x the proposal's face score. One label per face (the classifier's top class) for drawing, or with
+    `multi_label` every class at >= conf, as the one-stage detectors are scored (scripts/predict.py)."""
 
     def __init__(self, classifier: Path = DEFAULT_CLASSIFIER, fit: BoxFit = BoxFit(), n_classes: int = 7,
-                 threads: int | None = None, faces=None):
+                 threads: int | None = None, faces=None, multi_label: bool = False):
         from scripts.classifiers import load_classifier
         self.classifier = load_classifier(Path(classifier), threads)
         self.faces = faces or HaarFaces(fit)
-        self.n_classes = n_classes
+        self.n_classes, self.multi_label = n_classes, multi_label
 
     def __call__(self, image: np.ndarray, conf: float = 0.0, iou: float | None = None) -> np.ndarray:
         # iou is accepted for the common interface: proposals arrive merged already
+        from scripts.predict import candidate_detections
         gray = _gray(image)
         boxes, face_score = self.faces(image)
         if not len(boxes):
             return np.zeros((0, 6))
-        p = self.classifier.probabilities(face_crops(gray, boxes), self.n_classes)
-        cls, score = p.argmax(1), p.max(1) * face_score
+        p = self.classifier.probabilities(face_crops(gray, boxes), self.n_classes) * face_score[:, None]
+        face, cls, score = candidate_detections(p.T, self.multi_label, conf)
         h, w = gray.shape
-        x1, y1 = np.clip(boxes[:, 0], 0, w), np.clip(boxes[:, 1], 0, h)
-        x2, y2 = np.clip(boxes[:, 0] + boxes[:, 2], 0, w), np.clip(boxes[:, 1] + boxes[:, 3], 0, h)
-        keep = score >= conf
-        return np.c_[cls, score, x1, y1, x2, y2][keep]
+        b = boxes[face]
+        x1, y1 = np.clip(b[:, 0], 0, w), np.clip(b[:, 1], 0, h)
+        x2, y2 = np.clip(b[:, 0] + b[:, 2], 0, w), np.clip(b[:, 1] + b[:, 3], 0, h)
+        return np.c_[cls, score, x1, y1, x2, y2]
 
 
 def _xyxy(b: np.ndarray) -> np.ndarray:
@@ -236,7 +237,7 @@ def main(argv=None) -> int:
               f"box sides -> {args.out}")
         return 0
     from scripts.predict import score_detector
-    detector = TwoStageDetector(args.classifier, load_fit(args.box_fit), args.classes)
+    detector = TwoStageDetector(args.classifier, load_fit(args.box_fit), args.classes, multi_label=True)
     result = score_detector(detector, args.gt, args.out)
     print(result["report"])
     return 0

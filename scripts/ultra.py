@@ -188,24 +188,6 @@ def train_detector_frozen_first(data_yaml: Path, init: Path, frozen_epochs: int,
     return train_detector(data_yaml, last, epochs - frozen_epochs, project=project, name=name, **kw)
 
 
-def predict_to_yolo_txt(weights: Path, images: list[Path], out: Path, imgsz: int = 256, conf: float = 0.001,
-                        iou: float = 0.7, batch: int = 16) -> Path:
-    """Run a detector and write one `<stem>.txt` per image: `class cx cy w h conf` (normalised), the
-    Ultralytics save_txt+save_conf format that eval/detection.py reads."""
-    ul = ultralytics()
-    model = ul.YOLO(str(weights), task="detect")
-    out.mkdir(parents=True, exist_ok=True)
-    for i in range(0, len(images), batch):
-        chunk = [str(p) for p in images[i:i + batch]]
-        for path, r in zip(chunk, model.predict(chunk, imgsz=imgsz, conf=conf, iou=iou, device="cpu", verbose=False,
-                                               max_det=100)):
-            b = r.boxes
-            rows = zip(b.cls.tolist(), b.xywhn.tolist(), b.conf.tolist())
-            (out / f"{Path(path).stem}.txt").write_text(
-                "".join(f"{int(c)} {x:.6f} {y:.6f} {w:.6f} {h:.6f} {s:.6f}\n" for c, (x, y, w, h), s in rows))
-    return out
-
-
 def export_onnx(weights: Path, imgsz: int) -> Path:
     ul = ultralytics()
     path = ul.YOLO(str(weights)).export(format="onnx", imgsz=imgsz, device="cpu", simplify=True, dynamic=False)

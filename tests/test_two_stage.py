@@ -60,10 +60,13 @@ def _valid_metrics(path):
 def test_two_stage_finds_real_faces_and_writes_metrics(scenes, tmp_path):
     fit = two_stage.fit_on_folder(scenes / "val")
     assert fit.pairs > 0 and 0.5 < fit.scale < 2
-    detector = two_stage.TwoStageDetector(two_stage.DEFAULT_CLASSIFIER, fit)
+    detector = two_stage.TwoStageDetector(two_stage.DEFAULT_CLASSIFIER, fit, multi_label=True)
     image = cv2.imread(str(sorted((scenes / "val").glob("*.jpg"))[0]))
     out = detector(image)
     assert out.shape[1] == 6 and set(out[:, 0]) <= set(range(7)) and ((out[:, 1] > 0) & (out[:, 1] <= 1)).all()
+    # every face carries all 7 classes at conf 0; its scores are the classifier's probabilities (sum 1)
+    assert len(out) % 7 == 0 and np.allclose(np.bincount(np.unique(out[:, 2:], axis=0, return_inverse=True)[1].ravel(),
+                                                      weights=out[:, 1]), 1, atol=1e-4)
     from scripts.predict import score_detector
     r = score_detector(detector, scenes / "val", tmp_path / "two-stage")
     for style in ("darknet", "ultralytics"):
@@ -78,7 +81,7 @@ def test_one_stage_tiny_training_on_scenes_is_scored_the_same_way(scenes, tmp_pa
     ultra.ultralytics(tmp_path / "config")
     det = ultra.train_detector(scenes / "data.yaml", "v8n", epochs=1, imgsz=128, batch=4, workers=0,
                                project=tmp_path / "runs", name="det")
-    one = TorchDetector(det, 128)
+    one = TorchDetector(det, 128, multi_label=True)
     r = score_detector(one, scenes / "val", tmp_path / "one-stage")
     for style in ("darknet", "ultralytics"):
         _valid_metrics(tmp_path / "one-stage" / f"metrics-{style}.json")
@@ -91,5 +94,32 @@ def test_one_stage_tiny_training_on_scenes_is_scored_the_same_way(scenes, tmp_pa
     xyxy = np.c_[boxes[:, :2], boxes[:, :2] + boxes[:, 2:]]
     iou = iou_matrix(xyxy, xyxy) - np.eye(len(boxes))
     assert len(boxes) == len(scores) and (iou <= 0.5 + 1e-6).all()
-    score_detector(two_stage.TwoStageDetector(faces=faces), scenes / "val", tmp_path / "hybrid")
+    score_detector(two_stage.TwoStageDetector(faces=faces, multi_label=True), scenes / "val", tmp_path / "hybrid")
     _valid_metrics(tmp_path / "hybrid" / "metrics-darknet.json")
+
+
+def test_multi_label_scoring_reproduces_ultralytics_val_on_the_shipped_detector(real_fer2013, tmp_path):
+    """Same weights, same 120 scenes of real faces: our predictions + Ultralytics-style AP against the engine's
+    own `val` (which keeps several labels per box)."""
+    import yaml
+    from converters.fer2013 import read_fer2013
+    from converters.scenes import compose_split
+    from converters.settings import WEIGHTS_DIR
+    from eval.detection import evaluate_folders
+    from scripts import ultra
+    from scripts.predict import write_scoring_predictions
+    records, _ = read_fer2013(real_fer2013 / "fer2013.csv.gz")
+    compose_split(records["test"][:600], "val", tmp_path / "affectnet", 120, seed=3, workers=1, progress=False)
+    convert_affectnet(tmp_path / "affectnet", ["validation"], tmp_path / "sets",
+                      ConvertOptions(formats=("yolo",), workers=1, progress=False))
+    yolo = tmp_path / "sets" / "yolo"
+    spec = yaml.safe_load((yolo / "data.yaml").read_text()) | dict(path=str(yolo), train="val", val="val")
+    (yolo / "check.yaml").write_text(yaml.safe_dump(spec))
+    detector = WEIGHTS_DIR / "scenes-det.pt"
+    engine = ultra.ultralytics(tmp_path / "config").YOLO(str(detector)).val(
+        data=str(yolo / "check.yaml"), imgsz=320, batch=1, rect=False, device="cpu", plots=False, verbose=False)
+    pred = write_scoring_predictions(detector, sorted((yolo / "val").glob("*.jpg")), tmp_path / "pred", 320)
+    ours = evaluate_folders(yolo / "val", pred, "ultralytics")
+    assert engine.box.map50 > 0.1  # a real detector, so that agreement means something
+    assert ours["map50"] == pytest.approx(engine.box.map50, abs=0.01)
+    assert ours["map50_95"] == pytest.approx(engine.box.map, abs=0.01)

@@ -72,8 +72,9 @@ def test_transfer_refuses_a_different_family(pipeline):
 
 def test_predict_and_evaluate_produce_valid_metrics(pipeline, tmp_path):
     from eval.detection import evaluate_folders
+    from scripts.predict import write_scoring_predictions
     val = sorted((pipeline["root"] / "data" / "yolo" / "val").glob("*.jpg"))
-    pred = ultra.predict_to_yolo_txt(pipeline["det"], val, tmp_path / "pred", imgsz=128)
+    pred = write_scoring_predictions(pipeline["det"], val, tmp_path / "pred", 128)
     assert len(list(pred.glob("*.txt"))) == len(val)
     m = evaluate_folders(pipeline["root"] / "data" / "yolo" / "val", pred, "ultralytics")
     m.pop("_data")

@@ -1,0 +1,44 @@
+"""Decoding of detector outputs (scripts/predict.py), without any engine."""
+import numpy as np
+import pytest
+
+from converters.errors import EmoDetError
+from scripts.predict import LetterboxDetector, candidate_detections, write_yolo_predictions
+
+# (classes, anchors) scores of 3 anchors and 2 classes
+SCORES = np.array([[0.9, 0.2, 0.0005],
+                   [0.3, 0.6, 0.002]])
+
+
+def test_one_label_per_anchor_keeps_the_best_class_above_the_threshold():
+    anchor, cls, score = candidate_detections(SCORES, multi_label=False, conf=0.001)
+    assert anchor.tolist() == [0, 1, 2] and cls.tolist() == [0, 1, 1] and score.tolist() == [0.9, 0.6, 0.002]
+
+
+def test_multi_label_keeps_every_class_above_the_threshold():
+    anchor, cls, score = candidate_detections(SCORES, multi_label=True, conf=0.25)
+    assert sorted(zip(anchor.tolist(), cls.tolist(), score.tolist())) == [(0, 0, 0.9), (0, 1, 0.3), (1, 1, 0.6)]
+
+
+class _Fixed(LetterboxDetector):
+    """Two overlapping boxes on a 64 px input; the first is sad (0.7) or neutral (0.4), the second neutral."""
+    imgsz = 64
+
+    def raw(self, x):
+        return np.array([[20, 22], [20, 20], [10, 10], [10, 10],  # cx, cy, w, h
+                         [0.4, 0.5], [0.0, 0.0], [0.7, 0.1]], np.float32)
+
+
+def test_decode_maps_back_to_the_image_and_suppresses_per_class():
+    image = np.zeros((32, 64, 3), np.uint8)  # letterboxed with 16 px bands above and below
+    one = _Fixed()(image, 0.25, 0.5)
+    assert one[:, :2].tolist() == [[2, pytest.approx(0.7)], [0, pytest.approx(0.5)]]
+    assert one[0, 2:].tolist() == pytest.approx([15, 0, 25, 9])  # y1 = 15 - 16 clipped at the image top
+    multi = _Fixed(multi_label=True)(image, 0.25, 0.5)
+    # neutral: the 0.5 box suppresses the 0.4 one (IoU 0.67), sad keeps its box: two labels on one face
+    assert sorted(multi[:, 0].tolist()) == [0, 2] and multi[:, 1].tolist() == pytest.approx([0.7, 0.5])
+
+
+def test_scoring_refuses_a_one_label_detector(tmp_path):
+    with pytest.raises(EmoDetError, match="multi_label"):
+        write_yolo_predictions(_Fixed(), [], tmp_path)
