@@ -120,7 +120,7 @@ def predictions_from_weights(args) -> tuple[Path, Path]:
         data_file = darknet.data_file_copy(Path(args.data), run / "eval.data", results=run / "results")
         results = darknet.validate_detector(Path(args.cfg), Path(args.weights), data_file, run)
         return Path(args.gt or entries["valid"]), results
-    from scripts.ultra import predict_to_yolo_txt
+    from scripts.predict import write_scoring_predictions
     gt = args.gt
     if gt is None and args.data:
         import yaml
@@ -130,7 +130,7 @@ def predictions_from_weights(args) -> tuple[Path, Path]:
         raise EmoDetError("--weights needs --gt FOLDER (labels beside images) or --data data.yaml")
     images = sorted(p for p in Path(gt).iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
     out = args.pred or Path(args.json or args.weights).with_suffix("").parent / f"pred_{Path(args.weights).stem}"
-    return Path(gt), predict_to_yolo_txt(args.weights, images, Path(out), imgsz=args.imgsz)
+    return Path(gt), write_scoring_predictions(args.weights, images, Path(out), args.imgsz)
 
 
 def main(argv=None) -> int:
