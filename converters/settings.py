@@ -7,6 +7,9 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = PROJECT_ROOT / "data"
 WEIGHTS_DIR = PROJECT_ROOT / "weights"
+# the most accurate shipped FER2013 classifier (selected on PublicTest): eval/confusion.py's default weights and the
+# two-stage detector's default classifier
+FER2013_MODEL = WEIGHTS_DIR / "fer2013-vggs.onnx"
 RUNS_DIR = PROJECT_ROOT / "runs"
 CFG_DIR = PROJECT_ROOT / "cfg"
 RESULTS_DIR = PROJECT_ROOT / "results"

@@ -17,20 +17,20 @@ import numpy as np
 from converters.errors import EmoDetError, run_cli
 from converters.io import write_json
 from converters.labels import SPLIT_TO_USAGE
-from converters.settings import DATA_DIR, RUNS_DIR, WEIGHTS_DIR, fer2013_dir
+from converters.settings import DATA_DIR, FER2013_MODEL, RUNS_DIR, fer2013_dir
 from eval.classification import classification_metrics, group_metrics
 from eval.classify_data import load_faces, load_groups, split_name
 from eval.plots import plot_confusion
 
 DEFAULT_DATA = DATA_DIR / "fer2013" / "table" / "fer2013.h5"
-SHIPPED = (WEIGHTS_DIR / "fer2013-vggm.onnx", WEIGHTS_DIR / "fer2013-vggm.pt")
+SHIPPED = (FER2013_MODEL, FER2013_MODEL.with_suffix(".pt"))
 
 
 def default_weights() -> Path:
     for p in SHIPPED:
         if p.exists():
             return p
-    raise EmoDetError(f"no shipped model in {WEIGHTS_DIR}; pass --weights (e.g. runs/torch/fer2013/best.pt)")
+    raise EmoDetError(f"no shipped model {SHIPPED[0].name} in {SHIPPED[0].parent}; pass --weights (e.g. runs/torch/fer2013/best.pt)")
 
 
 def ensure_default_data(data: Path) -> Path:
@@ -94,7 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", type=Path, default=None, help="classifier (.pt/.onnx); default: the shipped model")
     p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="HDF5 table or crops folder (crops/<size>)")
     p.add_argument("--topk", type=int, default=2)
-    p.add_argument("--tta", choices=("none", "tencrop"), default="none")
+    p.add_argument("--tta", choices=("none", "flip", "tencrop"), default="none",
+                   help="test-time views: centre crop, + its mirror (2x cost), or ten crops (10x)")
     p.add_argument("--classes", type=int, choices=(7, 8), default=7)
     p.add_argument("--groups", type=Path, default=None, help="CSV: image id, then group columns (bias evaluation)")
     p.add_argument("--out", type=Path, default=RUNS_DIR / "eval", help="folder for the confusion CSV/PNG")

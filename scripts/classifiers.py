@@ -80,11 +80,18 @@ def _onnx_classifier(path: Path, threads: int | None = None) -> Classifier:
     input_name = sess.get_inputs()[0].name
 
     def run(faces, tta):
-        from scripts.torch_classifier import centre_crop, ten_crops
+        from scripts.torch_classifier import tta_views
         x = (_resize(faces, prep["source_size"]).astype(np.float32) / 255.0 - prep["mean"]) / prep["std"]
-        x = x[:, None]
-        views = ten_crops(x, prep["input_size"]) if tta == "tencrop" else [centre_crop(x, prep["input_size"])]
-        return np.mean([sess.run(None, {input_name: np.ascontiguousarray(v)})[0] for v in views], axis=0)
+        views = tta_views(x[:, None], prep["input_size"], tta)
+        # the views of a few faces go through in one call (a single face with flip TTA is one batch of 2, not
+        # two calls); chunks keep a ten-crop pass over a whole split within memory
+        step = max(1, 512 // len(views))
+        out = []
+        for i in range(0, len(x), step):
+            batch = np.ascontiguousarray(np.concatenate([v[i:i + step] for v in views]))
+            logits = sess.run(None, {input_name: batch})[0]
+            out.append(logits.reshape(len(views), -1, logits.shape[-1]).mean(0))
+        return np.concatenate(out) if out else np.zeros((0, len(names)), np.float32)
     return Classifier(names, prep, run, "onnx", path)
 
 

@@ -91,14 +91,30 @@ def ten_crops(x, size: int) -> list:
     return crops + [mirror(c) for c in crops]
 
 
+TTA = ("none", "flip", "tencrop")
+
+
+def tta_views(x, size: int, tta: str = "none") -> list:
+    """The crops a prediction averages over: the centre crop (none), it and its mirror image (flip: twice the
+    cost), or the ten crops (ten times)."""
+    if tta == "tencrop":
+        return ten_crops(x, size)
+    centre = centre_crop(x, size)
+    if tta == "flip":
+        return [centre, centre[..., ::-1] if isinstance(x, np.ndarray) else torch.flip(centre, dims=[-1])]
+    if tta != "none":
+        raise EmoDetError(f"unknown TTA {tta!r}; choose from {', '.join(TTA)}")
+    return [centre]
+
+
 @torch.no_grad()
 def predict_logits(model, faces: np.ndarray, prep: Preprocess, tta: str = "none", batch: int = 512) -> np.ndarray:
-    """Logits (N, C) for uint8 faces (N, 48, 48); tta = none (centre crop) or tencrop (logits averaged)."""
+    """Logits (N, C) for uint8 faces (N, 48, 48), averaged over the views of `tta` (see tta_views)."""
     model.eval()
     out = []
     for i in range(0, len(faces), batch):
         x = normalise(torch.from_numpy(faces[i:i + batch])[:, None], prep)
-        views = ten_crops(x, prep.input_size) if tta == "tencrop" else [centre_crop(x, prep.input_size)]
+        views = tta_views(x, prep.input_size, tta)
         out.append(torch.stack([model(v) for v in views]).mean(0).float().numpy())
     return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
 

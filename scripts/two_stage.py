@@ -22,10 +22,10 @@ from tqdm import tqdm
 
 from converters.errors import EmoDetError, run_cli
 from converters.io import atomic_write_text
-from converters.settings import RUNS_DIR, WEIGHTS_DIR
+from converters.settings import FER2013_MODEL, RUNS_DIR, WEIGHTS_DIR
 
 DEFAULT_CASCADE = "haarcascade_frontalface_default.xml"
-DEFAULT_CLASSIFIER = WEIGHTS_DIR / "fer2013-vggm.onnx"
+DEFAULT_CLASSIFIER = FER2013_MODEL
 DEFAULT_FIT = WEIGHTS_DIR / "haar-box-fit.json"
 FACE_SIZE = 48  # the FER classifiers' input
 

@@ -90,3 +90,16 @@ def test_ten_crops_shapes_and_mirrors():
     assert np.array_equal(crops[5], crops[0][..., ::-1]) and crops[1][0, 0, 0, 0] == 8
     t = ten_crops(torch.from_numpy(x), 40)
     assert all(np.array_equal(a, b.numpy()) for a, b in zip(crops, t))
+
+
+def test_flip_views_are_the_centre_crop_and_its_mirror():
+    from converters.errors import EmoDetError
+    from scripts.torch_classifier import centre_crop, tta_views
+    x = np.arange(2 * 48 * 48, dtype=np.float32).reshape(2, 1, 48, 48)
+    centre, mirror = tta_views(x, 40, "flip")
+    assert np.array_equal(centre, centre_crop(x, 40)) and np.array_equal(mirror, centre[..., ::-1])
+    assert mirror[0, 0, 0, 0] == x[0, 0, 4, 43]
+    t = tta_views(torch.from_numpy(x), 40, "flip")
+    assert np.array_equal(t[1].numpy(), mirror) and len(tta_views(x, 40, "none")) == 1
+    with pytest.raises(EmoDetError, match="unknown TTA"):
+        tta_views(x, 40, "fivecrop")

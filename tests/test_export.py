@@ -30,6 +30,13 @@ def test_onnx_export_matches_torch_and_carries_names(tmp_path):
     assert clf.names == names and clf.backend == "onnx"
     ten = clf.scores(faces, "tencrop")
     assert ten.shape == (16, 7) and np.isfinite(ten).all()
+    # every TTA of the ONNX path (views batched together) equals the torch path (one view at a time)
+    from scripts.torch_classifier import predict_logits
+    from scripts.torch_models import load_checkpoint
+    model, prep, _, _ = load_checkpoint(tmp_path / "m.pt")
+    for tta in ("none", "flip", "tencrop"):
+        assert np.allclose(clf.scores(faces, tta), predict_logits(model, faces, prep, tta), atol=1e-4), tta
+    assert np.allclose(clf.scores(faces[:1], "flip"), clf.scores(faces, "flip")[:1], atol=1e-5)
 
 
 def test_int8_copy_keeps_names_and_tracks_the_float_model(tmp_path):
