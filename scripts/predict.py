@@ -101,16 +101,15 @@ class TorchDetector(LetterboxDetector):
     """An Ultralytics detector checkpoint (.pt), its network run directly in PyTorch."""
 
     def __init__(self, path: Path, imgsz: int, **decode):
-        import torch
         from scripts.ultra import ultralytics
         super().__init__(**decode)
-        self.torch = torch
         self.net = ultralytics().YOLO(str(path), task="detect").model.float().eval()
         self.imgsz = imgsz
 
     def raw(self, x: np.ndarray) -> np.ndarray:
-        with self.torch.inference_mode():
-            out = self.net(self.torch.from_numpy(x))
+        import torch
+        with torch.inference_mode():
+            out = self.net(torch.from_numpy(x))
         return (out[0] if isinstance(out, (list, tuple)) else out)[0].numpy()
 
 

@@ -23,6 +23,7 @@ from tqdm import tqdm
 from converters.errors import EmoDetError, run_cli
 from converters.io import atomic_write_text
 from converters.settings import FER2013_MODEL, RUNS_DIR, WEIGHTS_DIR
+from scripts.predict import candidate_detections, score_detector
 
 DEFAULT_CASCADE = "haarcascade_frontalface_default.xml"
 DEFAULT_CLASSIFIER = FER2013_MODEL
@@ -152,7 +153,6 @@ class TwoStageDetector:
 
     def __call__(self, image: np.ndarray, conf: float = 0.0, iou: float | None = None) -> np.ndarray:
         # iou is accepted for the common interface: proposals arrive merged already
-        from scripts.predict import candidate_detections
         gray = _gray(image)
         boxes, face_score = self.faces(image)
         if not len(boxes):
@@ -236,7 +236,6 @@ def main(argv=None) -> int:
         print(f"box fit from {fit.pairs} matched faces: scale {fit.scale:.3f}, shift ({fit.dx:+.3f}, {fit.dy:+.3f}) "
               f"box sides -> {args.out}")
         return 0
-    from scripts.predict import score_detector
     detector = TwoStageDetector(args.classifier, load_fit(args.box_fit), args.classes, multi_label=True)
     result = score_detector(detector, args.gt, args.out)
     print(result["report"])
