@@ -78,7 +78,7 @@ balance: $(STAMP)
 
 train-classifier: $(STAMP)
 	$(PY) -m scripts.train_classifier --backend $(BACKEND) $(if $(filter ultralytics,$(BACKEND)),--crops $(CROPS) --model $(MODEL),$(if $(filter torch,$(BACKEND)),$(if $(filter-out v8n,$(MODEL)),--model $(MODEL)),--darknet-data $(OUT)/darknet/48 $(if $(filter-out v8n,$(MODEL)),--model $(MODEL)))) \
-	  $(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(IMGSZ),--imgsz $(IMGSZ))
+	  $(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(IMGSZ),--imgsz $(IMGSZ)) $(if $(SOFT),--soft $(SOFT))
 
 LAYERS ?= 9
 
