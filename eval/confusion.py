@@ -30,7 +30,8 @@ def default_weights() -> Path:
     for p in SHIPPED:
         if p.exists():
             return p
-    raise EmoDetError(f"no shipped model {SHIPPED[0].name} in {SHIPPED[0].parent}; pass --weights (e.g. runs/torch/fer2013/best.pt)")
+    raise EmoDetError(f"no shipped model {SHIPPED[0].name} in {SHIPPED[0].parent}; pass --weights "
+                      f"(e.g. runs/torch/fer2013/best.pt)")
 
 
 def ensure_default_data(data: Path) -> Path:

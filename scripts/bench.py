@@ -276,11 +276,11 @@ def bench_scenes(reuse: bool, hours: float = 1.0, cls_hours: float = 0.3, imgsz:
     rows = list(csv.DictReader((det_run / "results.csv").open()))
     n_train = len(list((yolo / "train").glob("*.jpg")))
     onnx = ultra.export_onnx(det_run / "weights" / "best.pt", imgsz)
-    one = score_detector(OnnxDetector(onnx, imgsz, threads=1, multi_label=True), yolo / "test", RUNS_DIR / "scenes-eval" / "one-stage")
+    one = score_detector(OnnxDetector(onnx, imgsz, threads=1, multi_label=True), yolo / "test",
+                         RUNS_DIR / "scenes-eval" / "one-stage")
     fit = two_stage.fit_on_folder(yolo / "val")
     two = score_detector(two_stage.TwoStageDetector(two_stage.DEFAULT_CLASSIFIER, fit, threads=1, multi_label=True),
-                         yolo / "test",
-                         RUNS_DIR / "scenes-eval" / "two-stage")
+                         yolo / "test", RUNS_DIR / "scenes-eval" / "two-stage")
     faces = two_stage.DetectorFaces(OnnxDetector(onnx, imgsz, threads=1))
     hybrid = score_detector(two_stage.TwoStageDetector(two_stage.DEFAULT_CLASSIFIER, faces=faces, threads=1,
                                                        multi_label=True),
@@ -300,8 +300,8 @@ def bench_scenes(reuse: bool, hours: float = 1.0, cls_hours: float = 0.3, imgsz:
              f"**test** scenes by `eval/detection.py`'s code, every method scored alike: each box keeps every class "
              f"above the threshold (as Ultralytics' val and Darknet's `detector valid` do; our mAP matches "
              f"Ultralytics' val on the same weights within 0.01, tests/test_two_stage.py); face recall = any-class "
-             f"recall at IoU 0.5 and conf 0.25; ms per image = model time on one thread (ONNX Runtime; Haar with OpenCV on one thread), "
-             f"image decoding excluded.", "",
+             f"recall at IoU 0.5 and conf 0.25; ms per image = model time on one thread (ONNX Runtime; Haar with "
+             f"OpenCV on one thread), image decoding excluded.", "",
              "| method | mAP@0.5 (Darknet style) | mAP@0.5 (Ultralytics style) | mAP@0.5:0.95 | face recall@0.5 "
              "(any class) | P / R / F1 at 0.25 | ms/image |", "|---|---:|---:|---:|---:|---|---:|"]
     for name, (_, label) in methods.items():

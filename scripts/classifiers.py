@@ -16,6 +16,13 @@ from converters.errors import EmoDetError
 from converters.labels import CANONICAL_NAMES
 
 
+def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """Row-wise softmax of logits / temperature; a -inf logit (a class the model lacks) gets probability 0."""
+    z = logits / temperature
+    p = np.exp(z - z.max(1, keepdims=True))
+    return p / np.maximum(p.sum(1, keepdims=True), 1e-12)
+
+
 @dataclass
 class Classifier:
     names: list[str]
@@ -40,10 +47,9 @@ class Classifier:
         """Class probabilities in canonical order (rows sum to 1). Ultralytics classifiers already output
         probabilities; our torch/ONNX models output logits, so those go through a softmax."""
         s = self.canonical_scores(faces, n_classes, tta)
-        if self.backend == "ultralytics":
-            p = np.where(np.isfinite(s), s, 0.0)
-        else:
-            p = np.exp(s - s.max(1, keepdims=True))
+        if self.backend != "ultralytics":
+            return softmax(s)
+        p = np.where(np.isfinite(s), s, 0.0)
         return p / np.maximum(p.sum(1, keepdims=True), 1e-12)
 
 

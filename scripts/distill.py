@@ -16,24 +16,18 @@ import torch
 
 from converters.errors import EmoDetError, run_cli
 from converters.settings import DATA_DIR
-from scripts.torch_classifier import load_split, predict_logits
+from scripts.classifiers import softmax
+from scripts.torch_classifier import TTA, load_split, predict_logits
 from scripts.torch_models import load_checkpoint
 
 
-def softened(logits: np.ndarray, temperature: float) -> np.ndarray:
-    z = logits / temperature
-    z = z - z.max(1, keepdims=True)
-    p = np.exp(z)
-    return p / p.sum(1, keepdims=True)
-
-
 def teacher_probabilities(checkpoints: list[Path], faces: np.ndarray, temperature: float = 1.0,
-                          tta: str = "tencrop") -> np.ndarray:
+                          tta: str = "none") -> np.ndarray:
     """Mean over teachers of their temperature-softened probabilities, (N, C)."""
     probs = []
     for path in checkpoints:
         model, prep, _, _ = load_checkpoint(path)
-        probs.append(softened(predict_logits(model, faces, prep, tta), temperature))
+        probs.append(softmax(predict_logits(model, faces, prep, tta), temperature))
     if len({p.shape[1] for p in probs}) != 1:
         raise EmoDetError("teachers disagree on the number of classes")
     return np.mean(probs, 0)
@@ -61,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", type=Path, default=DATA_DIR / "fer2013" / "table" / "fer2013.h5")
     p.add_argument("--temperature", type=float, default=2.0)
     p.add_argument("--hard-weight", type=float, default=0.5, help="weight of the one-hot training label")
-    p.add_argument("--tta", choices=("none", "tencrop"), default="none",
+    p.add_argument("--tta", choices=TTA, default="none",
                    help="teacher views (ten-crop costs 10x: about 15 min for fervgg-m on 2 cores)")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--out", type=Path, required=True, help="soft-target CSV for --soft")

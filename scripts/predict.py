@@ -248,7 +248,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Haar face detector + FER classifier instead (with --weights: the detector's boxes, emotion "
                         "ignored, as the faces)")
     p.add_argument("--classifier", type=Path, default=None,
-                   help="with --two-stage: FER classifier (default: the best shipped FER2013 model, converters/settings.py)")
+                   help="with --two-stage: FER classifier (default: the best shipped FER2013 model, "
+                        "converters/settings.py)")
     p.add_argument("--box-fit", type=Path, default=None,
                    help="with --two-stage: Haar box correction (default weights/haar-box-fit.json if present)")
     p.add_argument("--out", type=Path, default=RUNS_DIR / "predict")

@@ -82,13 +82,17 @@ def centre_crop(x, size: int):
     return x[..., o:o + size, o:o + size]
 
 
+def mirrored(x):
+    """Left-right mirror image of a (..., H, W) array or tensor (torch has no negative-step slices)."""
+    return x[..., ::-1] if isinstance(x, np.ndarray) else torch.flip(x, dims=[-1])
+
+
 def ten_crops(x, size: int) -> list:
     """4 corners + centre, and their mirror images (the test-time protocol of the 73 % FER2013 results);
     works on torch tensors and NumPy arrays alike."""
     d = x.shape[-1] - size
     crops = [x[..., :size, :size], x[..., :size, d:], x[..., d:, :size], x[..., d:, d:], centre_crop(x, size)]
-    mirror = (lambda c: c[..., ::-1]) if isinstance(x, np.ndarray) else (lambda c: torch.flip(c, dims=[-1]))
-    return crops + [mirror(c) for c in crops]
+    return crops + [mirrored(c) for c in crops]
 
 
 TTA = ("none", "flip", "tencrop")
@@ -101,7 +105,7 @@ def tta_views(x, size: int, tta: str = "none") -> list:
         return ten_crops(x, size)
     centre = centre_crop(x, size)
     if tta == "flip":
-        return [centre, centre[..., ::-1] if isinstance(x, np.ndarray) else torch.flip(centre, dims=[-1])]
+        return [centre, mirrored(centre)]
     if tta != "none":
         raise EmoDetError(f"unknown TTA {tta!r}; choose from {', '.join(TTA)}")
     return [centre]

@@ -2,13 +2,14 @@
 import numpy as np
 import pytest
 
-from scripts.distill import distillation_targets, softened, write_soft_csv
+from scripts.classifiers import softmax
+from scripts.distill import distillation_targets, write_soft_csv
 from scripts.torch_classifier import load_soft_targets
 
 
 def test_temperature_softens_without_changing_the_ranking():
     logits = np.array([[2.0, 0.0, -1.0]])
-    p1, p4 = softened(logits, 1.0), softened(logits, 4.0)
+    p1, p4 = softmax(logits, 1.0), softmax(logits, 4.0)
     assert p1.sum() == pytest.approx(1) and p4.sum() == pytest.approx(1)
     assert p1[0, 0] == pytest.approx(np.exp(2) / (np.exp(2) + 1 + np.exp(-1)))
     assert p4.argmax() == p1.argmax() == 0 and p4[0, 0] < p1[0, 0]
