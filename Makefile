@@ -83,7 +83,8 @@ train-classifier: $(STAMP)
 LAYERS ?= 9
 
 partial: $(STAMP)
-	$(PY) -m scripts.partial --backend $(BACKEND) --cfg $(CFG) --classes $(CLASSES) $(if $(filter darknet,$(BACKEND)),--layers $(LAYERS))
+	$(PY) -m scripts.partial --backend $(BACKEND) --cfg $(CFG) --classes $(CLASSES) $(if $(filter darknet,$(BACKEND)),--layers $(LAYERS)) \
+	  $(if $(CLS_WEIGHTS),--cls-weights $(CLS_WEIGHTS))
 
 train-detector: $(STAMP)
 	$(PY) -m scripts.train_detector --backend $(BACKEND) --cfg $(CFG) --data $(DATA_YAML) $(if $(INIT),--init $(INIT)) \

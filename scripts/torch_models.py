@@ -57,9 +57,34 @@ class FerTiny(nn.Module):
         return self.head(self.features(x))
 
 
+class YoloBackboneClassifier(nn.Module):
+    """The backbone of an Ultralytics detector (layers 0-8 of yolov8n, identical to yolov8n-cls) with a linear
+    head, so that a FER classifier trained with our recipe (distillation, augmentation) can initialise the
+    backbone of the one-stage emotion detector. Grey faces enter as three equal channels and are scaled like
+    Ultralytics' input (x / 255), so the first layers carry over to the detector unchanged."""
+
+    def __init__(self, n_classes: int = 7, cfg: str = "yolov8n-cls.yaml", dropout: float = 0.2):
+        super().__init__()
+        from scripts.ultra import BACKBONE_LAYERS, ultralytics
+        ultralytics()  # offline set-up first
+        from ultralytics.nn.tasks import ClassificationModel
+        from ultralytics.utils.torch_utils import initialize_weights
+        body = ClassificationModel(cfg, ch=3, nc=n_classes, verbose=False)
+        initialize_weights(body)  # the detector's batch-norm settings (eps 1e-3, momentum 0.03), unlike -cls models'
+        self.backbone_spec = body.yaml["backbone"]  # what the detector's transfer compares layer by layer
+        self.features = nn.Sequential(*(body.model[i] for i in BACKBONE_LAYERS))
+        width = self.features[-1].cv2.conv.out_channels
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(width, n_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x.expand(-1, 3, -1, -1)))
+
+
 MODELS = {
     "fervgg-m": (lambda n: FerVGG(64, n), Preprocess()),
+    "fervgg-c": (lambda n: FerVGG(40, n), Preprocess()),
     "fervgg-s": (lambda n: FerVGG(32, n), Preprocess()),
+    "v8n-cls": (lambda n: YoloBackboneClassifier(n), Preprocess(mean=0.0, std=1.0)),
     "fertiny": (lambda n: FerTiny(16, n), Preprocess(input_size=40)),
 }
 

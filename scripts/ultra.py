@@ -114,21 +114,35 @@ class Transfer:
                 + (f"; not moved: {', '.join(self.skipped)}" if self.skipped else ""))
 
 
+def classifier_backbone(cls_weights: Path) -> tuple[dict, list]:
+    """(state dict named like the detector's, "model.<layer>.<tensor>"; the yaml backbone spec) of a trained
+    classifier: an Ultralytics -cls checkpoint or an EmoDet torch checkpoint of the `v8n-cls` architecture."""
+    import torch
+    src = torch.load(cls_weights, map_location="cpu", weights_only=False)
+    if isinstance(src, dict) and "arch" in src:
+        from scripts.torch_models import load_checkpoint
+        model = load_checkpoint(cls_weights)[0]
+        if not hasattr(model, "backbone_spec"):
+            raise EmoDetError(f"{cls_weights}: a {src['arch']} classifier has no detector backbone; train v8n-cls")
+        sd = {f"model.{k.removeprefix('features.')}": v for k, v in model.state_dict().items()
+              if k.startswith("features.")}
+        return sd, model.backbone_spec
+    src_model = (src.get("ema") or src["model"]) if isinstance(src, dict) else src
+    return src_model.float().state_dict(), src_model.yaml.get("backbone", [])
+
+
 def transfer_backbone(cls_weights: Path, det_cfg: str, nc: int, layers=BACKBONE_LAYERS):
     """Detection model built from `det_cfg` with `nc` classes, whose backbone layers (by index *and* tensor name)
     are copied from a trained -cls checkpoint. Returns (model, Transfer report). Refuses when nothing matches."""
     ultralytics()  # offline set-up before torch.load unpickles Ultralytics classes
     from ultralytics.nn.tasks import DetectionModel
-    import torch
-    src = torch.load(cls_weights, map_location="cpu", weights_only=False)
-    src_model = (src.get("ema") or src["model"]) if isinstance(src, dict) else src
-    src_sd = src_model.float().state_dict()
+    src_sd, src_spec = classifier_backbone(cls_weights)
     det = DetectionModel(cfg=model_yaml(det_cfg, DETECTORS), nc=nc, verbose=False)
     dst_sd = det.state_dict()
     report = Transfer()
     # A layer moves only when both models declare it identically in their yaml (module type, arguments, inputs)
     # and every tensor matches by name and shape: equal shapes alone can pair unrelated layers.
-    src_spec, dst_spec = src_model.yaml.get("backbone", []), det.yaml.get("backbone", [])
+    dst_spec = det.yaml.get("backbone", [])
     same_layers = {i for i in layers if i < min(len(src_spec), len(dst_spec)) and src_spec[i] == dst_spec[i]}
     report.skipped = sorted({f"layer {i}" for i in layers} - {f"layer {i}" for i in same_layers})
     for key, value in src_sd.items():

@@ -136,3 +136,45 @@ def test_frozen_first_epochs_keep_the_backbone_then_train_it(pipeline):
     assert not torch.equal(p1["model.22.cv2.0.0.conv.weight"], init["model.22.cv2.0.0.conv.weight"])
     final = torch.load(best, map_location="cpu", weights_only=False)
     assert not torch.equal((final.get("ema") or final["model"]).float().state_dict()[conv], init[conv])
+
+
+def _v8n_cls_checkpoint(path, seed: int = 0):
+    """An EmoDet torch checkpoint of the v8n-cls architecture, as scripts.torch_classifier saves it, with batch-norm
+    statistics moved away from their initial values (so that a transfer forgetting them would show)."""
+    from scripts.torch_models import build_model
+    torch.manual_seed(seed)
+    model, prep = build_model("v8n-cls", 7)
+    model.train()
+    with torch.no_grad():
+        for _ in range(3):
+            model(torch.rand(8, 1, 40, 40))
+    model.eval()
+    torch.save(dict(model=model.state_dict(), arch="v8n-cls", classes=class_names(7), preprocess=prep.__dict__), path)
+    return model, prep
+
+
+def test_torch_v8n_classifier_initialises_the_detector_backbone(tmp_path):
+    """The backbone trained with our FER recipe computes, inside the detector, exactly what it computed in the
+    classifier: a grey face scaled by 1/255 gives the same layer-8 features as the classifier's features."""
+    cls, prep = _v8n_cls_checkpoint(tmp_path / "v8n.pt")
+    assert (prep.mean, prep.std) == (0.0, 1.0)  # the detector's own input scaling
+    det, report = ultra.transfer_backbone(tmp_path / "v8n.pt", "v8n", 7)
+    assert len(report.moved) == 150 and not report.skipped
+    det.eval()
+    grey = torch.rand(2, 1, 64, 64)
+    with torch.no_grad():
+        expected = cls.features(grey.expand(-1, 3, -1, -1))
+        x = grey.expand(-1, 3, -1, -1)
+        for layer in det.model[:9]:  # layers 0-8 each take the previous layer's output
+            x = layer(x)
+    assert torch.allclose(x, expected, atol=1e-5)
+
+
+def test_a_classifier_without_a_detector_backbone_is_refused(tmp_path):
+    from converters.errors import EmoDetError
+    from scripts.torch_models import build_model
+    model, prep = build_model("fertiny", 7)
+    torch.save(dict(model=model.state_dict(), arch="fertiny", classes=class_names(7), preprocess=prep.__dict__),
+               tmp_path / "tiny.pt")
+    with pytest.raises(EmoDetError, match="no detector backbone"):
+        ultra.transfer_backbone(tmp_path / "tiny.pt", "v8n", 7)
