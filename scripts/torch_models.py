@@ -85,6 +85,7 @@ MODELS = {
     "fervgg-c": (lambda n: FerVGG(40, n), Preprocess()),
     "fervgg-s": (lambda n: FerVGG(32, n), Preprocess()),
     "v8n-cls": (lambda n: YoloBackboneClassifier(n), Preprocess(mean=0.0, std=1.0)),
+    "v8s-cls": (lambda n: YoloBackboneClassifier(n, "yolov8s-cls.yaml"), Preprocess(mean=0.0, std=1.0)),
     "fertiny": (lambda n: FerTiny(16, n), Preprocess(input_size=40)),
 }
 
