@@ -16,7 +16,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", choices=("ultralytics", "darknet"), default="ultralytics")
     p.add_argument("--layers", type=int, default=9, help="darknet: layers to keep (the classifier shares 9 with v3-tiny)")
     p.add_argument("--run", type=Path, default=None, help="darknet: classifier run folder (default runs/darknet/cls)")
-    p.add_argument("--cls-weights", type=Path, default=WEIGHTS_DIR / "cls.pt", help="trained classifier: an Ultralytics -cls checkpoint or an EmoDet torch v8n-cls one "
+    p.add_argument("--cls-weights", type=Path, default=WEIGHTS_DIR / "cls.pt",
+                   help="trained classifier: an Ultralytics -cls checkpoint or an EmoDet torch v8n-cls one "
                         "(e.g. weights/fer2013-v8ncls.pt)")
     p.add_argument("--cfg", default="v8n", help="detector: v8n, 11n, v3-tiny or a model yaml")
     p.add_argument("--classes", type=int, choices=(7, 8), default=7)

@@ -92,8 +92,12 @@ MODELS = {
 
 def load_checkpoint(path) -> tuple[nn.Module, Preprocess, list[str], str]:
     """(model in eval mode, preprocessing, class names, architecture) of an EmoDet torch checkpoint."""
+    return model_from_checkpoint(torch.load(path, map_location="cpu", weights_only=False), path)
+
+
+def model_from_checkpoint(ck, path) -> tuple[nn.Module, Preprocess, list[str], str]:
+    """load_checkpoint for a checkpoint already read from `path` (named in the error)."""
     from converters.errors import EmoDetError
-    ck = torch.load(path, map_location="cpu", weights_only=False)
     if not isinstance(ck, dict) or "arch" not in ck:
         raise EmoDetError(f"{path}: not an EmoDet torch classifier checkpoint (no 'arch')")
     model, _ = build_model(ck["arch"], len(ck["classes"]))

@@ -120,8 +120,8 @@ def classifier_backbone(cls_weights: Path) -> tuple[dict, list]:
     import torch
     src = torch.load(cls_weights, map_location="cpu", weights_only=False)
     if isinstance(src, dict) and "arch" in src:
-        from scripts.torch_models import load_checkpoint
-        model = load_checkpoint(cls_weights)[0]
+        from scripts.torch_models import model_from_checkpoint
+        model = model_from_checkpoint(src, cls_weights)[0]
         if not hasattr(model, "backbone_spec"):
             raise EmoDetError(f"{cls_weights}: a {src['arch']} classifier has no detector backbone; train v8n-cls")
         sd = {f"model.{k.removeprefix('features.')}": v for k, v in model.state_dict().items()
