@@ -68,7 +68,7 @@ scenes: $(STAMP)
 # one-stage detector vs Haar + classifier on the test scenes (trains the detector for HOURS unless REUSE=1)
 HOURS ?= 1.0
 scenes-bench: $(STAMP)
-	$(PY) -m scripts.bench --parts scenes --hours $(HOURS) $(if $(filter 1,$(REUSE)),--reuse)
+	$(PY) -m scripts.bench --parts scenes --hours $(HOURS) $(if $(IMGSZ),--imgsz $(IMGSZ)) $(if $(filter 1,$(REUSE)),--reuse)
 
 merge: $(STAMP)
 	$(PY) -m converters.merge --affectnet $(OUT)

@@ -216,3 +216,30 @@ def detection_confusion(gts: dict, preds: dict, n_classes: int, conf: float = 0.
         for j in set(range(len(p))) - used_p:
             cm[n_classes, int(p[j, 0])] += 1
     return cm
+
+
+def by_face_size(gts: dict, preds: dict, pixels_per_width: dict, edges, conf: float = 0.25,
+                 iou: float = 0.5) -> list[dict]:
+    """Per face-size bin (box width in pixels of what the model saw: normalised width x `pixels_per_width[image]`,
+    bins [edges[i], edges[i+1])): faces, `found` (share with a detection of any class at >= conf and IoU >= iou)
+    and `correct` (share whose best-scoring such detection has the true class; a missed face is not correct).
+    Why: mAP hides whether emotion fails on small faces or large ones, and the fix differs."""
+    sizes, found, correct = [], [], []
+    for image, g in gts.items():
+        g = np.asarray(g, float).reshape(-1, 5)
+        p = np.asarray(preds.get(image, np.zeros((0, 6))), float).reshape(-1, 6)
+        p = p[p[:, 1] >= conf]
+        m = iou_matrix(g[:, 1:5], p[:, 2:6]) if len(g) and len(p) else np.zeros((len(g), len(p)))
+        for i in range(len(g)):
+            near = np.nonzero(m[i] >= iou)[0]
+            sizes.append((g[i, 3] - g[i, 1]) * pixels_per_width[image])
+            found.append(len(near) > 0)
+            correct.append(len(near) > 0 and p[near[np.argmax(p[near, 1])], 0] == g[i, 0])
+    sizes, found, correct = np.array(sizes), np.array(found, bool), np.array(correct, bool)
+    rows = []
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        sel = (sizes >= lo) & (sizes < hi)
+        n = int(sel.sum())
+        rows.append(dict(lo=float(lo), hi=float(hi), faces=n, found=float(found[sel].mean()) if n else 0.0,
+                         correct=float(correct[sel].mean()) if n else 0.0))
+    return rows

@@ -249,6 +249,18 @@ def _scene_rows(metrics: dict) -> dict:
     return {k: metrics[k] for k in keep} | {"ap50": {n: c["ap50"] for n, c in metrics["per_class"].items()}}
 
 
+SIZE_EDGES = (0, 32, 48, 64, 96, 10_000)  # face width in pixels at the detector's input
+
+
+def _face_size_rows(gt: Path, pred: Path, imgsz: int) -> list[dict]:
+    """eval.detection_metrics.by_face_size for the predictions written in `pred`, face sizes as the detector saw
+    them (letterboxed to imgsz)."""
+    from eval.detection_io import image_sizes, read_ground_truth, read_yolo_predictions
+    from eval.detection_metrics import by_face_size
+    seen = {k: imgsz * w / max(w, h) for k, (w, h) in image_sizes(gt).items()}
+    return by_face_size(read_ground_truth(gt), read_yolo_predictions(pred), seen, SIZE_EDGES)
+
+
 def bench_scenes(reuse: bool, hours: float = 1.0, imgsz: int = 320, backbone: Path | None = None,
                  freeze: int = 9) -> dict:
     """Real FER faces in composed scenes (`make scenes`): the one-stage detector (v8n, backbone from the shipped
@@ -280,6 +292,8 @@ def bench_scenes(reuse: bool, hours: float = 1.0, imgsz: int = 320, backbone: Pa
         # epochs) and makes an epoch 1.5x faster.
         ultra.train_detector(yolo / "data.yaml", init, imgsz=imgsz, workers=1, name=SCENES_DET, time=hours,
                              cls=2.0, scale=0.3, freeze=freeze)
+    trained = yaml.safe_load((det_run / "args.yaml").read_text())  # as trained, also with reuse
+    imgsz, frozen = int(trained["imgsz"]), trained.get("freeze") or 0
     rows = list(csv.DictReader((det_run / "results.csv").open()))
     n_train = len(list((yolo / "train").glob("*.jpg")))
     onnx = ultra.export_onnx(det_run / "weights" / "best.pt", imgsz)
@@ -292,7 +306,6 @@ def bench_scenes(reuse: bool, hours: float = 1.0, imgsz: int = 320, backbone: Pa
     hybrid = score_detector(two_stage.TwoStageDetector(two_stage.DEFAULT_CLASSIFIER, faces=faces, threads=1,
                                                        multi_label=True),
                             yolo / "test", RUNS_DIR / "scenes-eval" / "detector-faces")
-    frozen = yaml.safe_load((det_run / "args.yaml").read_text()).get("freeze") or 0  # as trained, also with reuse
     out = dict(train_minutes=float(rows[-1]["time"]) / 60, epochs=len(rows), train_images=n_train, imgsz=imgsz,
                det_images_per_s=n_train * len(rows) / float(rows[-1]["time"]), box_fit=fit.__dict__,
                test_images=one["images"], ultralytics=ultra.version(), frozen_layers=frozen)
@@ -301,8 +314,11 @@ def bench_scenes(reuse: bool, hours: float = 1.0, imgsz: int = 320, backbone: Pa
     methods = {"one_stage": (one, f"one-stage: YOLOv8n {imgsz} px, {start}"),
                "two_stage": (two, f"two-stage: OpenCV Haar (box fit on val) + {clf}"),
                "hybrid": (hybrid, f"two-stage with the one-stage detector's boxes (emotion ignored) + {clf}")}
+    folders = {"one_stage": "one-stage", "two_stage": "two-stage", "hybrid": "detector-faces"}
     for name, (r, _) in methods.items():
         out[name] = {style: _scene_rows(r[style]) for style in ("darknet", "ultralytics")}
+        out[name]["by_face_size"] = _face_size_rows(yolo / "test", RUNS_DIR / "scenes-eval" / folders[name] / "labels",
+                                                    imgsz)
     names = list(out["one_stage"]["darknet"]["ap50"])
     lines = [f"FER-scenes (`make scenes`: real FER2013 faces pasted into 320-640 px scenes, Training faces -> "
              f"{n_train} train scenes, PublicTest -> val, PrivateTest -> {one['images']} test scenes). Scored on the "
@@ -323,6 +339,16 @@ def bench_scenes(reuse: bool, hours: float = 1.0, imgsz: int = 320, backbone: Pa
     for name in methods:
         lines.append(f"| {name.replace('_', '-')} | " + " | ".join(f"{out[name]['darknet']['ap50'][n]:.3f}"
                                                                for n in names) + " |")
+    bins = out["one_stage"]["by_face_size"]
+    lines += ["", f"By face size (width in pixels at the detector's {imgsz} px input; test faces per bin: "
+              + ", ".join(str(b["faces"]) for b in bins) + "): share of faces whose best detection at conf 0.25 "
+              "and IoU 0.5 has the right emotion (share found at all in brackets).", "",
+              "| method | " + " | ".join(f"{b['lo']:.0f}-{b['hi']:.0f} px" if b["hi"] < 10_000 else
+                                         f">= {b['lo']:.0f} px" for b in bins) + " |",
+              "|---|" + "---:|" * len(bins)]
+    for name in methods:
+        lines.append(f"| {name.replace('_', '-')} | " + " | ".join(f"{b['correct']:.2f} ({b['found']:.2f})"
+                                                               for b in out[name]["by_face_size"]) + " |")
     lines += ["", f"One-stage training: {out['epochs']} epochs in {out['train_minutes']:.0f} min "
               f"({out['det_images_per_s']:.1f} train images/s incl. validation; Ultralytics {out['ultralytics']} "
               f"trains on one torch thread here). Haar box fit (val): scale {fit.scale:.3f} from {fit.pairs} faces. "
@@ -384,6 +410,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="demo parts: record the last run's summary instead of rerunning; scenes: score the last "
                         "trained detector")
     p.add_argument("--hours", type=float, default=1.0, help="scenes part: detector training budget")
+    p.add_argument("--imgsz", type=int, default=320, help="scenes part: detector input size (with --reuse: as trained)")
     p.add_argument("--freeze", type=int, default=9, help="scenes part: keep the first N detector layers (the "
                    "transferred backbone: 9) frozen for the whole training; 0 trains them too")
     p.add_argument("--backbone", type=Path, default=None,
@@ -426,7 +453,7 @@ def main(argv=None) -> int:
         save("transfer", r)
         print(r["markdown"])
     if "scenes" in args.parts:
-        r = bench_scenes(args.reuse, args.hours, backbone=args.backbone, freeze=args.freeze)
+        r = bench_scenes(args.reuse, args.hours, args.imgsz, backbone=args.backbone, freeze=args.freeze)
         save("scenes", r)
         print(r.get("markdown") or r["skipped"])
     (PROJECT_ROOT / "BENCHMARKS.md").write_text(benchmarks_markdown())

@@ -50,10 +50,11 @@ def normalise(x: torch.Tensor, prep: Preprocess) -> torch.Tensor:
     return (x.float() / 255.0 - prep.mean) / prep.std
 
 
-def augment(x: torch.Tensor, prep: Preprocess, gen: torch.Generator) -> torch.Tensor:
+def augment(x: torch.Tensor, prep: Preprocess, gen: torch.Generator, size: int | None = None) -> torch.Tensor:
     """Batch augmentation on (N, 1, 48, 48) floats: random affine (±10°, scale 0.9-1.1, shift ±4 px) into a
-    random crop of `input_size`, horizontal flip, and random erasing; all vectorised."""
-    n = x.shape[0]
+    random crop of `input_size`, horizontal flip, and random erasing; all vectorised. `size` renders the same
+    crop at another resolution (size x size pixels), for training at several face scales."""
+    n, size = x.shape[0], size or prep.input_size
     s = prep.input_size / prep.source_size
     angle = (torch.rand(n, generator=gen) * 2 - 1) * math.radians(10)
     scale = s * (0.9 + 0.2 * torch.rand(n, generator=gen))
@@ -62,15 +63,15 @@ def augment(x: torch.Tensor, prep: Preprocess, gen: torch.Generator) -> torch.Te
     cos, sin = torch.cos(angle) * scale, torch.sin(angle) * scale
     theta = torch.stack([torch.stack([cos * flip, -sin, shift[:, 0]], 1),
                          torch.stack([sin * flip, cos, shift[:, 1]], 1)], 1)
-    grid = F.affine_grid(theta, (n, x.shape[1], prep.input_size, prep.input_size), align_corners=False)
+    grid = F.affine_grid(theta, (n, x.shape[1], size, size), align_corners=False)
     out = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
     # random erasing (Zhong et al. 2020): one rectangle of 2-20 % of the area in half of the images
     erase = torch.rand(n, generator=gen) < 0.5
     area = 0.02 + 0.18 * torch.rand(n, generator=gen)
-    side = (area.sqrt() * prep.input_size).long().clamp(min=1)
-    y0 = (torch.rand(n, generator=gen) * (prep.input_size - side)).long()
-    x0 = (torch.rand(n, generator=gen) * (prep.input_size - side)).long()
-    rows = torch.arange(prep.input_size)
+    side = (area.sqrt() * size).long().clamp(min=1)
+    y0 = (torch.rand(n, generator=gen) * (size - side)).long()
+    x0 = (torch.rand(n, generator=gen) * (size - side)).long()
+    rows = torch.arange(size)
     mask = ((rows[None, :, None] >= y0[:, None, None]) & (rows[None, :, None] < (y0 + side)[:, None, None]) &
             (rows[None, None, :] >= x0[:, None, None]) & (rows[None, None, :] < (x0 + side)[:, None, None]))
     return out.masked_fill((mask & erase[:, None, None])[:, None], 0.0)
@@ -136,7 +137,10 @@ def train_one_epoch(model, opt, sched, x_all, targets, prep, args, gen, epoch) -
                disable=args.quiet)
     for i in bar:
         idx = order[i:i + args.batch]
-        x = augment(normalise(x_all[idx][:, None], prep), prep, gen).contiguous(memory_format=torch.channels_last)
+        sizes = args.train_sizes or [prep.input_size]
+        size = sizes[int(torch.randint(len(sizes), (1,), generator=gen))] if len(sizes) > 1 else sizes[0]
+        x = augment(normalise(x_all[idx][:, None], prep), prep, gen, size).contiguous(
+            memory_format=torch.channels_last)
         t = targets[idx]
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
             logits = model(x)
@@ -171,6 +175,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wd", type=float, default=5e-4)
     p.add_argument("--smoothing", type=float, default=0.1, help="label smoothing")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--train-sizes", type=int, nargs="+", default=None, metavar="PX",
+                   help="train at these input sizes, one drawn per batch (the face crop rendered at several "
+                        "resolutions; fully convolutional models only, e.g. v8n-cls for a detector backbone that "
+                        "sees faces of many sizes); evaluation stays at the model's input size")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=True,
                    help="bfloat16 autocast (about 2x faster on CPUs with AVX-512 BF16)")

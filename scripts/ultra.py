@@ -185,9 +185,52 @@ def train_detector(data_yaml: Path, init: str | Path = "v8n", epochs: int | None
     if init.endswith(".pt") and not Path(init).exists():
         raise EmoDetError(f"{init}: no such checkpoint (a missing .pt would be downloaded; offline we refuse)")
     yolo = ul.YOLO(source, task="detect")
-    yolo.train(data=str(data_yaml), **_train_kwargs("detect", project, name, epochs=epochs, imgsz=imgsz, batch=batch,
-                                                     workers=workers, seed=seed, freeze=freeze or None, **extra))
+    kw = _train_kwargs("detect", project, name, epochs=epochs, imgsz=imgsz, batch=batch, workers=workers, seed=seed,
+                       freeze=freeze or None, **extra)
+    if kw.pop("bf16", False) and kw.get("device") == "cpu" and cpu_has_bf16():
+        yolo.add_callback("on_train_start", bf16_training_forward)
+        yolo.add_callback("on_train_end", plain_training_forward)
+    yolo.train(data=str(data_yaml), **kw)
     return _best(Path(project) / name)
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU runs bfloat16 natively (AVX-512 BF16 / AMX); elsewhere bf16 autocast is slower, not faster."""
+    import torch
+    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def _as_float(out):
+    """Network outputs (tensors, possibly nested in lists/tuples/dicts) back in float32 for the loss."""
+    import torch
+    if torch.is_tensor(out):
+        return out.float()
+    if isinstance(out, dict):
+        return {k: _as_float(v) for k, v in out.items()}
+    if isinstance(out, (list, tuple)):
+        return type(out)(_as_float(v) for v in out)
+    return out
+
+
+def bf16_training_forward(trainer) -> None:
+    """Callback: the training model's forward pass runs under CPU bfloat16 autocast, its outputs back in float32.
+    Why: Ultralytics' own `amp='bf16'` is CUDA-only, and on a CPU with AVX-512 BF16 the forward and backward of a
+    v8n at 320 px take half the time (0.37 vs 0.70 s per batch of 16 on one thread). The loss (target assignment,
+    IoU, sums over anchors) stays in float32 and the weights stay float32; validation and the saved EMA copy,
+    made before this runs, are untouched."""
+    import torch
+    model, plain = trainer.model, trainer.model.predict
+
+    def predict(*args, **kwargs):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = plain(*args, **kwargs)
+        return _as_float(out)
+    model.predict = predict
+
+
+def plain_training_forward(trainer) -> None:
+    """Callback: undo bf16_training_forward (the instance attribute would not pickle with the model)."""
+    trainer.model.__dict__.pop("predict", None)
 
 
 def train_detector_frozen_first(data_yaml: Path, init: Path, frozen_epochs: int, epochs: int, layers: int = 9,

@@ -237,3 +237,18 @@ def test_cli_rejects_bad_prediction_files_with_one_line(tmp_path, capsys):
     code = run_cli(detection.main, ["--gt", str(tmp_path / "gt"), "--pred", str(tmp_path / "pred")])
     err = capsys.readouterr().err
     assert code == 2 and "x.txt:1: 5 columns, expected 6" in err and "Traceback" not in err
+
+
+def test_by_face_size_counts_found_and_correct_per_bin():
+    from eval.detection_metrics import by_face_size
+    # image a (100 px wide as seen): a 10 px face found with the right class, a 40 px face found with the wrong one
+    # at the higher score; image b (200 px): a 30 px face (0.15 x 200) missed, the only detection is elsewhere
+    gts = {"a": np.array([[1, 0.0, 0.0, 0.1, 0.1], [2, 0.5, 0.5, 0.9, 0.9]]),
+           "b": np.array([[3, 0.0, 0.0, 0.15, 0.15]])}
+    preds = {"a": np.array([[1, 0.9, 0.0, 0.0, 0.1, 0.1],
+                            [0, 0.8, 0.5, 0.5, 0.9, 0.9], [2, 0.6, 0.5, 0.5, 0.9, 0.9],
+                            [2, 0.1, 0.0, 0.0, 0.1, 0.1]]),   # below conf: ignored
+             "b": np.array([[3, 0.9, 0.6, 0.6, 0.8, 0.8]])}
+    rows = by_face_size(gts, preds, {"a": 100, "b": 200}, [0, 20, 35, 100], conf=0.25)
+    assert [r["faces"] for r in rows] == [1, 1, 1]
+    assert [(r["found"], r["correct"]) for r in rows] == [(1.0, 1.0), (0.0, 0.0), (1.0, 0.0)]

@@ -178,3 +178,26 @@ def test_a_classifier_without_a_detector_backbone_is_refused(tmp_path):
                tmp_path / "tiny.pt")
     with pytest.raises(EmoDetError, match="no detector backbone"):
         ultra.transfer_backbone(tmp_path / "tiny.pt", "v8n", 7)
+
+
+@pytest.mark.skipif(not ultra.cpu_has_bf16(), reason="this CPU has no native bfloat16 (AVX-512 BF16/AMX)")
+def test_bf16_training_forward_runs_in_bfloat16_returns_float32_and_comes_off(tmp_path):
+    from types import SimpleNamespace
+    from ultralytics.nn.tasks import DetectionModel
+    torch.manual_seed(0)
+    model = DetectionModel("yolov8n.yaml", nc=7, verbose=False).train()
+    x = torch.rand(2, 3, 128, 128)
+    plain = ultra._as_float(model(x))
+    trainer = SimpleNamespace(model=model)
+    ultra.bf16_training_forward(trainer)
+    mixed = model(x)
+    flat = lambda out: torch.cat([t.flatten() for t in (out.values() if isinstance(out, dict) else out)
+                                  if torch.is_tensor(t)])
+    assert all(t.dtype == torch.float32 for t in (mixed.values() if isinstance(mixed, dict) else mixed)
+               if torch.is_tensor(t))
+    # bfloat16 keeps 8 bits of mantissa: close to float32 (relative to the output scale), but not equal
+    a, b = flat(plain), flat(mixed)
+    assert not torch.equal(a, b) and (a - b).abs().max() < 0.05 * a.abs().max()
+    ultra.plain_training_forward(trainer)
+    assert torch.equal(flat(ultra._as_float(model(x))), a)
+    torch.save(model, tmp_path / "m.pt")  # the callback's closure is gone, so the model pickles again

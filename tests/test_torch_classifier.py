@@ -1,0 +1,47 @@
+"""The torch classifier's training loop: multi-scale augmentation and a tiny run, on made-up faces."""
+import h5py
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from scripts.torch_classifier import augment, main
+from scripts.torch_models import Preprocess
+
+
+def _smooth_faces(n: int = 4) -> torch.Tensor:
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, 48), torch.linspace(0, 1, 48), indexing="ij")
+    return torch.stack([torch.sin(3 * xx + k) * torch.cos(2 * yy - k) for k in range(n)])[:, None]
+
+
+def test_default_size_is_the_input_size():
+    prep, x = Preprocess(), _smooth_faces()
+    a = augment(x, prep, torch.Generator().manual_seed(1))
+    b = augment(x, prep, torch.Generator().manual_seed(1), prep.input_size)
+    assert a.shape == (4, 1, 40, 40) and torch.equal(a, b)
+
+
+def test_a_larger_size_renders_the_same_crop_at_a_finer_resolution():
+    prep, x = Preprocess(), _smooth_faces()
+    fine = augment(x, prep, torch.Generator().manual_seed(3), 80)
+    coarse = augment(x, prep, torch.Generator().manual_seed(3), 40)
+    assert fine.shape == (4, 1, 80, 80)
+    # same flip, angle, shift and erased area, so 2x2 averaging of the fine rendering gives the coarse one
+    # (up to interpolation and the erased rectangle's rounding at its edges)
+    diff = (F.avg_pool2d(fine, 2) - coarse).abs()
+    assert diff.median() < 0.01 and diff.mean() < 0.05
+    other = augment(x, prep, torch.Generator().manual_seed(4), 40)
+    assert (other - coarse).abs().mean() > 5 * diff.mean()  # a different draw is far off: the check can fail
+
+
+def test_training_at_several_sizes_runs_and_records_them(tmp_path):
+    rng = np.random.default_rng(0)
+    with h5py.File(tmp_path / "d.h5", "w") as h5:
+        for usage, n in (("Training", 32), ("PublicTest", 16)):
+            h5[f"{usage}_pixel"] = rng.integers(0, 255, (n, 2304)).astype(np.uint8)
+            h5[f"{usage}_label"] = rng.integers(0, 7, n)
+    out = tmp_path / "run"
+    assert main(["--data", str(tmp_path / "d.h5"), "--model", "fertiny", "--epochs", "2", "--batch", "8",
+                 "--train-sizes", "24", "56", "--threads", "1", "--out", str(out), "--quiet"]) == 0
+    ck = torch.load(out / "last.pt", weights_only=False)
+    assert ck["epoch"] == 1 and ck["args"]["train_sizes"] == "[24, 56]"
+    assert 0.0 <= ck["history"][-1]["val_top1"] <= 1.0
