@@ -48,16 +48,16 @@ def ensure_default_data(data: Path) -> Path:
 
 
 def evaluate_classifier(weights: Path, data: Path, split: str, k: int = 2, tta: str = "none",
-                        groups: Path | None = None, n_classes: int = 7) -> dict:
+                        groups: Path | None = None, n_classes: int = 7, input_size: int | None = None) -> dict:
     from scripts.classifiers import load_classifier
     faces, labels, ids = load_faces(data, split)
-    clf = load_classifier(weights)
+    clf = load_classifier(weights, input_size=input_size)
     t0 = time.perf_counter()
     scores = clf.canonical_scores(faces, n_classes, tta)
     seconds = time.perf_counter() - t0
     from converters.labels import class_names
     m = classification_metrics(scores, labels, class_names(n_classes), k)
-    m.update(split=split, data=str(data), weights=str(weights), backend=clf.backend, tta=tta,
+    m.update(split=split, data=str(data), weights=str(weights), backend=clf.backend, tta=tta, input_size=input_size,
              seconds=seconds, faces_per_second=len(labels) / max(seconds, 1e-9))
     if groups:
         m["groups"] = group_metrics(scores, labels, m["names"], load_groups(groups, ids), k)
@@ -98,6 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tta", choices=("none", "flip", "tencrop"), default="none",
                    help="test-time views: centre crop, + its mirror (2x cost), or ten crops (10x)")
     p.add_argument("--classes", type=int, choices=(7, 8), default=7)
+    p.add_argument("--input-size", type=int, default=None, metavar="PX",
+                   help="torch checkpoints: the face crop rendered at PX pixels instead of the model's own input "
+                        "size (how a detector backbone fares on smaller or larger faces)")
     p.add_argument("--groups", type=Path, default=None, help="CSV: image id, then group columns (bias evaluation)")
     p.add_argument("--out", type=Path, default=RUNS_DIR / "eval", help="folder for the confusion CSV/PNG")
     p.add_argument("--json", type=Path, default=None)
@@ -108,7 +111,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     split = split_name(args.split)
     m = evaluate_classifier(args.weights or default_weights(), ensure_default_data(args.data), split, args.topk,
-                            args.tta, args.groups, args.classes)
+                            args.tta, args.groups, args.classes, args.input_size)
     print(report_text(m))
     for p in write_outputs(m, args.out):
         print(f"wrote {p}")

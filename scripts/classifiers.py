@@ -57,14 +57,19 @@ def _resize(faces: np.ndarray, size: int) -> np.ndarray:
     import cv2
     if faces.shape[1] == size:
         return faces
-    return np.stack([cv2.resize(f, (size, size), interpolation=cv2.INTER_AREA) for f in faces])
+    how = cv2.INTER_AREA if size < faces.shape[1] else cv2.INTER_LINEAR  # area averaging only shrinks well
+    return np.stack([cv2.resize(f, (size, size), interpolation=how) for f in faces])
 
 
-def _torch_classifier(path: Path) -> Classifier:
+def _torch_classifier(path: Path, input_size: int | None = None) -> Classifier:
     import torch
+    from dataclasses import replace
     from scripts.torch_classifier import predict_logits
     from scripts.torch_models import load_checkpoint
     model, prep, names, _ = load_checkpoint(path)
+    if input_size and input_size != prep.input_size:
+        # the same crop of the face at another resolution: how the model fares on faces of another size
+        prep = replace(prep, input_size=input_size, source_size=round(prep.source_size * input_size / prep.input_size))
 
     def run(faces, tta):
         with torch.no_grad():
@@ -129,12 +134,17 @@ def _is_ultralytics_checkpoint(path: Path) -> bool:
     return isinstance(ck, dict) and "arch" not in ck and ("model" in ck or "ema" in ck)
 
 
-def load_classifier(weights: Path, threads: int | None = None) -> Classifier:
+def load_classifier(weights: Path, threads: int | None = None, input_size: int | None = None) -> Classifier:
+    """`input_size` (EmoDet torch checkpoints of fully convolutional models) renders the face crop at another
+    resolution than the model was made for."""
     weights = Path(weights)
     if not weights.exists():
         raise EmoDetError(f"{weights}: no such weights file")
+    if input_size and (weights.suffix != ".pt" or _is_ultralytics_checkpoint(weights)):
+        raise EmoDetError(f"{weights}: another input size works with EmoDet torch checkpoints (.pt) only")
     if weights.suffix == ".onnx":
         return _onnx_classifier(weights, threads)
     if weights.suffix == ".pt":
-        return _ultralytics_classifier(weights) if _is_ultralytics_checkpoint(weights) else _torch_classifier(weights)
+        return (_ultralytics_classifier(weights) if _is_ultralytics_checkpoint(weights)
+                else _torch_classifier(weights, input_size))
     raise EmoDetError(f"{weights}: unknown classifier format (expected .pt or .onnx)")

@@ -103,3 +103,25 @@ def test_flip_views_are_the_centre_crop_and_its_mirror():
     assert np.array_equal(t[1].numpy(), mirror) and len(tta_views(x, 40, "none")) == 1
     with pytest.raises(EmoDetError, match="unknown TTA"):
         tta_views(x, 40, "fivecrop")
+
+
+def test_input_size_renders_the_face_at_another_resolution(tiny_model_and_data):
+    d = tiny_model_and_data
+    own = confusion.evaluate_classifier(d / "m.pt", d / "d.h5", "PrivateTest")
+    same = confusion.evaluate_classifier(d / "m.pt", d / "d.h5", "PrivateTest", input_size=40)
+    larger = confusion.evaluate_classifier(d / "m.pt", d / "d.h5", "PrivateTest", input_size=64)
+    assert same["confusion"] == own["confusion"] and larger["input_size"] == 64
+    assert sum(map(sum, larger["confusion"])) == 30  # every face scored at the new size
+    from scripts.classifiers import _torch_classifier
+    faces = np.random.default_rng(1).integers(0, 255, (5, 48, 48)).astype(np.uint8)
+    a = _torch_classifier(d / "m.pt").scores(faces)
+    b = _torch_classifier(d / "m.pt", 64).scores(faces)
+    assert a.shape == b.shape and not np.allclose(a, b)  # the network did see other pixels
+
+
+def test_input_size_is_refused_for_onnx(tmp_path):
+    from converters.errors import EmoDetError
+    from scripts.classifiers import load_classifier
+    (tmp_path / "m.onnx").write_bytes(b"")
+    with pytest.raises(EmoDetError, match="torch checkpoints"):
+        load_classifier(tmp_path / "m.onnx", input_size=64)
