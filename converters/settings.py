@@ -9,9 +9,9 @@ DATA_DIR = PROJECT_ROOT / "data"
 WEIGHTS_DIR = PROJECT_ROOT / "weights"
 # the most accurate shipped FER2013 classifier (selected on PublicTest): eval/confusion.py's default weights and the
 # two-stage detector's default classifier
-FER2013_MODEL = WEIGHTS_DIR / "fer2013-vggs.onnx"
+FER2013_MODEL = WEIGHTS_DIR / "fer2013-vggc.onnx"
 # the FER classifier whose layers initialise the one-stage emotion detector (same layers as yolov8n's backbone)
-FER2013_BACKBONE = WEIGHTS_DIR / "fer2013-v8ncls.pt"
+FER2013_BACKBONE = WEIGHTS_DIR / "fer2013-v8ncls-ms.pt"
 RUNS_DIR = PROJECT_ROOT / "runs"
 CFG_DIR = PROJECT_ROOT / "cfg"
 RESULTS_DIR = PROJECT_ROOT / "results"
