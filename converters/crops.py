@@ -53,13 +53,18 @@ def box_matrix(box, factor: int, shape, size: int) -> np.ndarray:
     return np.array([[sx / factor, 0, -x1 * sx], [0, sy / factor, -y1 * sy]], dtype=np.float64)
 
 
+def resized(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    """`image` at width x height: pixel areas averaged where it shrinks (bilinear would alias small detail such as
+    a small face's expression away), bilinear where it only grows."""
+    shrink = width < image.shape[1] or height < image.shape[0]
+    return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+
+
 def box_crop(image: np.ndarray, box, factor: int, shape, size: int) -> np.ndarray:
     """`image[y:y+h, x:x+w]` resized to size x size; `image` was decoded at 1/factor and `shape` is the
     decoded size predicted from the header, so a rerun that skips decoding computes the same geometry."""
     x1, y1, x2, y2 = pixel_box(box, factor, shape)
-    patch = image[y1:y2, x1:x2]
-    shrink = patch.shape[0] > size or patch.shape[1] > size
-    return cv2.resize(patch, (size, size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+    return resized(image[y1:y2, x1:x2], size, size)
 
 
 def alignment_matrix(landmarks: np.ndarray, size: int) -> np.ndarray:

@@ -196,15 +196,20 @@ def agnostic_recall(gts: dict, preds: dict, conf: float, style: Style) -> float:
     return float(r.hits[:, 0].sum() / r.n_gt.sum()) if r.n_gt.sum() else 0.0
 
 
+def _confident_overlaps(gts: dict, preds: dict, image: str, conf: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(ground truth (n, 5), predictions at >= conf (m, 6), their (n, m) IoU) of one image; either may be absent."""
+    g = np.asarray(gts.get(image, np.zeros((0, 5))), float).reshape(-1, 5)
+    p = np.asarray(preds.get(image, np.zeros((0, 6))), float).reshape(-1, 6)
+    p = p[p[:, 1] >= conf]
+    return g, p, iou_matrix(g[:, 1:5], p[:, 2:6]) if len(g) and len(p) else np.zeros((len(g), len(p)))
+
+
 def detection_confusion(gts: dict, preds: dict, n_classes: int, conf: float = 0.25, iou: float = 0.45) -> np.ndarray:
     """(n+1, n+1) counts: rows true class (last = background: false detections), columns predicted class
     (last = background: missed faces). Class-agnostic greedy matching by IoU, as Ultralytics' matrix."""
     cm = np.zeros((n_classes + 1, n_classes + 1), int)
     for image in set(gts) | set(preds):
-        g = np.asarray(gts.get(image, np.zeros((0, 5))), float).reshape(-1, 5)
-        p = np.asarray(preds.get(image, np.zeros((0, 6))), float).reshape(-1, 6)
-        p = p[p[:, 1] >= conf]
-        m = iou_matrix(g[:, 1:5], p[:, 2:6]) if len(g) and len(p) else np.zeros((len(g), len(p)))
+        g, p, m = _confident_overlaps(gts, preds, image, conf)
         pairs = sorted(((m[i, j], i, j) for i in range(len(g)) for j in range(len(p)) if m[i, j] >= iou), reverse=True)
         used_g, used_p = set(), set()
         for _, i, j in pairs:
@@ -225,11 +230,8 @@ def by_face_size(gts: dict, preds: dict, pixels_per_width: dict, edges, conf: fl
     and `correct` (share whose best-scoring such detection has the true class; a missed face is not correct).
     Why: mAP hides whether emotion fails on small faces or large ones, and the fix differs."""
     sizes, found, correct = [], [], []
-    for image, g in gts.items():
-        g = np.asarray(g, float).reshape(-1, 5)
-        p = np.asarray(preds.get(image, np.zeros((0, 6))), float).reshape(-1, 6)
-        p = p[p[:, 1] >= conf]
-        m = iou_matrix(g[:, 1:5], p[:, 2:6]) if len(g) and len(p) else np.zeros((len(g), len(p)))
+    for image in gts:
+        g, p, m = _confident_overlaps(gts, preds, image, conf)
         for i in range(len(g)):
             near = np.nonzero(m[i] >= iou)[0]
             sizes.append((g[i, 3] - g[i, 1]) * pixels_per_width[image])

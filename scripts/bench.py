@@ -252,13 +252,13 @@ def _scene_rows(metrics: dict) -> dict:
 SIZE_EDGES = (0, 32, 48, 64, 96, 10_000)  # face width in pixels at the detector's input
 
 
-def _face_size_rows(gt: Path, pred: Path, imgsz: int) -> list[dict]:
-    """eval.detection_metrics.by_face_size for the predictions written in `pred`, face sizes as the detector saw
-    them (letterboxed to imgsz)."""
+def _face_size_rows(gt: Path, preds: dict[str, Path], imgsz: int) -> dict[str, list[dict]]:
+    """eval.detection_metrics.by_face_size of each method's predictions (name -> folder), face sizes as the
+    detector saw them (letterboxed to imgsz); the ground truth is read once for all."""
     from eval.detection_io import image_sizes, read_ground_truth, read_yolo_predictions
     from eval.detection_metrics import by_face_size
-    seen = {k: imgsz * w / max(w, h) for k, (w, h) in image_sizes(gt).items()}
-    return by_face_size(read_ground_truth(gt), read_yolo_predictions(pred), seen, SIZE_EDGES)
+    gts, seen = read_ground_truth(gt), {k: imgsz * w / max(w, h) for k, (w, h) in image_sizes(gt).items()}
+    return {name: by_face_size(gts, read_yolo_predictions(folder), seen, SIZE_EDGES) for name, folder in preds.items()}
 
 
 def bench_scenes(reuse: bool, hours: float = 1.0, imgsz: int = 320, backbone: Path | None = None,
@@ -299,15 +299,16 @@ def bench_scenes(reuse: bool, hours: float = 1.0, imgsz: int = 320, backbone: Pa
     rows = list(csv.DictReader((det_run / "results.csv").open()))
     n_train = len(list((yolo / "train").glob("*.jpg")))
     onnx = ultra.export_onnx(det_run / "weights" / "best.pt", imgsz)
-    one = score_detector(OnnxDetector(onnx, imgsz, threads=1, multi_label=True), yolo / "test",
-                         RUNS_DIR / "scenes-eval" / "one-stage")
+    scored = {name: RUNS_DIR / "scenes-eval" / folder
+              for name, folder in (("one_stage", "one-stage"), ("two_stage", "two-stage"), ("hybrid", "detector-faces"))}
+    one = score_detector(OnnxDetector(onnx, imgsz, threads=1, multi_label=True), yolo / "test", scored["one_stage"])
     fit = two_stage.fit_on_folder(yolo / "val")
     two = score_detector(two_stage.TwoStageDetector(two_stage.DEFAULT_CLASSIFIER, fit, threads=1, multi_label=True),
-                         yolo / "test", RUNS_DIR / "scenes-eval" / "two-stage")
+                         yolo / "test", scored["two_stage"])
     faces = two_stage.DetectorFaces(OnnxDetector(onnx, imgsz, threads=1))
     hybrid = score_detector(two_stage.TwoStageDetector(two_stage.DEFAULT_CLASSIFIER, faces=faces, threads=1,
                                                        multi_label=True),
-                            yolo / "test", RUNS_DIR / "scenes-eval" / "detector-faces")
+                            yolo / "test", scored["hybrid"])
     out = dict(train_minutes=float(rows[-1]["time"]) / 60, epochs=len(rows), train_images=n_train, imgsz=imgsz,
                det_images_per_s=n_train * len(rows) / float(rows[-1]["time"]), box_fit=fit.__dict__,
                test_images=one["images"], ultralytics=ultra.version(), frozen_layers=frozen)
@@ -316,11 +317,10 @@ def bench_scenes(reuse: bool, hours: float = 1.0, imgsz: int = 320, backbone: Pa
     methods = {"one_stage": (one, f"one-stage: YOLOv8n {imgsz} px, {start}"),
                "two_stage": (two, f"two-stage: OpenCV Haar (box fit on val) + {clf}"),
                "hybrid": (hybrid, f"two-stage with the one-stage detector's boxes (emotion ignored) + {clf}")}
-    folders = {"one_stage": "one-stage", "two_stage": "two-stage", "hybrid": "detector-faces"}
+    by_size = _face_size_rows(yolo / "test", {name: folder / "labels" for name, folder in scored.items()}, imgsz)
     for name, (r, _) in methods.items():
-        out[name] = {style: _scene_rows(r[style]) for style in ("darknet", "ultralytics")}
-        out[name]["by_face_size"] = _face_size_rows(yolo / "test", RUNS_DIR / "scenes-eval" / folders[name] / "labels",
-                                                    imgsz)
+        out[name] = {style: _scene_rows(r[style]) for style in ("darknet", "ultralytics")} | {
+            "by_face_size": by_size[name]}
     names = list(out["one_stage"]["darknet"]["ap50"])
     lines = [f"FER-scenes (`make scenes`: real FER2013 faces pasted into 320-640 px scenes, Training faces -> "
              f"{n_train} train scenes, PublicTest -> val, PrivateTest -> {one['images']} test scenes). Scored on the "

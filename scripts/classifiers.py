@@ -54,11 +54,10 @@ class Classifier:
 
 
 def _resize(faces: np.ndarray, size: int) -> np.ndarray:
-    import cv2
+    from converters.crops import resized
     if faces.shape[1] == size:
         return faces
-    how = cv2.INTER_AREA if size < faces.shape[1] else cv2.INTER_LINEAR  # area averaging only shrinks well
-    return np.stack([cv2.resize(f, (size, size), interpolation=how) for f in faces])
+    return np.stack([resized(f, size, size) for f in faces])
 
 
 def _torch_classifier(path: Path, input_size: int | None = None) -> Classifier:

@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from converters.crops import resized
 from converters.errors import EmoDetError, run_cli
 from converters.labels import class_names
 from converters.settings import RUNS_DIR
@@ -30,9 +31,7 @@ def letterbox(image: np.ndarray, size: int) -> tuple[np.ndarray, float, tuple[in
     nh, nw = round(h * gain), round(w * gain)
     top, left = (size - nh) // 2, (size - nw) // 2
     canvas = np.full((size, size, 3), 114, np.uint8)
-    # shrinking averages pixels (area), as Ultralytics' val loads images; bilinear would alias small faces away
-    how = cv2.INTER_AREA if gain < 1 else cv2.INTER_LINEAR
-    canvas[top:top + nh, left:left + nw] = cv2.resize(image, (nw, nh), interpolation=how)
+    canvas[top:top + nh, left:left + nw] = resized(image, nw, nh)  # area-averaged shrinking, as Ultralytics' val
     return canvas, gain, (left, top)
 
 

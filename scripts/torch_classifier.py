@@ -135,9 +135,9 @@ def train_one_epoch(model, opt, sched, x_all, targets, prep, args, gen, epoch) -
     total, seen = 0.0, 0
     bar = tqdm(range(0, n - args.batch + 1, args.batch), desc=f"epoch {epoch}", unit="batch", leave=False,
                disable=args.quiet)
+    sizes = args.train_sizes or [prep.input_size]
     for i in bar:
         idx = order[i:i + args.batch]
-        sizes = args.train_sizes or [prep.input_size]
         size = sizes[int(torch.randint(len(sizes), (1,), generator=gen))] if len(sizes) > 1 else sizes[0]
         x = augment(normalise(x_all[idx][:, None], prep), prep, gen, size).contiguous(
             memory_format=torch.channels_last)
