@@ -9,10 +9,20 @@ if [ ! -x .venv/bin/python ]; then
   echo "[setup] creating .venv with $($PYTHON --version)"
   "$PYTHON" -m venv .venv
 fi
+# The pinned torch is a CUDA build of about 5.6 GB in the venv; pip fails half-way without that room (seen: a CI
+# clone on a nearly full disk), so say so up front, in one line.
+if ! .venv/bin/python -c "import torch" 2>/dev/null; then
+  free_gb=$(df -Pk . | awk 'NR==2 {print int($4 / 1048576)}')
+  if [ "$free_gb" -lt 8 ]; then
+    echo "[setup] only ${free_gb} GB free on $(df -P . | awk 'NR==2 {print $6}'); the pinned packages need about 8 GB (torch is a CUDA build). Free some space and run make again."
+    exit 1
+  fi
+fi
 echo "[setup] installing pinned Python packages (torch is a CUDA build from local disk; it runs on the CPU)"
 # (this machine's pip config lists an extra local index whose missing folders pip warns about, one line each)
 .venv/bin/pip install --quiet --disable-pip-version-check -r requirements.txt 2>&1 | grep -v "is ignored: it is neither" || true
-.venv/bin/python -c "import torch, ultralytics, cv2, onnxruntime" || { echo "[setup] package install failed"; exit 1; }
+.venv/bin/python -c "import torch, ultralytics, cv2, onnxruntime" 2>/dev/null \
+  || { echo "[setup] package install failed (see pip's message above); run make again once it is fixed"; exit 1; }
 # The project itself goes on the venv's path (what an editable install does, without a build step), so
 # `python eval/confusion.py` and `python -m converters.convert` import converters/, eval/, scripts/.
 site=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
