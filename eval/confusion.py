@@ -17,12 +17,12 @@ import numpy as np
 from converters.errors import EmoDetError, run_cli
 from converters.io import write_json
 from converters.labels import SPLIT_TO_USAGE
-from converters.settings import DATA_DIR, FER2013_MODEL, RUNS_DIR, fer2013_dir
+from converters.settings import DATA_DIR, FER2013_MODEL, FER2013_TABLE, RUNS_DIR, fer2013_dir
 from eval.classification import classification_metrics, group_metrics
 from eval.classify_data import load_faces, load_groups, split_name
 from eval.plots import plot_confusion
 
-DEFAULT_DATA = DATA_DIR / "fer2013" / "table" / "fer2013.h5"
+DEFAULT_DATA = FER2013_TABLE
 SHIPPED = (FER2013_MODEL, FER2013_MODEL.with_suffix(".pt"))
 
 

@@ -261,8 +261,19 @@ def _face_size_rows(gt: Path, preds: dict[str, Path], imgsz: int) -> dict[str, l
     return {name: by_face_size(gts, read_yolo_predictions(folder), seen, SIZE_EDGES) for name, folder in preds.items()}
 
 
+def _soft_target_trainer(soft: Path, yolo_train: Path):
+    """The detector trainer whose class loss uses `soft` (scripts/distill.py's CSV over the FER2013 table's
+    Training faces) for the scene faces (data/scenes' sources)."""
+    from converters.settings import DATA_DIR, FER2013_TABLE
+    from scripts import det_distill
+    from scripts.torch_classifier import load_soft_targets
+    rows = det_distill.scene_soft_rows(DATA_DIR / "scenes", yolo_train, FER2013_TABLE)
+    targets = load_soft_targets(Path(soft), len(det_distill.fer_rows_to_table_index(FER2013_TABLE)))
+    return det_distill.soft_trainer(rows, targets)
+
+
 def bench_scenes(reuse: bool, hours: float = 1.0, imgsz: int = 320, backbone: Path | None = None,
-                 freeze: int = 9) -> dict:
+                 freeze: int = 9, soft: Path | None = None, cls_pw: float = 0.0) -> dict:
     """Real FER faces in composed scenes (`make scenes`): the one-stage detector (v8n, backbone from the shipped
     FER2013 v8n-cls classifier, `hours` of training) vs Haar + the shipped FER classifier, both scored on the test
     scenes by the same code. With `reuse`, weights already trained under runs/ultralytics are scored again."""
@@ -293,7 +304,8 @@ def bench_scenes(reuse: bool, hours: float = 1.0, imgsz: int = 320, backbone: Pa
         # and bf16 training (37 epochs in the hour instead of 23): best val mAP@0.5 0.504 vs 0.468, faces under 32 px
         # found 0.79 vs 0.62 on the test scenes.
         ultra.train_detector(yolo / "data.yaml", init, imgsz=imgsz, workers=1, name=SCENES_DET, time=hours,
-                             cls=2.0, scale=0.3, freeze=freeze)
+                             cls=2.0, scale=0.3, freeze=freeze, cls_pw=cls_pw,
+                             trainer=soft and _soft_target_trainer(soft, yolo / "train"))
     trained = yaml.safe_load((det_run / "args.yaml").read_text())  # as trained, also with reuse
     imgsz, frozen = int(trained["imgsz"]), trained.get("freeze") or 0
     rows = list(csv.DictReader((det_run / "results.csv").open()))
@@ -417,6 +429,11 @@ def build_parser() -> argparse.ArgumentParser:
                    "transferred backbone: 9) frozen for the whole training; 0 trains them too")
     p.add_argument("--backbone", type=Path, default=None,
                    help="scenes part: classifier that initialises the detector (default weights/fer2013-v8ncls-ms.pt)")
+    p.add_argument("--soft", type=Path, default=None,
+                   help="scenes part: distillation targets of the FER2013 Training faces (scripts/distill.py's CSV) "
+                        "for the detector's class loss instead of one-hot classes")
+    p.add_argument("--cls-pw", type=float, default=0.0,
+                   help="scenes part: Ultralytics' class-weight power (inverse class frequency ** cls_pw, 0 = off)")
     p.add_argument("--det-epochs", type=int, default=30, help="transfer part: detector epochs (each start)")
     p.add_argument("--models", type=Path, nargs="+", default=None, help="ONNX FER models (default: weights/fer2013-*.onnx)")
     p.add_argument("--images", type=int, default=3000, help="synthetic images for the conversion benchmark")
@@ -455,7 +472,8 @@ def main(argv=None) -> int:
         save("transfer", r)
         print(r["markdown"])
     if "scenes" in args.parts:
-        r = bench_scenes(args.reuse, args.hours, args.imgsz, backbone=args.backbone, freeze=args.freeze)
+        r = bench_scenes(args.reuse, args.hours, args.imgsz, backbone=args.backbone, freeze=args.freeze,
+                         soft=args.soft, cls_pw=args.cls_pw)
         save("scenes", r)
         print(r.get("markdown") or r["skipped"])
     (PROJECT_ROOT / "BENCHMARKS.md").write_text(benchmarks_markdown())

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from converters.errors import EmoDetError, run_cli
-from converters.settings import DATA_DIR
+from converters.settings import FER2013_TABLE
 from scripts.classifiers import softmax
 from scripts.torch_classifier import TTA, load_split, predict_logits
 from scripts.torch_models import load_checkpoint
@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m scripts.distill", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--teachers", type=Path, nargs="+", required=True, help="EmoDet torch checkpoints (.pt)")
-    p.add_argument("--data", type=Path, default=DATA_DIR / "fer2013" / "table" / "fer2013.h5")
+    p.add_argument("--data", type=Path, default=FER2013_TABLE)
     p.add_argument("--temperature", type=float, default=2.0)
     p.add_argument("--hard-weight", type=float, default=0.5, help="weight of the one-hot training label")
     p.add_argument("--tta", choices=TTA, default="none",

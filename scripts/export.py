@@ -123,8 +123,8 @@ def main(argv=None) -> int:
             faces = np.random.default_rng(0).integers(0, 255, (8, 48, 48)).astype(np.uint8)
             print(f"{w} -> {out} (max |logit| difference on 8 faces: {max_abs_difference(w, out, faces):.2e})")
             if args.int8:
-                from converters.settings import DATA_DIR
-                calib = calibration_faces(args.calib or DATA_DIR / "fer2013" / "table" / "fer2013.h5")
+                from converters.settings import FER2013_TABLE
+                calib = calibration_faces(args.calib or FER2013_TABLE)
                 print(f"{out} -> {quantize_classifier(out, calib)} (int8, calibrated on {len(calib)} training faces)")
         else:
             print(f"{w} -> {ultra.export_onnx(w, args.imgsz)}")

@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from converters.errors import EmoDetError, run_cli
 from converters.labels import SPLIT_TO_USAGE, class_names
-from converters.settings import DATA_DIR, RUNS_DIR
+from converters.settings import FER2013_TABLE, RUNS_DIR
 from scripts.torch_models import Preprocess, build_model
 
 
@@ -165,7 +165,7 @@ def smoothed(labels: np.ndarray, n_classes: int, eps: float) -> torch.Tensor:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m scripts.torch_classifier", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", type=Path, default=DATA_DIR / "fer2013" / "table" / "fer2013.h5", help="HDF5 table")
+    p.add_argument("--data", type=Path, default=FER2013_TABLE, help="HDF5 table")
     p.add_argument("--soft", type=Path, default=None, help="FER+ soft-target CSV for the train split (optional)")
     p.add_argument("--model", default="fervgg-m", help="architecture name (scripts/torch_models.py)")
     p.add_argument("--classes", type=int, choices=(7, 8), default=7)

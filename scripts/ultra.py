@@ -177,8 +177,9 @@ def save_detection_init(model, names, path: Path) -> Path:
 def train_detector(data_yaml: Path, init: str | Path = "v8n", epochs: int | None = None, imgsz: int | None = None,
                    batch: int | None = None, workers: int | None = None, seed: int = 0,
                    project: Path = RUNS_DIR / "ultralytics", name: str = "det", freeze: int | None = None,
-                   **extra) -> Path:
-    """Train a detector from a model name/yaml (from scratch) or a local .pt (e.g. the transfer's output)."""
+                   trainer=None, **extra) -> Path:
+    """Train a detector from a model name/yaml (from scratch) or a local .pt (e.g. the transfer's output);
+    `trainer`: an Ultralytics DetectionTrainer subclass (e.g. scripts.det_distill.soft_trainer's)."""
     ul = ultralytics()
     init = str(init)
     source = init if init.endswith(".pt") else model_yaml(init, DETECTORS)
@@ -190,7 +191,7 @@ def train_detector(data_yaml: Path, init: str | Path = "v8n", epochs: int | None
     if kw.pop("bf16", False) and kw.get("device") == "cpu" and cpu_has_bf16():
         yolo.add_callback("on_train_start", bf16_training_forward)
         yolo.add_callback("on_train_end", plain_training_forward)
-    yolo.train(data=str(data_yaml), **kw)
+    yolo.train(data=str(data_yaml), trainer=trainer, **kw)
     return _best(Path(project) / name)
 
 

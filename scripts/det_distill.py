@@ -1,0 +1,128 @@
+"""Distillation targets for the one-stage detector's class head.
+
+Each face of a FER-scenes train image is a FER2013 Training face (converters/scenes.py writes which one), so the
+classifier teachers' soft targets (`scripts/distill.py`, one row per Training face of the FER2013 table) can stand
+in for the one-hot class in Ultralytics' class loss, as they do for the torch classifier. Ultralytics carries a
+label's class through every augmentation as one float per box; we hide the soft-target row in it
+(class + CODE * (row + 1), exact in float32 for any FER2013 size) and decode it in the loss, right around the
+task-aligned assigner: the assigner sees the plain class, and its one-hot targets (scaled by the alignment
+metric) become the face's soft distribution scaled the same way. Validation data is never encoded, so val
+losses and metrics stay those of the hard labels.
+"""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+
+from converters.errors import EmoDetError
+
+CODE = 8  # above every class index (7 or 8 classes)
+
+
+def fer_rows_to_table_index(h5_path: Path, usage: str = "Training") -> dict[int, int]:
+    """FER2013 csv row -> index in that split of the converters' HDF5 table (its ids are 'f<row>')."""
+    import h5py
+    with h5py.File(h5_path, "r") as h5:
+        ids = h5[f"{usage}_id"][:]
+    return {int(i.decode()[1:]): k for k, i in enumerate(ids)}
+
+
+def scene_soft_rows(scenes: Path, yolo_train: Path, h5_path: Path) -> dict[str, np.ndarray]:
+    """For every train image of the converted scenes (resolved path), the soft-target row of each of its labels
+    in label order (-1 where the face is not in the table). Checked against the label files' classes."""
+    table_index = fer_rows_to_table_index(h5_path)
+    sources = list(csv.DictReader((Path(scenes) / "sources_train.csv").open()))
+    # the converter names an image after the CSV line of its first face (data row k is line k + 2)
+    per_image: dict[str, list[tuple[int, int]]] = {}
+    first_line: dict[str, int] = {}
+    for k, s in enumerate(sources):
+        stem = f"i{first_line.setdefault(s['image'], k + 2):07d}"
+        per_image.setdefault(stem, []).append((table_index.get(int(s["fer2013_row"]), -1), int(s["expression"])))
+    out = {}
+    for stem, faces in per_image.items():
+        label = Path(yolo_train) / f"{stem}.txt"
+        if not label.exists():
+            raise EmoDetError(f"{label}: missing; convert {scenes} again (its sources and YOLO set disagree)")
+        classes = [int(line.split()[0]) for line in label.read_text().splitlines() if line.strip()]
+        if classes != [c for _, c in faces]:
+            raise EmoDetError(f"{label}: classes {classes} differ from {scenes}/sources_train.csv")
+        out[str(label.with_suffix(".jpg").resolve())] = np.array([r for r, _ in faces], dtype=np.int64)
+    return out
+
+
+def encoded(cls: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Ultralytics' (n, 1) class column with each label's soft-target row folded in."""
+    return cls + CODE * (rows.reshape(-1, 1) + 1).astype(cls.dtype)
+
+
+def decoded(labels):
+    """(plain classes, soft-target rows or -1) of an encoded class tensor."""
+    import torch
+    rows = torch.div(labels, CODE, rounding_mode="floor") - 1
+    return labels - CODE * (rows + 1), rows
+
+
+class SoftTargetAssigner:
+    """Wraps Ultralytics' TaskAlignedAssigner: the assignment uses the plain class; the class targets of the
+    assigned anchors become the soft distribution of their face, with the same per-anchor weight."""
+
+    def __init__(self, inner, soft):
+        self.inner, self.soft, self.faces = inner, soft, 0
+
+    def __call__(self, pd_scores, pd_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt, **kw):
+        import torch
+        hard, rows = decoded(gt_labels)
+        out = list(self.inner(pd_scores, pd_bboxes, anc_points, hard, gt_bboxes, mask_gt, **kw))
+        scores, gt_index = out[2], out[4]
+        nc = scores.shape[-1]
+        rows = rows.squeeze(-1).long()
+        onehot = torch.nn.functional.one_hot(hard.squeeze(-1).long().clamp(0, nc - 1), nc).to(scores.dtype)
+        per_face = torch.where((rows >= 0).unsqueeze(-1), self.soft.to(scores.dtype)[rows.clamp(min=0)], onehot)
+        self.faces += int((rows >= 0).sum())
+        out[2] = per_face.gather(1, gt_index.unsqueeze(-1).expand(-1, -1, nc)) * scores.sum(-1, keepdim=True)
+        return tuple(out)
+
+
+def soft_trainer(rows_by_image: dict[str, np.ndarray], soft: np.ndarray):
+    """An Ultralytics DetectionTrainer class whose train set carries the soft-target rows and whose loss uses them."""
+    import torch
+    from ultralytics.models.yolo.detect import DetectionTrainer
+    soft_t = torch.from_numpy(np.asarray(soft, dtype=np.float32))
+
+    def fetch_with_rows(dataset):
+        plain = dataset.get_image_and_label
+
+        def get_image_and_label(index):
+            label = plain(index)
+            rows = rows_by_image.get(str(Path(label["im_file"]).resolve()))
+            if rows is not None and len(rows) == len(label["cls"]):
+                label["cls"] = encoded(label["cls"], rows)
+            return label
+        return get_image_and_label
+
+    class SoftTargetTrainer(DetectionTrainer):
+        def __init__(self, *a, **k):
+            super().__init__(*a, **k)
+            self.add_callback("on_train_start", self._soft_loss)
+            self.add_callback("on_train_epoch_end", self._check_soft)
+
+        def build_dataset(self, img_path, mode="train", batch=None):
+            dataset = super().build_dataset(img_path, mode, batch)
+            if mode == "train":  # Mosaic fetches its extra images through the same method
+                dataset.get_image_and_label = fetch_with_rows(dataset)
+            return dataset
+
+        @staticmethod
+        def _soft_loss(trainer):
+            model = trainer.model
+            model.criterion = model.init_criterion()  # after the class weights (cls_pw) are set
+            model.criterion.assigner = SoftTargetAssigner(model.criterion.assigner, soft_t)
+
+        @staticmethod
+        def _check_soft(trainer):
+            if trainer.model.criterion.assigner.faces == 0:
+                raise EmoDetError("no train label carried a soft target; do the scenes match the soft-target CSV?")
+
+    return SoftTargetTrainer
