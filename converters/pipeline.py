@@ -9,6 +9,7 @@ Layout under OUT (one writer each):
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -266,20 +267,30 @@ class SplitReport:
 MANIFEST = ".emodet-convert.json"
 
 
-def _check_manifest(out: Path, split: str, options: ConvertOptions, overwrite: bool) -> None:
-    """Refuse to mix files written with other options into one set (reruns reuse existing files)."""
+def records_digest(records: list[FaceRecord]) -> str:
+    """What identifies a split's input: each face's image, row, box and label, in order. Output files are named
+    after CSV rows, so a changed CSV converted into the same folder must not reuse them."""
+    h = hashlib.sha1()
+    for r in records:
+        h.update(f"{r.image}|{r.row}|{r.box}|{r.expression}\n".encode())
+    return h.hexdigest()
+
+
+def _check_manifest(out: Path, split: str, signature: dict, overwrite: bool) -> None:
+    """Refuse to mix files written with other options or from other records into one set (reruns reuse
+    existing files)."""
     path = out / MANIFEST
     manifest = json.loads(path.read_text()) if path.exists() else {}
     old = manifest.get(split)
-    if old is not None and old != options.signature():
+    if old is not None and old != signature:
         if not overwrite:
-            changed = sorted(k for k in old if old.get(k) != options.signature().get(k))
-            raise EmoDetError(f"{out}: split {split!r} was converted with other options ({', '.join(changed)}); "
-                              f"use another output folder or --overwrite")
+            changed = sorted(k for k in set(old) | set(signature) if old.get(k) != signature.get(k))
+            raise EmoDetError(f"{out}: split {split!r} was converted with other options or input "
+                              f"({', '.join(changed)}); use another output folder or --overwrite")
         for pattern in (f"crops/*/{split}", f"darknet/*/{split}", f"yolo/{split}"):
             for d in out.glob(pattern):
                 shutil.rmtree(d)
-    manifest[split] = options.signature()
+    manifest[split] = signature
     atomic_write_bytes(path, json.dumps(manifest, indent=1, sort_keys=True).encode())
 
 
@@ -290,7 +301,7 @@ def convert_split(records: list[FaceRecord], split: str, out: Path, options: Con
     t0 = time.perf_counter()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    _check_manifest(out, split, options, overwrite)
+    _check_manifest(out, split, options.signature() | {"records": records_digest(records)}, overwrite)
     layout = Layout(out, options)
     tasks = image_tasks(records, split)
     jobs = [(t, layout, options) for t in tasks]

@@ -272,16 +272,50 @@ def _soft_target_trainer(soft: Path, yolo_train: Path):
     return det_distill.soft_trainer(rows, targets)
 
 
+RECIPE_FILE = "emodet-recipe.json"  # beside a scenes detector run: what Ultralytics' args.yaml cannot say
+
+
+def train_scenes_detector(yolo: Path, name: str = SCENES_DET, hours: float = 1.0, imgsz: int = 320,
+                          backbone: Path | None = None, freeze: int = 9, soft: Path | None = None,
+                          cls_pw: float = 0.0, close_mosaic: int = 10) -> Path:
+    """The scenes bench's one-stage detector: v8n from a FER classifier's backbone, trained `hours` on the scenes
+    of `yolo`; writes its recipe beside the run and returns the run folder."""
+    import json
+
+    from converters.labels import class_names
+    from converters.settings import FER2013_BACKBONE, RUNS_DIR
+    from scripts import ultra
+    backbone = Path(backbone or FER2013_BACKBONE)
+    if not backbone.exists():
+        raise EmoDetError(f"{backbone}: no FER backbone; train one with `python -m scripts.torch_classifier "
+                          f"--model v8n-cls --train-sizes 24 32 40 48 64 80` (weights/fer2013-v8ncls-ms.md)")
+    model, _ = ultra.transfer_backbone(backbone, "v8n", 7)
+    init = ultra.save_detection_init(model, class_names(7), RUNS_DIR / "ultralytics" / f"{name}-init.pt")
+    # emotion is the hard part here (the boxes are found: recall 0.99 at conf 0.1), so the class loss weighs 4x
+    # Ultralytics' default; less scale jitter keeps small faces from shrinking below what shows an expression.
+    # Against the defaults, same hour: val mAP@0.5 0.34 vs 0.30 after 6 epochs. A frozen backbone keeps the
+    # classifier's expression features (trainable, they were worn down: val mAP@0.5 0.17 vs 0.37 after 3
+    # epochs) and makes an epoch 1.5x faster. A backbone trained at several face resolutions (fer2013-v8ncls-ms)
+    # and bf16 training (37 epochs in the hour instead of 23): best val mAP@0.5 0.504 vs 0.468, faces under 32 px
+    # found 0.79 vs 0.62 on the test scenes.
+    ultra.train_detector(yolo / "data.yaml", init, imgsz=imgsz, workers=1, name=name, time=hours, cls=2.0,
+                         scale=0.3, freeze=freeze, cls_pw=cls_pw, close_mosaic=close_mosaic,
+                         trainer=soft and _soft_target_trainer(soft, yolo / "train"))
+    run = RUNS_DIR / "ultralytics" / name
+    (run / RECIPE_FILE).write_text(json.dumps(dict(backbone=backbone.name, soft=soft and Path(soft).name), indent=1))
+    return run
+
+
 def bench_scenes(reuse: bool, hours: float = 1.0, imgsz: int = 320, backbone: Path | None = None,
-                 freeze: int = 9, soft: Path | None = None, cls_pw: float = 0.0) -> dict:
-    """Real FER faces in composed scenes (`make scenes`): the one-stage detector (v8n, backbone from the shipped
-    FER2013 v8n-cls classifier, `hours` of training) vs Haar + the shipped FER classifier, both scored on the test
-    scenes by the same code. With `reuse`, weights already trained under runs/ultralytics are scored again."""
+                 freeze: int = 9, soft: Path | None = None, cls_pw: float = 0.0, close_mosaic: int = 10) -> dict:
+    """Real FER faces in composed scenes (`make scenes`): the one-stage detector (train_scenes_detector) vs Haar +
+    the shipped FER classifier, both scored on the test scenes by the same code. With `reuse`, weights already
+    trained under runs/ultralytics are scored again."""
     import csv
+    import json
 
     import yaml
     from converters.settings import DATA_DIR, FER2013_BACKBONE, RUNS_DIR
-    backbone = Path(backbone or FER2013_BACKBONE)
     from scripts import two_stage, ultra
     from scripts.predict import OnnxDetector, score_detector
     yolo = DATA_DIR / "scenes-converted" / "yolo"
@@ -290,22 +324,7 @@ def bench_scenes(reuse: bool, hours: float = 1.0, imgsz: int = 320, backbone: Pa
     det_run = RUNS_DIR / "ultralytics" / SCENES_DET
     cv2.setNumThreads(1)  # the Haar cascade is timed on one thread, like both ONNX models
     if not (reuse and (det_run / "weights" / "best.pt").exists()):
-        from converters.labels import class_names
-        if not backbone.exists():
-            raise EmoDetError(f"{backbone}: no FER backbone; train one with `python -m scripts.torch_classifier "
-                              f"--model v8n-cls --train-sizes 24 32 40 48 64 80` (weights/fer2013-v8ncls-ms.md)")
-        model, _ = ultra.transfer_backbone(backbone, "v8n", 7)
-        init = ultra.save_detection_init(model, class_names(7), RUNS_DIR / "ultralytics" / f"{SCENES_DET}-init.pt")
-        # emotion is the hard part here (the boxes are found: recall 0.99 at conf 0.1), so the class loss weighs 4x
-        # Ultralytics' default; less scale jitter keeps small faces from shrinking below what shows an expression.
-        # Against the defaults, same hour: val mAP@0.5 0.34 vs 0.30 after 6 epochs. A frozen backbone keeps the
-        # classifier's expression features (trainable, they were worn down: val mAP@0.5 0.17 vs 0.37 after 3
-        # epochs) and makes an epoch 1.5x faster. A backbone trained at several face resolutions (fer2013-v8ncls-ms)
-        # and bf16 training (37 epochs in the hour instead of 23): best val mAP@0.5 0.504 vs 0.468, faces under 32 px
-        # found 0.79 vs 0.62 on the test scenes.
-        ultra.train_detector(yolo / "data.yaml", init, imgsz=imgsz, workers=1, name=SCENES_DET, time=hours,
-                             cls=2.0, scale=0.3, freeze=freeze, cls_pw=cls_pw,
-                             trainer=soft and _soft_target_trainer(soft, yolo / "train"))
+        train_scenes_detector(yolo, SCENES_DET, hours, imgsz, backbone, freeze, soft, cls_pw, close_mosaic)
     trained = yaml.safe_load((det_run / "args.yaml").read_text())  # as trained, also with reuse
     imgsz, frozen = int(trained["imgsz"]), trained.get("freeze") or 0
     rows = list(csv.DictReader((det_run / "results.csv").open()))
@@ -325,7 +344,12 @@ def bench_scenes(reuse: bool, hours: float = 1.0, imgsz: int = 320, backbone: Pa
                det_images_per_s=n_train * len(rows) / float(rows[-1]["time"]), box_fit=fit.__dict__,
                test_images=one["images"], ultralytics=ultra.version(), frozen_layers=frozen)
     clf = two_stage.DEFAULT_CLASSIFIER.stem
-    start = f"backbone from {backbone.stem}" + (f", layers 0-{frozen - 1} frozen" if frozen else "")
+    recipe = json.loads((det_run / RECIPE_FILE).read_text()) if (det_run / RECIPE_FILE).exists() else {}
+    start = f"backbone from {Path(recipe.get('backbone') or FER2013_BACKBONE).stem}" + (
+        f", layers 0-{frozen - 1} frozen" if frozen else "") + (
+        f", class loss on distillation targets ({recipe['soft']})" if recipe.get("soft") else "") + (
+        f", class weights ** {trained['cls_pw']}" if trained.get("cls_pw") else "")
+    out["recipe"] = recipe | {"cls_pw": trained.get("cls_pw", 0.0), "close_mosaic": trained.get("close_mosaic")}
     methods = {"one_stage": (one, f"one-stage: YOLOv8n {imgsz} px, {start}"),
                "two_stage": (two, f"two-stage: OpenCV Haar (box fit on val) + {clf}"),
                "hybrid": (hybrid, f"two-stage with the one-stage detector's boxes (emotion ignored) + {clf}")}
@@ -434,6 +458,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "for the detector's class loss instead of one-hot classes")
     p.add_argument("--cls-pw", type=float, default=0.0,
                    help="scenes part: Ultralytics' class-weight power (inverse class frequency ** cls_pw, 0 = off)")
+    p.add_argument("--close-mosaic", type=int, default=10,
+                   help="scenes part: last N epochs without mosaic (Ultralytics' default 10; fewer for long epochs)")
     p.add_argument("--det-epochs", type=int, default=30, help="transfer part: detector epochs (each start)")
     p.add_argument("--models", type=Path, nargs="+", default=None, help="ONNX FER models (default: weights/fer2013-*.onnx)")
     p.add_argument("--images", type=int, default=3000, help="synthetic images for the conversion benchmark")
@@ -473,7 +499,7 @@ def main(argv=None) -> int:
         print(r["markdown"])
     if "scenes" in args.parts:
         r = bench_scenes(args.reuse, args.hours, args.imgsz, backbone=args.backbone, freeze=args.freeze,
-                         soft=args.soft, cls_pw=args.cls_pw)
+                         soft=args.soft, cls_pw=args.cls_pw, close_mosaic=args.close_mosaic)
         save("scenes", r)
         print(r.get("markdown") or r["skipped"])
     (PROJECT_ROOT / "BENCHMARKS.md").write_text(benchmarks_markdown())

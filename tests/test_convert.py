@@ -235,6 +235,28 @@ def test_other_options_on_the_same_output_are_refused(sample_dir, tmp_path):
     convert_affectnet(sample_dir, ["validation"], out, other, overwrite=True)
 
 
+def test_a_changed_csv_on_the_same_output_is_refused_then_replaced_whole(sample_dir, tmp_path):
+    """Output files are named after CSV rows: reusing them for another CSV would keep the old faces."""
+    import shutil
+
+    from converters.errors import EmoDetError
+    src, out = tmp_path / "src", tmp_path / "o"
+    shutil.copytree(sample_dir, src)
+    opts = ConvertOptions(sizes=(48,), formats=("yolo",), workers=1, progress=False)
+    convert_affectnet(src, ["validation"], out, opts)
+    before = {p.name: p.read_bytes() for p in (out / "yolo" / "val").glob("*.txt")}
+    lines = (src / "validation.csv").read_text().splitlines()
+    (src / "validation.csv").write_text("\n".join([lines[0], *lines[3:]]) + "\n")  # two faces fewer
+    with pytest.raises(EmoDetError, match="records"):
+        convert_affectnet(src, ["validation"], out, opts)
+    convert_affectnet(src, ["validation"], out, opts, overwrite=True)
+    after = {p.name: p.read_bytes() for p in (out / "yolo" / "val").glob("*.txt")}
+    assert after and set(after) != set(before)
+    fresh = tmp_path / "fresh"
+    convert_affectnet(src, ["validation"], fresh, opts)
+    assert after == {p.name: p.read_bytes() for p in (fresh / "yolo" / "val").glob("*.txt")}
+
+
 def test_undecodable_image_is_counted_not_fatal(tmp_path):
     root = _one_image_set(tmp_path, np.zeros((100, 100), np.uint8), [((10, 10, 50, 50), 1)])
     jpg = root / an.IMAGES_DIRNAME / "7" / "b.jpg"
