@@ -302,8 +302,17 @@ def train_scenes_detector(yolo: Path, name: str = SCENES_DET, hours: float = 1.0
                          scale=0.3, freeze=freeze, cls_pw=cls_pw, close_mosaic=close_mosaic,
                          trainer=soft and _soft_target_trainer(soft, yolo / "train"))
     run = RUNS_DIR / "ultralytics" / name
-    (run / RECIPE_FILE).write_text(json.dumps(dict(backbone=backbone.name, soft=soft and Path(soft).name), indent=1))
+    recipe = dict(backbone=backbone.name, soft=soft and str(soft), train_images=len(list((yolo / "train").glob("*.jpg"))))
+    (run / RECIPE_FILE).write_text(json.dumps(recipe, indent=1))
     return run
+
+
+def _scenes_command(recipe: dict, n_train: int) -> str:
+    """The commands that compose the scenes and train the detector as recorded."""
+    opts = "".join([f" --cls-pw {recipe['cls_pw']}" if recipe.get("cls_pw") else "",
+                    f" --close-mosaic {recipe['close_mosaic']}" if recipe.get("close_mosaic") not in (None, 10) else "",
+                    f" --soft {recipe['soft']}" if recipe.get("soft") else ""])
+    return f"`make scenes SCENES_TRAIN={n_train}`, then `python -m scripts.bench --parts scenes{opts}`"
 
 
 def bench_scenes(reuse: bool, hours: float = 1.0, imgsz: int = 320, backbone: Path | None = None,
@@ -328,7 +337,8 @@ def bench_scenes(reuse: bool, hours: float = 1.0, imgsz: int = 320, backbone: Pa
     trained = yaml.safe_load((det_run / "args.yaml").read_text())  # as trained, also with reuse
     imgsz, frozen = int(trained["imgsz"]), trained.get("freeze") or 0
     rows = list(csv.DictReader((det_run / "results.csv").open()))
-    n_train = len(list((yolo / "train").glob("*.jpg")))
+    recipe = json.loads((det_run / RECIPE_FILE).read_text()) if (det_run / RECIPE_FILE).exists() else {}
+    n_train = recipe.get("train_images") or len(list((yolo / "train").glob("*.jpg")))  # as trained, if recorded
     onnx = ultra.export_onnx(det_run / "weights" / "best.pt", imgsz)
     scored = {name: RUNS_DIR / "scenes-eval" / folder
               for name, folder in (("one_stage", "one-stage"), ("two_stage", "two-stage"), ("hybrid", "detector-faces"))}
@@ -344,10 +354,9 @@ def bench_scenes(reuse: bool, hours: float = 1.0, imgsz: int = 320, backbone: Pa
                det_images_per_s=n_train * len(rows) / float(rows[-1]["time"]), box_fit=fit.__dict__,
                test_images=one["images"], ultralytics=ultra.version(), frozen_layers=frozen)
     clf = two_stage.DEFAULT_CLASSIFIER.stem
-    recipe = json.loads((det_run / RECIPE_FILE).read_text()) if (det_run / RECIPE_FILE).exists() else {}
     start = f"backbone from {Path(recipe.get('backbone') or FER2013_BACKBONE).stem}" + (
         f", layers 0-{frozen - 1} frozen" if frozen else "") + (
-        f", class loss on distillation targets ({recipe['soft']})" if recipe.get("soft") else "") + (
+        f", class loss on distillation targets ({Path(recipe['soft']).name})" if recipe.get("soft") else "") + (
         f", class weights ** {trained['cls_pw']}" if trained.get("cls_pw") else "")
     out["recipe"] = recipe | {"cls_pw": trained.get("cls_pw", 0.0), "close_mosaic": trained.get("close_mosaic")}
     methods = {"one_stage": (one, f"one-stage: YOLOv8n {imgsz} px, {start}"),
@@ -390,7 +399,7 @@ def bench_scenes(reuse: bool, hours: float = 1.0, imgsz: int = 320, backbone: Pa
     lines += ["", f"One-stage training: {out['epochs']} epochs in {out['train_minutes']:.0f} min "
               f"({out['det_images_per_s']:.1f} train images/s incl. validation; Ultralytics {out['ultralytics']} "
               f"trains on one torch thread here). Haar box fit (val): scale {fit.scale:.3f} from {fit.pairs} faces. "
-              f"Command: `python -m scripts.bench --parts scenes` (`--reuse` scores the last trained detector)."]
+              f"Command: {_scenes_command(out['recipe'], n_train)} (`--reuse` scores the last trained detector)."]
     out["markdown"] = "\n".join(lines)
     return out
 
