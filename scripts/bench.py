@@ -302,7 +302,8 @@ def train_scenes_detector(yolo: Path, name: str = SCENES_DET, hours: float = 1.0
                          scale=0.3, freeze=freeze, cls_pw=cls_pw, close_mosaic=close_mosaic,
                          trainer=soft and _soft_target_trainer(soft, yolo / "train"))
     run = RUNS_DIR / "ultralytics" / name
-    recipe = dict(backbone=backbone.name, soft=soft and str(soft), train_images=len(list((yolo / "train").glob("*.jpg"))))
+    recipe = dict(backbone=backbone.name, soft=soft and str(soft),
+                  train_images=len(list((yolo / "train").glob("*.jpg"))))
     (run / RECIPE_FILE).write_text(json.dumps(recipe, indent=1))
     return run
 
