@@ -267,9 +267,9 @@ def _soft_target_trainer(soft: Path, yolo_train: Path):
     from converters.settings import DATA_DIR, FER2013_TABLE
     from scripts import det_distill
     from scripts.torch_classifier import load_soft_targets
-    rows = det_distill.scene_soft_rows(DATA_DIR / "scenes", yolo_train, FER2013_TABLE)
-    targets = load_soft_targets(Path(soft), len(det_distill.fer_rows_to_table_index(FER2013_TABLE)))
-    return det_distill.soft_trainer(rows, targets)
+    table_index = det_distill.fer_rows_to_table_index(FER2013_TABLE)
+    rows = det_distill.scene_soft_rows(DATA_DIR / "scenes", yolo_train, table_index)
+    return det_distill.soft_trainer(rows, load_soft_targets(Path(soft), len(table_index)))
 
 
 RECIPE_FILE = "emodet-recipe.json"  # beside a scenes detector run: what Ultralytics' args.yaml cannot say

@@ -29,26 +29,28 @@ def fer_rows_to_table_index(h5_path: Path, usage: str = "Training") -> dict[int,
     return {int(i.decode()[1:]): k for k, i in enumerate(ids)}
 
 
-def scene_soft_rows(scenes: Path, yolo_train: Path, h5_path: Path) -> dict[str, np.ndarray]:
-    """For every train image of the converted scenes (resolved path), the soft-target row of each of its labels
-    in label order (-1 where the face is not in the table). Checked against the label files' classes."""
-    table_index = fer_rows_to_table_index(h5_path)
-    sources = list(csv.DictReader((Path(scenes) / "sources_train.csv").open()))
-    # the converter names an image after the CSV line of its first face (data row k is line k + 2)
-    per_image: dict[str, list[tuple[int, int]]] = {}
-    first_line: dict[str, int] = {}
-    for k, s in enumerate(sources):
-        stem = f"i{first_line.setdefault(s['image'], k + 2):07d}"
-        per_image.setdefault(stem, []).append((table_index.get(int(s["fer2013_row"]), -1), int(s["expression"])))
+def scene_soft_rows(scenes: Path, yolo_train: Path, table_index: dict[int, int]) -> dict[str, np.ndarray]:
+    """For every train image of the converted scenes (resolved path), the soft-target row (`table_index`:
+    fer_rows_to_table_index) of each of its labels in label order (-1 where the face is not in the table).
+    Images are named and their labels ordered by the converter's own grouping; checked against the label files."""
+    from converters.affectnet import read_affectnet
+    from converters.pipeline import image_tasks
+    scenes = Path(scenes)
+    records = read_affectnet(scenes / "training.csv").records
+    sources = list(csv.DictReader((scenes / "sources_train.csv").open()))
+    if len(records) != len(sources):
+        raise EmoDetError(f"{scenes}: training.csv has {len(records)} usable faces, sources_train.csv {len(sources)}")
+    fer_row = {r.row: int(s["fer2013_row"]) for r, s in zip(records, sources)}
     out = {}
-    for stem, faces in per_image.items():
-        label = Path(yolo_train) / f"{stem}.txt"
+    for task in image_tasks(records, "train"):
+        label = Path(yolo_train) / f"{task.stem}.txt"
         if not label.exists():
             raise EmoDetError(f"{label}: missing; convert {scenes} again (its sources and YOLO set disagree)")
         classes = [int(line.split()[0]) for line in label.read_text().splitlines() if line.strip()]
-        if classes != [c for _, c in faces]:
-            raise EmoDetError(f"{label}: classes {classes} differ from {scenes}/sources_train.csv")
-        out[str(label.with_suffix(".jpg").resolve())] = np.array([r for r, _ in faces], dtype=np.int64)
+        if classes != [r.expression for r in task.records]:
+            raise EmoDetError(f"{label}: classes {classes} differ from {scenes}/training.csv")
+        out[str(label.with_suffix(".jpg").resolve())] = np.array(
+            [table_index.get(fer_row[r.row], -1) for r in task.records], dtype=np.int64)
     return out
 
 

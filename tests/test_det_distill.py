@@ -79,7 +79,8 @@ def tiny_scenes(tmp_path_factory):
 def test_scene_soft_rows_follow_each_label_to_its_fer2013_face(tiny_scenes):
     import csv
     yolo_train = tiny_scenes / "sets" / "yolo" / "train"
-    rows = det_distill.scene_soft_rows(tiny_scenes / "scenes", yolo_train, tiny_scenes / "fer2013.h5")
+    index = det_distill.fer_rows_to_table_index(tiny_scenes / "fer2013.h5")
+    rows = det_distill.scene_soft_rows(tiny_scenes / "scenes", yolo_train, index)
     sources = list(csv.DictReader((tiny_scenes / "scenes" / "sources_train.csv").open()))
     assert sum(map(len, rows.values())) == len(sources) == sum(
         len(p.read_text().splitlines()) for p in yolo_train.glob("*.txt"))
@@ -92,7 +93,7 @@ def test_scene_soft_rows_follow_each_label_to_its_fer2013_face(tiny_scenes):
     label.write_text("6" + keep[1:] if keep[0] != "6" else "5" + keep[1:])
     try:
         with pytest.raises(EmoDetError, match=label.name):
-            det_distill.scene_soft_rows(tiny_scenes / "scenes", yolo_train, tiny_scenes / "fer2013.h5")
+            det_distill.scene_soft_rows(tiny_scenes / "scenes", yolo_train, index)
     finally:
         label.write_text(keep)
 
@@ -101,7 +102,8 @@ def test_a_tiny_detector_training_uses_the_soft_targets(tiny_scenes, tmp_path):
     from scripts import ultra
     ultra.ultralytics(tmp_path / "config")
     yolo = tiny_scenes / "sets" / "yolo"
-    rows = det_distill.scene_soft_rows(tiny_scenes / "scenes", yolo / "train", tiny_scenes / "fer2013.h5")
+    index = det_distill.fer_rows_to_table_index(tiny_scenes / "fer2013.h5")
+    rows = det_distill.scene_soft_rows(tiny_scenes / "scenes", yolo / "train", index)
     trainer = det_distill.soft_trainer(rows, np.full((20, 7), 1 / 7, np.float32))
     seen = []
     orig = trainer._check_soft
