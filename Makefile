@@ -91,7 +91,7 @@ partial: $(STAMP)
 
 train-detector: $(STAMP)
 	$(PY) -m scripts.train_detector --backend $(BACKEND) --cfg $(CFG) --data $(DATA_YAML) $(if $(INIT),--init $(INIT)) \
-	  $(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(IMGSZ),--imgsz $(IMGSZ))
+	  $(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(IMGSZ),--imgsz $(IMGSZ)) $(if $(filter 1,$(FLIP)),--flip)
 
 WEIGHTS ?= weights/det.pt weights/cls.pt
 SOURCE ?= data/affectnet/yolo/val

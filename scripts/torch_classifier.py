@@ -128,10 +128,27 @@ def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
     return float((logits.argmax(1) == labels).mean()) if len(labels) else float("nan")
 
 
-def train_one_epoch(model, opt, sched, x_all, targets, prep, args, gen, epoch) -> float:
+def class_balance_weights(labels: np.ndarray, power: float, n_classes: int) -> torch.Tensor | None:
+    """Per-face sampling weights (class count) ** -power, or None for a plain shuffle (power 0). Macro metrics
+    (per-class AP, the mAP of a detector built on this backbone) weigh disgust, 1.5 % of FER2013 Training, as
+    much as happy, 25 %; power 1 shows every class equally often, 0.5 halfway (in log terms)."""
+    if not power:
+        return None
+    counts = np.bincount(labels, minlength=n_classes).astype(np.float64)
+    return torch.from_numpy(np.maximum(counts, 1.0)[labels] ** -power)
+
+
+def epoch_order(n: int, weights: torch.Tensor | None, gen: torch.Generator) -> torch.Tensor:
+    """Indices of one epoch's faces: a permutation, or n draws with replacement by `weights`."""
+    if weights is None:
+        return torch.randperm(n, generator=gen)
+    return torch.multinomial(weights, n, replacement=True, generator=gen)
+
+
+def train_one_epoch(model, opt, sched, x_all, targets, prep, args, gen, epoch, weights=None) -> float:
     model.train()
     n = len(x_all)
-    order = torch.randperm(n, generator=gen)
+    order = epoch_order(n, weights, gen)
     total, seen = 0.0, 0
     bar = tqdm(range(0, n - args.batch + 1, args.batch), desc=f"epoch {epoch}", unit="batch", leave=False,
                disable=args.quiet)
@@ -175,6 +192,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wd", type=float, default=5e-4)
     p.add_argument("--smoothing", type=float, default=0.1, help="label smoothing")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--balance", type=float, default=0.0, metavar="POWER",
+                   help="draw training faces with probability (class count) ** -POWER (0: plain shuffle; 1: every "
+                        "class equally often), for macro metrics such as a detector's mAP")
     p.add_argument("--train-sizes", type=int, nargs="+", default=None, metavar="PX",
                    help="train at these input sizes, one drawn per batch (the face crop rendered at several "
                         "resolutions; fully convolutional models only, e.g. v8n-cls for a detector backbone that "
@@ -215,10 +235,11 @@ def main(argv=None) -> int:
         gen.set_state(ck["rng"])
         print(f"resumed at epoch {start} (best PublicTest {best:.4f})")
     x_t = torch.from_numpy(x_train)
+    weights = class_balance_weights(y_train, args.balance, args.classes)
     t0 = time.perf_counter()
     for epoch in range(start, args.epochs):
         e0 = time.perf_counter()
-        loss = train_one_epoch(model, opt, sched, x_t, targets, prep, args, gen, epoch)
+        loss = train_one_epoch(model, opt, sched, x_t, targets, prep, args, gen, epoch, weights)
         val = accuracy(predict_logits(model, x_val, prep), y_val)
         history.append(dict(epoch=epoch, loss=loss, val_top1=val, seconds=time.perf_counter() - e0))
         ck = dict(model=model.state_dict(), optimizer=opt.state_dict(), scheduler=sched.state_dict(), epoch=epoch,

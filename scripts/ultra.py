@@ -15,9 +15,9 @@ from pathlib import Path
 from converters.errors import EmoDetError
 from converters.settings import RUNS_DIR
 
-DETECTORS = {"v3-tiny": "yolov3-tiny.yaml", "v8n": "yolov8n.yaml", "11n": "yolo11n.yaml"}
+DETECTORS = {"v3-tiny": "yolov3-tiny.yaml", "v8n": "yolov8n.yaml", "v8s": "yolov8s.yaml", "11n": "yolo11n.yaml"}
 CLASSIFIERS = {"v8n": "yolov8n-cls.yaml", "11n": "yolo11n-cls.yaml"}
-BACKBONE_LAYERS = range(0, 9)  # v8n/11n: layers 0-8 are identical in the -cls and detect models
+BACKBONE_LAYERS = range(0, 9)  # v8n/v8s/11n: layers 0-8 are identical in the -cls and detect models
 
 
 def offline_env(config_dir: Path | None = None) -> None:

@@ -42,3 +42,15 @@ def test_decode_maps_back_to_the_image_and_suppresses_per_class():
 def test_scoring_refuses_a_one_label_detector(tmp_path):
     with pytest.raises(EmoDetError, match="multi_label"):
         write_yolo_predictions(_Fixed(), [], tmp_path)
+
+
+def test_flip_averaging_puts_mirror_anchors_back_in_place():
+    import numpy as np
+    from scripts.predict import flip_averaged, mirrored_anchors
+    perm = mirrored_anchors(64)
+    assert len(perm) == 8 * 8 + 4 * 4 + 2 * 2 and np.array_equal(perm[perm], np.arange(len(perm)))
+    assert perm[0] == 7 and perm[64] == 64 + 3 and perm[-1] == 64 + 16 + 2  # first row ends swap at each stride
+    out = np.random.default_rng(0).random((4 + 7, len(perm))) * 64
+    mirror = out[:, perm]  # what the network would output for the mirrored input, if it were mirror-symmetric
+    mirror[0] = 64 - mirror[0]
+    assert np.allclose(flip_averaged(out, mirror, 64), out)

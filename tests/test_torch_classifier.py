@@ -4,7 +4,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from scripts.torch_classifier import augment, main
+from scripts.torch_classifier import augment, class_balance_weights, epoch_order, main
 from scripts.torch_models import Preprocess
 
 
@@ -33,7 +33,7 @@ def test_a_larger_size_renders_the_same_crop_at_a_finer_resolution():
     assert (other - coarse).abs().mean() > 5 * diff.mean()  # a different draw is far off: the check can fail
 
 
-def test_training_at_several_sizes_runs_and_records_them(tmp_path):
+def test_training_at_several_sizes_with_balancing_runs_and_records_them(tmp_path):
     rng = np.random.default_rng(0)
     with h5py.File(tmp_path / "d.h5", "w") as h5:
         for usage, n in (("Training", 32), ("PublicTest", 16)):
@@ -41,7 +41,24 @@ def test_training_at_several_sizes_runs_and_records_them(tmp_path):
             h5[f"{usage}_label"] = rng.integers(0, 7, n)
     out = tmp_path / "run"
     assert main(["--data", str(tmp_path / "d.h5"), "--model", "fertiny", "--epochs", "2", "--batch", "8",
-                 "--train-sizes", "24", "56", "--threads", "1", "--out", str(out), "--quiet"]) == 0
+                 "--train-sizes", "24", "56", "--balance", "0.5", "--threads", "1", "--out", str(out),
+                 "--quiet"]) == 0
     ck = torch.load(out / "last.pt", weights_only=False)
-    assert ck["epoch"] == 1 and ck["args"]["train_sizes"] == "[24, 56]"
+    assert ck["epoch"] == 1 and ck["args"]["train_sizes"] == "[24, 56]" and ck["args"]["balance"] == "0.5"
     assert 0.0 <= ck["history"][-1]["val_top1"] <= 1.0
+
+
+def test_no_balance_is_a_plain_permutation():
+    assert class_balance_weights(np.array([0, 0, 1]), 0.0, 7) is None
+    order = epoch_order(10, None, torch.Generator().manual_seed(0))
+    assert sorted(order.tolist()) == list(range(10))
+
+
+def test_balance_draws_classes_by_count_to_the_minus_power():
+    labels = np.array([0] * 900 + [5] * 100)  # 9:1, like happy against disgust
+    full = class_balance_weights(labels, 1.0, 7)
+    assert torch.allclose(full[:900].sum(), full[900:].sum())  # power 1: both classes equally often
+    half = class_balance_weights(labels, 0.5, 7)
+    assert torch.isclose(half[:900].sum() / half[900:].sum(), torch.tensor(3.0, dtype=half.dtype))  # sqrt(9)
+    drawn = labels[epoch_order(len(labels), full, torch.Generator().manual_seed(0)).numpy()]
+    assert len(drawn) == 1000 and 0.44 < (drawn == 5).mean() < 0.56  # was 0.10 before balancing

@@ -99,8 +99,9 @@ def test_one_stage_tiny_training_on_scenes_is_scored_the_same_way(scenes, tmp_pa
 
 
 def test_multi_label_scoring_reproduces_ultralytics_val_on_the_shipped_detector(real_fer2013, tmp_path):
-    """Same weights, same 120 scenes of real faces: our predictions + Ultralytics-style AP against the engine's
-    own `val` (which keeps several labels per box)."""
+    """Same weights, same 120 scenes of real faces: the engine's own `val` (which keeps several labels per box)
+    against (a) our evaluator on the engine's saved predictions: the metric alone, and (b) our predictions
+    (letterbox, forward pass, decoding, NMS) scored by our evaluator: the whole pipeline."""
     import yaml
     from converters.fer2013 import read_fer2013
     from converters.scenes import compose_split
@@ -117,9 +118,14 @@ def test_multi_label_scoring_reproduces_ultralytics_val_on_the_shipped_detector(
     (yolo / "check.yaml").write_text(yaml.safe_dump(spec))
     detector = WEIGHTS_DIR / "scenes-det.pt"
     engine = ultra.ultralytics(tmp_path / "config").YOLO(str(detector)).val(
-        data=str(yolo / "check.yaml"), imgsz=320, batch=1, rect=False, device="cpu", plots=False, verbose=False)
+        data=str(yolo / "check.yaml"), imgsz=320, batch=1, rect=False, device="cpu", plots=False, verbose=False,
+        save_txt=True, save_conf=True, project=str(tmp_path), name="engine")
+    assert engine.box.map50 > 0.1  # a real detector, so that agreement means something
+    metric_only = evaluate_folders(yolo / "val", tmp_path / "engine" / "labels", "ultralytics")
     pred = write_scoring_predictions(detector, sorted((yolo / "val").glob("*.jpg")), tmp_path / "pred", 320)
     ours = evaluate_folders(yolo / "val", pred, "ultralytics")
-    assert engine.box.map50 > 0.1  # a real detector, so that agreement means something
-    assert ours["map50"] == pytest.approx(engine.box.map50, abs=0.01)
-    assert ours["map50_95"] == pytest.approx(engine.box.map, abs=0.01)
+    # measured: mAP@0.5 / 0.5:0.95 0.5756 / 0.4992 by the engine, 0.5756 / 0.4995 by ours on either set of
+    # predictions: the last 0.0003 lies between the two metric codes, not in our predictions
+    for m in (metric_only, ours):
+        assert m["map50"] == pytest.approx(engine.box.map50, abs=0.001)
+        assert m["map50_95"] == pytest.approx(engine.box.map, abs=0.001)
