@@ -289,7 +289,7 @@ def train_scenes_detector(yolo: Path, name: str = SCENES_DET, hours: float = 1.0
     backbone = Path(backbone or FER2013_BACKBONE)
     if not backbone.exists():
         raise EmoDetError(f"{backbone}: no FER backbone; train one with `python -m scripts.torch_classifier "
-                          f"--model v8n-cls --train-sizes 24 32 40 48 64 80` (weights/fer2013-v8ncls-ms.md)")
+                          f"--model v8n-cls --train-sizes 24 32 40 48 64 80 --balance 0.5` (weights/fer2013-v8ncls-msb.md)")
     detector, _ = ultra.transfer_backbone(backbone, model, 7)
     init = ultra.save_detection_init(detector, class_names(7), RUNS_DIR / "ultralytics" / f"{name}-init.pt")
     # emotion is the hard part here (the boxes are found: recall 0.99 at conf 0.1), so the class loss weighs 4x
@@ -475,7 +475,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--freeze", type=int, default=9, help="scenes part: keep the first N detector layers (the "
                    "transferred backbone: 9) frozen for the whole training; 0 trains them too")
     p.add_argument("--backbone", type=Path, default=None,
-                   help="scenes part: classifier that initialises the detector (default weights/fer2013-v8ncls-ms.pt)")
+                   help="scenes part: classifier that initialises the detector (default weights/fer2013-v8ncls-msb.pt)")
     p.add_argument("--model", choices=["v8n", "v8s"], default="v8n",
                    help="scenes part: detector family (the backbone classifier's: v8n-cls or v8s-cls)")
     p.add_argument("--soft", type=Path, default=None,

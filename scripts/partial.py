@@ -18,7 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", type=Path, default=None, help="darknet: classifier run folder (default runs/darknet/cls)")
     p.add_argument("--cls-weights", type=Path, default=WEIGHTS_DIR / "cls.pt",
                    help="trained classifier: an Ultralytics -cls checkpoint or an EmoDet torch v8n-cls one "
-                        "(e.g. weights/fer2013-v8ncls-ms.pt)")
+                        "(e.g. weights/fer2013-v8ncls-msb.pt)")
     p.add_argument("--cfg", default="v8n", help="detector: v8n, 11n, v3-tiny or a model yaml")
     p.add_argument("--classes", type=int, choices=(7, 8), default=7)
     p.add_argument("--out", type=Path, default=None, help="default: weights/<cfg>-from-cls.pt")
