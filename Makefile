@@ -71,7 +71,8 @@ scenes: $(STAMP)
 HOURS ?= 1.0
 scenes-bench: $(STAMP)
 	$(PY) -m scripts.bench --parts scenes --hours $(HOURS) $(if $(IMGSZ),--imgsz $(IMGSZ)) $(if $(filter 1,$(REUSE)),--reuse) \
-	  $(if $(SOFT),--soft $(SOFT)) $(if $(CLS_PW),--cls-pw $(CLS_PW)) $(if $(CLOSE_MOSAIC),--close-mosaic $(CLOSE_MOSAIC))
+	  $(if $(SOFT),--soft $(SOFT)) $(if $(CLS_PW),--cls-pw $(CLS_PW)) $(if $(CLOSE_MOSAIC),--close-mosaic $(CLOSE_MOSAIC)) \
+	  $(if $(FREEZE),--freeze $(FREEZE))
 
 merge: $(STAMP)
 	$(PY) -m converters.merge --affectnet $(OUT)
