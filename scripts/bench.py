@@ -289,7 +289,8 @@ def train_scenes_detector(yolo: Path, name: str = SCENES_DET, hours: float = 1.0
     backbone = Path(backbone or FER2013_BACKBONE)
     if not backbone.exists():
         raise EmoDetError(f"{backbone}: no FER backbone; train one with `python -m scripts.torch_classifier "
-                          f"--model v8n-cls --train-sizes 24 32 40 48 64 80 --balance 0.5` (weights/fer2013-v8ncls-msb.md)")
+                          f"--model v8n-cls --train-sizes 24 32 40 48 64 80 --balance 0.5` "
+                          f"(weights/fer2013-v8ncls-msb.md)")
     detector, _ = ultra.transfer_backbone(backbone, model, 7)
     init = ultra.save_detection_init(detector, class_names(7), RUNS_DIR / "ultralytics" / f"{name}-init.pt")
     # emotion is the hard part here (the boxes are found: recall 0.99 at conf 0.1), so the class loss weighs 4x

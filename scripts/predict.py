@@ -67,7 +67,11 @@ def mirrored_anchors(imgsz: int, strides=(8, 16, 32)) -> np.ndarray:
 def flip_averaged(out: np.ndarray, out_flipped: np.ndarray, imgsz: int) -> np.ndarray:
     """Raw outputs of an input and its mirror image averaged anchor by anchor (flip test-time augmentation): the
     mirror's anchors are put back in place and its box centres mirrored; sizes and class scores are averaged."""
-    back = out_flipped[:, mirrored_anchors(imgsz)]
+    perm = mirrored_anchors(imgsz)
+    if out.shape[1] != len(perm):  # e.g. yolov3-tiny's two output strides
+        raise EmoDetError(f"flip averaging needs outputs at strides 8, 16 and 32 ({len(perm)} anchors at {imgsz} px); "
+                          f"this detector has {out.shape[1]}")
+    back = out_flipped[:, perm]
     back[0] = imgsz - back[0]
     return (out + back) / 2
 
