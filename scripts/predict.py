@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import math
 import time
 from pathlib import Path
@@ -53,15 +54,19 @@ def candidate_detections(scores: np.ndarray, multi_label: bool, conf: float) -> 
     return anchor, cls[anchor], score[anchor]
 
 
+@functools.lru_cache(maxsize=4)
 def mirrored_anchors(imgsz: int, strides=(8, 16, 32)) -> np.ndarray:
     """For each anchor of a YOLOv8-style output (the grids of `strides`, row-major, concatenated), the index of
-    the anchor at its mirror position in the horizontally flipped input."""
+    the anchor at its mirror position in the horizontally flipped input. Cached (read-only): flip averaging asks
+    for it on every frame."""
     out, offset = [], 0
     for s in strides:
         g = imgsz // s
         out.append(np.arange(g * g).reshape(g, g)[:, ::-1].ravel() + offset)
         offset += g * g
-    return np.concatenate(out)
+    perm = np.concatenate(out)
+    perm.flags.writeable = False
+    return perm
 
 
 def flip_averaged(out: np.ndarray, out_flipped: np.ndarray, imgsz: int) -> np.ndarray:
@@ -302,7 +307,7 @@ def main(argv=None) -> int:
     detector = args.weights and load_detector(args.weights, args.imgsz, flip=args.flip)
     if args.two_stage:
         from scripts import two_stage
-        faces = two_stage.DetectorFaces(detector) if args.weights else None
+        faces = two_stage.DetectorFaces(detector) if detector else None
         fit = args.box_fit or (two_stage.DEFAULT_FIT if two_stage.DEFAULT_FIT.exists() else None)
         detector = two_stage.TwoStageDetector(args.classifier or two_stage.DEFAULT_CLASSIFIER,
                                               two_stage.load_fit(fit), args.classes, faces=faces)

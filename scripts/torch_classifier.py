@@ -128,14 +128,14 @@ def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
     return float((logits.argmax(1) == labels).mean()) if len(labels) else float("nan")
 
 
-def class_balance_weights(labels: np.ndarray, power: float, n_classes: int) -> torch.Tensor | None:
+def class_balance_weights(labels: np.ndarray, power: float) -> torch.Tensor | None:
     """Per-face sampling weights (class count) ** -power, or None for a plain shuffle (power 0). Macro metrics
     (per-class AP, the mAP of a detector built on this backbone) weigh disgust, 1.5 % of FER2013 Training, as
     much as happy, 25 %; power 1 shows every class equally often, 0.5 halfway (in log terms)."""
     if not power:
         return None
-    counts = np.bincount(labels, minlength=n_classes).astype(np.float64)
-    return torch.from_numpy(np.maximum(counts, 1.0)[labels] ** -power)
+    counts = np.bincount(labels).astype(np.float64)  # every label indexed here counts itself, so none is 0
+    return torch.from_numpy(counts[labels] ** -power)
 
 
 def epoch_order(n: int, weights: torch.Tensor | None, gen: torch.Generator) -> torch.Tensor:
@@ -235,7 +235,7 @@ def main(argv=None) -> int:
         gen.set_state(ck["rng"])
         print(f"resumed at epoch {start} (best PublicTest {best:.4f})")
     x_t = torch.from_numpy(x_train)
-    weights = class_balance_weights(y_train, args.balance, args.classes)
+    weights = class_balance_weights(y_train, args.balance)
     t0 = time.perf_counter()
     for epoch in range(start, args.epochs):
         e0 = time.perf_counter()

@@ -49,16 +49,16 @@ def test_training_at_several_sizes_with_balancing_runs_and_records_them(tmp_path
 
 
 def test_no_balance_is_a_plain_permutation():
-    assert class_balance_weights(np.array([0, 0, 1]), 0.0, 7) is None
+    assert class_balance_weights(np.array([0, 0, 1]), 0.0) is None
     order = epoch_order(10, None, torch.Generator().manual_seed(0))
     assert sorted(order.tolist()) == list(range(10))
 
 
 def test_balance_draws_classes_by_count_to_the_minus_power():
     labels = np.array([0] * 900 + [5] * 100)  # 9:1, like happy against disgust
-    full = class_balance_weights(labels, 1.0, 7)
+    full = class_balance_weights(labels, 1.0)
     assert torch.allclose(full[:900].sum(), full[900:].sum())  # power 1: both classes equally often
-    half = class_balance_weights(labels, 0.5, 7)
+    half = class_balance_weights(labels, 0.5)
     assert torch.isclose(half[:900].sum() / half[900:].sum(), torch.tensor(3.0, dtype=half.dtype))  # sqrt(9)
     drawn = labels[epoch_order(len(labels), full, torch.Generator().manual_seed(0)).numpy()]
     assert len(drawn) == 1000 and 0.44 < (drawn == 5).mean() < 0.56  # was 0.10 before balancing
