@@ -277,9 +277,9 @@ RECIPE_FILE = "emodet-recipe.json"  # beside a scenes detector run: what Ultraly
 
 def train_scenes_detector(yolo: Path, name: str = SCENES_DET, hours: float = 1.0, imgsz: int = 320,
                           backbone: Path | None = None, freeze: int = 9, soft: Path | None = None,
-                          cls_pw: float = 0.0, close_mosaic: int = 10, model: str = "v8n") -> Path:
-    """The scenes bench's one-stage detector: `model` (v8n, v8s: the family of the backbone's classifier) from a
-    FER classifier's backbone, trained `hours` on the scenes of `yolo`; writes its recipe beside the run and
+                          cls_pw: float = 0.0, close_mosaic: int = 10, model: str | None = None) -> Path:
+    """The scenes bench's one-stage detector: `model` (v8n, v8s, vggdet; by default the family of the backbone's
+    classifier) from a FER classifier's backbone, trained `hours` on the scenes of `yolo`; writes its recipe beside the run and
     returns the run folder."""
     import json
 
@@ -291,6 +291,7 @@ def train_scenes_detector(yolo: Path, name: str = SCENES_DET, hours: float = 1.0
         raise EmoDetError(f"{backbone}: no FER backbone; train one with `python -m scripts.torch_classifier "
                           f"--model v8n-cls --train-sizes 24 32 40 48 64 80 --balance 0.5` "
                           f"(weights/fer2013-v8ncls-msb.md)")
+    model = model or ultra.backbone_detector(backbone)
     detector, _ = ultra.transfer_backbone(backbone, model, 7)
     init = ultra.save_detection_init(detector, class_names(7), RUNS_DIR / "ultralytics" / f"{name}-init.pt")
     # emotion is the hard part here (the boxes are found: recall 0.99 at conf 0.1), so the class loss weighs 4x
@@ -328,7 +329,7 @@ def _scenes_command(recipe: dict, n_train: int) -> str:
 
 def bench_scenes(reuse: bool, hours: float = 1.0, imgsz: int = 320, backbone: Path | None = None,
                  freeze: int = 9, soft: Path | None = None, cls_pw: float = 0.0, close_mosaic: int = 10,
-                 model: str = "v8n") -> dict:
+                 model: str | None = None) -> dict:
     """Real FER faces in composed scenes (`make scenes`): the one-stage detector (train_scenes_detector) vs Haar +
     the shipped FER classifier, both scored on the test scenes by the same code. With `reuse`, weights already
     trained under runs/ultralytics are scored again."""
@@ -374,7 +375,8 @@ def bench_scenes(reuse: bool, hours: float = 1.0, imgsz: int = 320, backbone: Pa
         f", class weights ** {trained['cls_pw']}" if trained.get("cls_pw") else "")
     out["recipe"] = recipe | {"cls_pw": trained.get("cls_pw", 0.0), "close_mosaic": trained.get("close_mosaic"),
                               "freeze": frozen}
-    family = "YOLOv8" + recipe.get("model", "v8n").removeprefix("v8")
+    family = {"v8n": "YOLOv8n", "v8s": "YOLOv8s", "vggdet": "vggdet (VGG stem + YOLOv8n neck and head)"}.get(
+        recipe.get("model", "v8n"), recipe.get("model"))
     methods = {"one_stage": (one, f"one-stage: {family} {imgsz} px, {start}"),
                "one_stage_flip": (one_flip, "the same + flip test-time augmentation (outputs on the image and its "
                                             "mirror image averaged, `--flip`)"),
@@ -477,11 +479,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hours", type=float, default=1.0, help="scenes part: detector training budget")
     p.add_argument("--imgsz", type=int, default=320, help="scenes part: detector input size (with --reuse: as trained)")
     p.add_argument("--freeze", type=int, default=9, help="scenes part: keep the first N detector layers (the "
-                   "transferred backbone: 9) frozen for the whole training; 0 trains them too")
+                   "transferred backbone: 9 for v8n/v8s, 16 for vggdet) frozen for the whole training; 0 trains "
+                   "them too")
     p.add_argument("--backbone", type=Path, default=None,
                    help="scenes part: classifier that initialises the detector (default weights/fer2013-v8ncls-msb.pt)")
-    p.add_argument("--model", choices=["v8n", "v8s"], default="v8n",
-                   help="scenes part: detector family (the backbone classifier's: v8n-cls or v8s-cls)")
+    p.add_argument("--model", choices=["v8n", "v8s", "vggdet"], default=None,
+                   help="scenes part: detector family (default: the backbone classifier's, v8n-cls -> v8n, "
+                        "v8s-cls -> v8s, vggdet-cls -> vggdet)")
     p.add_argument("--soft", type=Path, default=None,
                    help="scenes part: distillation targets of the FER2013 Training faces (scripts/distill.py's CSV) "
                         "for the detector's class loss instead of one-hot classes")

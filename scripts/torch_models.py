@@ -57,22 +57,28 @@ class FerTiny(nn.Module):
         return self.head(self.features(x))
 
 
+def _cfg(name: str) -> str:
+    from converters.settings import CFG_DIR
+    return str(CFG_DIR / name)
+
+
 class YoloBackboneClassifier(nn.Module):
-    """The backbone of an Ultralytics detector (layers 0-8 of yolov8n, identical to yolov8n-cls) with a linear
-    head, so that a FER classifier trained with our recipe (distillation, augmentation) can initialise the
-    backbone of the one-stage emotion detector. Grey faces enter as three equal channels and are scaled like
+    """The backbone of an Ultralytics detector (every backbone layer of the -cls yaml: 0-8 of yolov8n, identical
+    to yolov8n-cls; 0-15 of cfg/vggdet-cls.yaml, identical to cfg/vggdet.yaml) with a linear head, so that a FER
+    classifier trained with our recipe (distillation, augmentation) can initialise the backbone of the one-stage
+    emotion detector. Grey faces enter as three equal channels and are scaled like
     Ultralytics' input (x / 255), so the first layers carry over to the detector unchanged."""
 
     def __init__(self, n_classes: int = 7, cfg: str = "yolov8n-cls.yaml", dropout: float = 0.2):
         super().__init__()
-        from scripts.ultra import BACKBONE_LAYERS, ultralytics
+        from scripts.ultra import ultralytics
         ultralytics()  # offline set-up first
         from ultralytics.nn.tasks import ClassificationModel
         from ultralytics.utils.torch_utils import initialize_weights
         body = ClassificationModel(cfg, ch=3, nc=n_classes, verbose=False)
         initialize_weights(body)  # the detector's batch-norm settings (eps 1e-3, momentum 0.03), unlike -cls models'
         self.backbone_spec = body.yaml["backbone"]  # what the detector's transfer compares layer by layer
-        self.features = nn.Sequential(*(body.model[i] for i in BACKBONE_LAYERS))
+        self.features = nn.Sequential(*body.model[:len(self.backbone_spec)])
         width = self.features[-1].cv2.conv.out_channels
         self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(width, n_classes))
 
@@ -86,6 +92,7 @@ MODELS = {
     "fervgg-s": (lambda n: FerVGG(32, n), Preprocess()),
     "v8n-cls": (lambda n: YoloBackboneClassifier(n), Preprocess(mean=0.0, std=1.0)),
     "v8s-cls": (lambda n: YoloBackboneClassifier(n, "yolov8s-cls.yaml"), Preprocess(mean=0.0, std=1.0)),
+    "vggdet-cls": (lambda n: YoloBackboneClassifier(n, _cfg("vggdet-cls.yaml")), Preprocess(mean=0.0, std=1.0)),
     "fertiny": (lambda n: FerTiny(16, n), Preprocess(input_size=40)),
 }
 

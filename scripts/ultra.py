@@ -13,11 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from converters.errors import EmoDetError
-from converters.settings import RUNS_DIR
+from converters.settings import CFG_DIR, RUNS_DIR
 
-DETECTORS = {"v3-tiny": "yolov3-tiny.yaml", "v8n": "yolov8n.yaml", "v8s": "yolov8s.yaml", "11n": "yolo11n.yaml"}
+DETECTORS = {"v3-tiny": "yolov3-tiny.yaml", "v8n": "yolov8n.yaml", "v8s": "yolov8s.yaml", "11n": "yolo11n.yaml",
+             "vggdet": str(CFG_DIR / "vggdet.yaml")}
 CLASSIFIERS = {"v8n": "yolov8n-cls.yaml", "11n": "yolo11n-cls.yaml"}
-BACKBONE_LAYERS = range(0, 9)  # v8n/v8s/11n: layers 0-8 are identical in the -cls and detect models
+# the detector whose backbone each EmoDet backbone-classifier architecture (scripts/torch_models.py) repeats
+BACKBONE_DETECTORS = {"v8n-cls": "v8n", "v8s-cls": "v8s", "vggdet-cls": "vggdet"}
 
 
 def offline_env(config_dir: Path | None = None) -> None:
@@ -131,12 +133,25 @@ def classifier_backbone(cls_weights: Path) -> tuple[dict, list]:
     return src_model.float().state_dict(), src_model.yaml.get("backbone", [])
 
 
-def transfer_backbone(cls_weights: Path, det_cfg: str, nc: int, layers=BACKBONE_LAYERS):
-    """Detection model built from `det_cfg` with `nc` classes, whose backbone layers (by index *and* tensor name)
-    are copied from a trained -cls checkpoint. Returns (model, Transfer report). Refuses when nothing matches."""
+def backbone_detector(cls_weights: Path) -> str:
+    """The detector family (a DETECTORS key) that an EmoDet backbone classifier checkpoint initialises."""
+    import torch
+    src = torch.load(cls_weights, map_location="cpu", weights_only=False)
+    arch = src.get("arch") if isinstance(src, dict) else None
+    if arch not in BACKBONE_DETECTORS:
+        raise EmoDetError(f"{cls_weights}: not an EmoDet backbone classifier ({', '.join(BACKBONE_DETECTORS)}); "
+                          f"name the detector family")
+    return BACKBONE_DETECTORS[arch]
+
+
+def transfer_backbone(cls_weights: Path, det_cfg: str, nc: int, layers: range | None = None):
+    """Detection model built from `det_cfg` with `nc` classes, whose backbone layers (by index *and* tensor name;
+    by default every layer of the classifier's backbone: 0-8 of yolov8n-cls, 0-15 of cfg/vggdet-cls.yaml) are
+    copied from a trained -cls checkpoint. Returns (model, Transfer report). Refuses when nothing matches."""
     ultralytics()  # offline set-up before torch.load unpickles Ultralytics classes
     from ultralytics.nn.tasks import DetectionModel
     src_sd, src_spec = classifier_backbone(cls_weights)
+    layers = range(len(src_spec)) if layers is None else layers
     det = DetectionModel(cfg=model_yaml(det_cfg, DETECTORS), nc=nc, verbose=False)
     dst_sd = det.state_dict()
     report = Transfer()
@@ -221,6 +236,10 @@ def bf16_training_forward(trainer) -> None:
     made before this runs, are untouched."""
     import torch
     model, plain = trainer.model, trainer.model.predict
+    # Channels-last activations run oneDNN's convolutions and max-pooling without layout reorders: a training step
+    # of v8n at 320 px 15 % faster, of vggdet (full-resolution stem) 1.4x. Parameters are converted in place, so
+    # the optimizer's references stay valid; the EMA copy (saved and validated) keeps the default layout.
+    model.to(memory_format=torch.channels_last)
 
     def predict(*args, **kwargs):
         with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -231,7 +250,9 @@ def bf16_training_forward(trainer) -> None:
 
 def plain_training_forward(trainer) -> None:
     """Callback: undo bf16_training_forward (the instance attribute would not pickle with the model)."""
+    import torch
     trainer.model.__dict__.pop("predict", None)
+    trainer.model.to(memory_format=torch.contiguous_format)
 
 
 def train_detector_frozen_first(data_yaml: Path, init: Path, frozen_epochs: int, epochs: int, layers: int = 9,

@@ -138,34 +138,37 @@ def test_frozen_first_epochs_keep_the_backbone_then_train_it(pipeline):
     assert not torch.equal((final.get("ema") or final["model"]).float().state_dict()[conv], init[conv])
 
 
-def _v8n_cls_checkpoint(path, seed: int = 0):
-    """An EmoDet torch checkpoint of the v8n-cls architecture, as scripts.torch_classifier saves it, with batch-norm
-    statistics moved away from their initial values (so that a transfer forgetting them would show)."""
+def _backbone_cls_checkpoint(path, seed: int = 0, arch: str = "v8n-cls"):
+    """An EmoDet torch checkpoint of a detector-backbone architecture, as scripts.torch_classifier saves it, with
+    batch-norm statistics moved away from their initial values (so that a transfer forgetting them would show)."""
     from scripts.torch_models import build_model
     torch.manual_seed(seed)
-    model, prep = build_model("v8n-cls", 7)
+    model, prep = build_model(arch, 7)
     model.train()
     with torch.no_grad():
         for _ in range(3):
             model(torch.rand(8, 1, 40, 40))
     model.eval()
-    torch.save(dict(model=model.state_dict(), arch="v8n-cls", classes=class_names(7), preprocess=prep.__dict__), path)
+    torch.save(dict(model=model.state_dict(), arch=arch, classes=class_names(7), preprocess=prep.__dict__), path)
     return model, prep
 
 
-def test_torch_v8n_classifier_initialises_the_detector_backbone(tmp_path):
+@pytest.mark.parametrize("arch, detector, layers, tensors", [("v8n-cls", "v8n", 9, 150),
+                                                               ("vggdet-cls", "vggdet", 16, 120)])
+def test_torch_classifier_initialises_the_detector_backbone(tmp_path, arch, detector, layers, tensors):
     """The backbone trained with our FER recipe computes, inside the detector, exactly what it computed in the
-    classifier: a grey face scaled by 1/255 gives the same layer-8 features as the classifier's features."""
-    cls, prep = _v8n_cls_checkpoint(tmp_path / "v8n.pt")
+    classifier: a grey face scaled by 1/255 gives the same last-backbone-layer features as the classifier's."""
+    cls, prep = _backbone_cls_checkpoint(tmp_path / "cls.pt", arch=arch)
     assert (prep.mean, prep.std) == (0.0, 1.0)  # the detector's own input scaling
-    det, report = ultra.transfer_backbone(tmp_path / "v8n.pt", "v8n", 7)
-    assert len(report.moved) == 150 and not report.skipped
+    assert ultra.backbone_detector(tmp_path / "cls.pt") == detector
+    det, report = ultra.transfer_backbone(tmp_path / "cls.pt", detector, 7)
+    assert len(report.moved) == tensors and not report.skipped
     det.eval()
     grey = torch.rand(2, 1, 64, 64)
     with torch.no_grad():
         expected = cls.features(grey.expand(-1, 3, -1, -1))
         x = grey.expand(-1, 3, -1, -1)
-        for layer in det.model[:9]:  # layers 0-8 each take the previous layer's output
+        for layer in det.model[:layers]:  # the backbone's layers each take the previous layer's output
             x = layer(x)
     assert torch.allclose(x, expected, atol=1e-5)
 
@@ -178,6 +181,8 @@ def test_a_classifier_without_a_detector_backbone_is_refused(tmp_path):
                tmp_path / "tiny.pt")
     with pytest.raises(EmoDetError, match="no detector backbone"):
         ultra.transfer_backbone(tmp_path / "tiny.pt", "v8n", 7)
+    with pytest.raises(EmoDetError, match="not an EmoDet backbone classifier"):
+        ultra.backbone_detector(tmp_path / "tiny.pt")
 
 
 @pytest.mark.skipif(not ultra.cpu_has_bf16(), reason="this CPU has no native bfloat16 (AVX-512 BF16/AMX)")
@@ -190,6 +195,9 @@ def test_bf16_training_forward_runs_in_bfloat16_returns_float32_and_comes_off(tm
     plain = ultra._as_float(model(x))
     trainer = SimpleNamespace(model=model)
     ultra.bf16_training_forward(trainer)
+    kernels = [p for p in model.parameters() if p.dim() == 4]
+    assert all(p.is_contiguous(memory_format=torch.channels_last) and not p.is_contiguous() for p in kernels
+               if p.shape[1] > 1 and p.shape[2] > 1)
     mixed = model(x)
     flat = lambda out: torch.cat([t.flatten() for t in (out.values() if isinstance(out, dict) else out)
                                   if torch.is_tensor(t)])
@@ -199,5 +207,6 @@ def test_bf16_training_forward_runs_in_bfloat16_returns_float32_and_comes_off(tm
     a, b = flat(plain), flat(mixed)
     assert not torch.equal(a, b) and (a - b).abs().max() < 0.05 * a.abs().max()
     ultra.plain_training_forward(trainer)
+    assert all(p.is_contiguous() for p in model.parameters())
     assert torch.equal(flat(ultra._as_float(model(x))), a)
     torch.save(model, tmp_path / "m.pt")  # the callback's closure is gone, so the model pickles again
