@@ -40,7 +40,7 @@ help:
 	@echo "make convert   - AffectNet CSVs -> crops, Darknet classifier set, FER2013-style table, YOLO set"
 	@echo "make convert-fer2013 - FER2013 (+FER+) -> the same classifier formats"
 	@echo "make bench     - measure and write BENCHMARKS.md"
-	@echo "make train-classifier [BACKEND=ultralytics|torch] / make partial / make train-detector CFG=v8n|11n|v3-tiny"
+	@echo "make train-classifier [BACKEND=ultralytics|torch] / make partial / make train-detector CFG=v8n|11n|vggdet|v3-tiny"
 
 setup: $(STAMP)
 $(STAMP):

@@ -10,8 +10,8 @@ WEIGHTS_DIR = PROJECT_ROOT / "weights"
 # the most accurate shipped FER2013 classifier (selected on PublicTest): eval/confusion.py's default weights and the
 # two-stage detector's default classifier
 FER2013_MODEL = WEIGHTS_DIR / "fer2013-vggc.onnx"
-# the FER classifier whose layers initialise the one-stage emotion detector (same layers as yolov8n's backbone)
-FER2013_BACKBONE = WEIGHTS_DIR / "fer2013-v8ncls-msb.pt"
+# the FER classifier whose layers initialise the one-stage emotion detector (the vggdet backbone, cfg/vggdet.yaml)
+FER2013_BACKBONE = WEIGHTS_DIR / "fer2013-vggdet-cls.pt"
 RUNS_DIR = PROJECT_ROOT / "runs"
 # `make convert-fer2013`'s FER2013 table (every split; ids f<csv row>): classifier training, evaluation, distillation
 FER2013_TABLE = DATA_DIR / "fer2013" / "table" / "fer2013.h5"

@@ -1,6 +1,6 @@
 """`make partial`: start a detector from a trained classifier's backbone (the Ultralytics analogue of
-`darknet partial`). Copies layers 0-8 by index, tensor name and shape, reports what moved, and writes an
-Ultralytics checkpoint the detector trains from."""
+`darknet partial`). Copies the classifier's backbone layers (0-8 of v8n; 0-15 of vggdet) by index, tensor name and
+shape, reports what moved, and writes an Ultralytics checkpoint the detector trains from."""
 from __future__ import annotations
 
 import argparse
@@ -17,9 +17,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layers", type=int, default=9, help="darknet: layers to keep (the classifier shares 9 with v3-tiny)")
     p.add_argument("--run", type=Path, default=None, help="darknet: classifier run folder (default runs/darknet/cls)")
     p.add_argument("--cls-weights", type=Path, default=WEIGHTS_DIR / "cls.pt",
-                   help="trained classifier: an Ultralytics -cls checkpoint or an EmoDet torch v8n-cls one "
-                        "(e.g. weights/fer2013-v8ncls-msb.pt)")
-    p.add_argument("--cfg", default="v8n", help="detector: v8n, 11n, v3-tiny or a model yaml")
+                   help="trained classifier: an Ultralytics -cls checkpoint or an EmoDet torch v8n-cls / vggdet-cls "
+                        "one (e.g. weights/fer2013-vggdet-cls.pt with --cfg vggdet)")
+    p.add_argument("--cfg", default="v8n", help="detector: v8n, v8s, 11n, vggdet, v3-tiny or a model yaml")
     p.add_argument("--classes", type=int, choices=(7, 8), default=7)
     p.add_argument("--out", type=Path, default=None, help="default: weights/<cfg>-from-cls.pt")
     return p

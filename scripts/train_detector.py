@@ -12,7 +12,8 @@ from converters.settings import DATA_DIR, RUNS_DIR
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m scripts.train_detector", description=__doc__)
     p.add_argument("--backend", choices=("ultralytics", "darknet"), default="ultralytics")
-    p.add_argument("--cfg", default="v8n", help="v8n, 11n, v3-tiny or a model yaml (used when --init is absent)")
+    p.add_argument("--cfg", default="v8n", help="v8n, v8s, 11n, vggdet, v3-tiny or a model yaml (used when --init is "
+                   "absent)")
     p.add_argument("--init", type=Path, default=None, help="checkpoint from `make partial` (classifier backbone)")
     p.add_argument("--data", type=Path, default=DATA_DIR / "affectnet" / "yolo" / "data.yaml")
     p.add_argument("--epochs", type=int, default=None, help="default: cfg/ultralytics.yaml")

@@ -133,8 +133,9 @@ def test_multi_label_scoring_reproduces_ultralytics_val_on_the_shipped_detector(
 
 def test_scenes_command_names_every_choice_that_differs_from_the_defaults():
     from scripts.bench import _scenes_command
-    shipped = dict(backbone="weights/fer2013-v8ncls-msb.pt", model="v8n", cls_pw=0.5, close_mosaic=4, freeze=9)
+    shipped = dict(backbone="weights/fer2013-vggdet-cls.pt", model="vggdet", cls_pw=0.5, close_mosaic=2, freeze=16)
     assert _scenes_command(shipped, 8200) == ("`make scenes SCENES_TRAIN=8200`, then `python -m scripts.bench "
-                                              "--parts scenes --cls-pw 0.5 --close-mosaic 4`")
+                                              "--parts scenes --model vggdet --freeze 16 --cls-pw 0.5 "
+                                              "--close-mosaic 2`")
     other = dict(backbone="runs/torch/x/best.pt", model="v8s", freeze=7, close_mosaic=10)
     assert _scenes_command(other, 3000).endswith("--parts scenes --backbone runs/torch/x/best.pt --model v8s --freeze 7`")
