@@ -276,11 +276,11 @@ RECIPE_FILE = "emodet-recipe.json"  # beside a scenes detector run: what Ultraly
 
 
 def train_scenes_detector(yolo: Path, name: str = SCENES_DET, hours: float = 1.0, imgsz: int = 320,
-                          backbone: Path | None = None, freeze: int = 9, soft: Path | None = None,
+                          backbone: Path | None = None, freeze: int | None = None, soft: Path | None = None,
                           cls_pw: float = 0.0, close_mosaic: int = 10, model: str | None = None) -> Path:
     """The scenes bench's one-stage detector: `model` (v8n, v8s, vggdet; by default the family of the backbone's
-    classifier) from a FER classifier's backbone, trained `hours` on the scenes of `yolo`; writes its recipe beside the run and
-    returns the run folder."""
+    classifier) from a FER classifier's backbone, trained `hours` on the scenes of `yolo`; writes its recipe beside
+    the run and returns the run folder."""
     import json
 
     from converters.labels import class_names
@@ -292,7 +292,8 @@ def train_scenes_detector(yolo: Path, name: str = SCENES_DET, hours: float = 1.0
                           f"--model vggdet-cls --train-sizes 24 32 40 48 64 80 --balance 0.5` "
                           f"(weights/fer2013-vggdet-cls.md)")
     model = model or ultra.backbone_detector(backbone)
-    detector, _ = ultra.transfer_backbone(backbone, model, 7)
+    detector, report = ultra.transfer_backbone(backbone, model, 7)
+    freeze = report.layers() if freeze is None else freeze  # default: the whole transferred backbone
     init = ultra.save_detection_init(detector, class_names(7), RUNS_DIR / "ultralytics" / f"{name}-init.pt")
     # emotion is the hard part here (the boxes are found: recall 0.99 at conf 0.1), so the class loss weighs 4x
     # Ultralytics' default; less scale jitter keeps small faces from shrinking below what shows an expression.
@@ -330,7 +331,7 @@ def _scenes_command(recipe: dict, n_train: int) -> str:
 
 
 def bench_scenes(reuse: bool, hours: float = 1.0, imgsz: int = 320, backbone: Path | None = None,
-                 freeze: int = 9, soft: Path | None = None, cls_pw: float = 0.0, close_mosaic: int = 10,
+                 freeze: int | None = None, soft: Path | None = None, cls_pw: float = 0.0, close_mosaic: int = 10,
                  model: str | None = None) -> dict:
     """Real FER faces in composed scenes (`make scenes`): the one-stage detector (train_scenes_detector) vs Haar +
     the shipped FER classifier, both scored on the test scenes by the same code. With `reuse`, weights already
@@ -480,9 +481,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "trained detector")
     p.add_argument("--hours", type=float, default=1.0, help="scenes part: detector training budget")
     p.add_argument("--imgsz", type=int, default=320, help="scenes part: detector input size (with --reuse: as trained)")
-    p.add_argument("--freeze", type=int, default=9, help="scenes part: keep the first N detector layers (the "
-                   "transferred backbone: 9 for v8n/v8s, 16 for vggdet) frozen for the whole training; 0 trains "
-                   "them too")
+    p.add_argument("--freeze", type=int, default=None, help="scenes part: keep the first N detector layers frozen "
+                   "for the whole training (default: the transferred backbone, 9 layers of v8n/v8s, 16 of vggdet); "
+                   "0 trains them too")
     p.add_argument("--backbone", type=Path, default=None,
                    help="scenes part: classifier that initialises the detector (default weights/fer2013-v8ncls-msb.pt)")
     p.add_argument("--model", choices=["v8n", "v8s", "vggdet"], default=None,

@@ -111,6 +111,10 @@ class Transfer:
     parameters: int = 0
     skipped: list[str] = field(default_factory=list)  # layers declared differently, tensors whose shape differs
 
+    def layers(self) -> int:
+        """How many leading detector layers the moved tensors reach (layers 0..n-1: the part to freeze)."""
+        return 1 + max(int(key.split(".")[1]) for key in self.moved)
+
     def summary(self) -> str:
         return (f"moved {len(self.moved)} tensors ({self.parameters:,} values) from the classifier backbone"
                 + (f"; not moved: {', '.join(self.skipped)}" if self.skipped else ""))

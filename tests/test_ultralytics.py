@@ -162,7 +162,7 @@ def test_torch_classifier_initialises_the_detector_backbone(tmp_path, arch, dete
     assert (prep.mean, prep.std) == (0.0, 1.0)  # the detector's own input scaling
     assert ultra.backbone_detector(tmp_path / "cls.pt") == detector
     det, report = ultra.transfer_backbone(tmp_path / "cls.pt", detector, 7)
-    assert len(report.moved) == tensors and not report.skipped
+    assert len(report.moved) == tensors and not report.skipped and report.layers() == layers
     det.eval()
     grey = torch.rand(2, 1, 64, 64)
     with torch.no_grad():
