@@ -92,7 +92,7 @@ partial: $(STAMP)
 
 train-detector: $(STAMP)
 	$(PY) -m scripts.train_detector --backend $(BACKEND) --cfg $(CFG) --data $(DATA_YAML) $(if $(INIT),--init $(INIT)) \
-	  $(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(IMGSZ),--imgsz $(IMGSZ)) $(if $(filter 1,$(FLIP)),--flip)
+	  $(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(IMGSZ),--imgsz $(IMGSZ))
 
 WEIGHTS ?= weights/det.pt weights/cls.pt
 SOURCE ?= data/affectnet/yolo/val
@@ -101,7 +101,8 @@ export: $(STAMP)
 	$(PY) -m scripts.export $(WEIGHTS) $(if $(IMGSZ),--imgsz $(IMGSZ))
 
 predict: $(STAMP)
-	$(PY) -m scripts.predict $(SOURCE) $(if $(filter 1,$(TWO_STAGE)),--two-stage $(if $(CLASSIFIER),--classifier $(CLASSIFIER)) $(if $(filter command line,$(origin WEIGHTS)),--weights $(firstword $(WEIGHTS))),--weights $(firstword $(WEIGHTS))) $(if $(IMGSZ),--imgsz $(IMGSZ))
+	$(PY) -m scripts.predict $(SOURCE) $(if $(filter 1,$(TWO_STAGE)),--two-stage $(if $(CLASSIFIER),--classifier $(CLASSIFIER)) $(if $(filter command line,$(origin WEIGHTS)),--weights $(firstword $(WEIGHTS))),--weights $(firstword $(WEIGHTS))) $(if $(IMGSZ),--imgsz $(IMGSZ)) \
+	  $(if $(filter 1,$(FLIP)),--flip)
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests
