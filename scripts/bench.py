@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 
 from converters.errors import EmoDetError, run_cli
-from converters.settings import PROJECT_ROOT, RESULTS_DIR
+from converters.settings import FER2013_BACKBONE, PROJECT_ROOT, RESULTS_DIR
 from eval.results import append_result
 
 BENCH_DIR = RESULTS_DIR / "bench"
@@ -284,7 +284,7 @@ def train_scenes_detector(yolo: Path, name: str = SCENES_DET, hours: float = 1.0
     import json
 
     from converters.labels import class_names
-    from converters.settings import FER2013_BACKBONE, RUNS_DIR
+    from converters.settings import RUNS_DIR
     from scripts import ultra
     backbone = Path(backbone or FER2013_BACKBONE)
     if not backbone.exists():
@@ -319,11 +319,11 @@ def train_scenes_detector(yolo: Path, name: str = SCENES_DET, hours: float = 1.0
 
 def _scenes_command(recipe: dict, n_train: int) -> str:
     """The commands that compose the scenes and train the detector as recorded."""
-    from converters.settings import FER2013_BACKBONE
     backbone = recipe.get("backbone") or FER2013_BACKBONE.name
     opts = "".join([f" --backbone {backbone}" if Path(backbone).name != FER2013_BACKBONE.name else "",
                     f" --model {recipe['model']}" if recipe.get("model", "v8n") != "v8n" else "",
-                    f" --freeze {recipe['freeze']}" if recipe.get("freeze", 9) != 9 else "",
+                    # always named: the default (the whole transferred backbone) depends on the backbone
+                    f" --freeze {recipe['freeze']}" if recipe.get("freeze") is not None else "",
                     f" --cls-pw {recipe['cls_pw']}" if recipe.get("cls_pw") else "",
                     f" --close-mosaic {recipe['close_mosaic']}" if recipe.get("close_mosaic") not in (None, 10) else "",
                     f" --soft {recipe['soft']}" if recipe.get("soft") else ""])
@@ -340,7 +340,7 @@ def bench_scenes(reuse: bool, hours: float = 1.0, imgsz: int = 320, backbone: Pa
     import json
 
     import yaml
-    from converters.settings import DATA_DIR, FER2013_BACKBONE, RUNS_DIR
+    from converters.settings import DATA_DIR, RUNS_DIR
     from scripts import two_stage, ultra
     from scripts.predict import OnnxDetector, score_detector
     yolo = DATA_DIR / "scenes-converted" / "yolo"
@@ -485,7 +485,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "for the whole training (default: the transferred backbone, 9 layers of v8n/v8s, 16 of vggdet); "
                    "0 trains them too")
     p.add_argument("--backbone", type=Path, default=None,
-                   help="scenes part: classifier that initialises the detector (default weights/fer2013-v8ncls-msb.pt)")
+                   help="scenes part: classifier that initialises the detector (default "
+                        f"weights/{FER2013_BACKBONE.name})")
     p.add_argument("--model", choices=["v8n", "v8s", "vggdet"], default=None,
                    help="scenes part: detector family (default: the backbone classifier's, v8n-cls -> v8n, "
                         "v8s-cls -> v8s, vggdet-cls -> vggdet)")

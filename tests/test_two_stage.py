@@ -139,3 +139,6 @@ def test_scenes_command_names_every_choice_that_differs_from_the_defaults():
                                               "--close-mosaic 2`")
     other = dict(backbone="runs/torch/x/best.pt", model="v8s", freeze=7, close_mosaic=10)
     assert _scenes_command(other, 3000).endswith("--parts scenes --backbone runs/torch/x/best.pt --model v8s --freeze 7`")
+    # 9 frozen layers are v8n's whole backbone but only part of vggdet's 16, so the count is always named
+    partly = dict(backbone="weights/fer2013-vggdet-cls.pt", model="vggdet", freeze=9)
+    assert _scenes_command(partly, 8200).endswith("--parts scenes --model vggdet --freeze 9`")
