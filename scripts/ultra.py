@@ -148,14 +148,14 @@ def backbone_detector(cls_weights: Path) -> str:
     return BACKBONE_DETECTORS[arch]
 
 
-def transfer_backbone(cls_weights: Path, det_cfg: str, nc: int, layers: range | None = None):
+def transfer_backbone(cls_weights: Path, det_cfg: str, nc: int):
     """Detection model built from `det_cfg` with `nc` classes, whose backbone layers (by index *and* tensor name;
-    by default every layer of the classifier's backbone: 0-8 of yolov8n-cls, 0-15 of cfg/vggdet-cls.yaml) are
-    copied from a trained -cls checkpoint. Returns (model, Transfer report). Refuses when nothing matches."""
+    every layer of the classifier's backbone: 0-8 of yolov8n-cls, 0-15 of cfg/vggdet-cls.yaml) are copied from a
+    trained -cls checkpoint. Returns (model, Transfer report). Refuses when nothing matches."""
     ultralytics()  # offline set-up before torch.load unpickles Ultralytics classes
     from ultralytics.nn.tasks import DetectionModel
     src_sd, src_spec = classifier_backbone(cls_weights)
-    layers = range(len(src_spec)) if layers is None else layers
+    layers = range(len(src_spec))
     det = DetectionModel(cfg=model_yaml(det_cfg, DETECTORS), nc=nc, verbose=False)
     dst_sd = det.state_dict()
     report = Transfer()
