@@ -142,3 +142,13 @@ def test_scenes_command_names_every_choice_that_differs_from_the_defaults():
     # 9 frozen layers are v8n's whole backbone but only part of vggdet's 16, so the count is always named
     partly = dict(backbone="weights/fer2013-vggdet-cls.pt", model="vggdet", freeze=9)
     assert _scenes_command(partly, 8200).endswith("--parts scenes --model vggdet --freeze 9`")
+
+
+@pytest.mark.parametrize("budget, seconds", [(1.0, 100.0), (None, 80.0)])
+def test_epoch_seconds_leaves_out_the_epoch_a_time_budget_cut_short(tmp_path, budget, seconds):
+    from scripts.bench import _epoch_seconds
+    # three complete 100 s epochs, then 20 s of a fourth when the budget ran out; without a budget the four rows
+    # are all complete epochs
+    (tmp_path / "results.csv").write_text("epoch,time\n1,100\n2,200\n3,300\n4,320\n")
+    (tmp_path / "args.yaml").write_text(f"time: {budget if budget else 'null'}\nepochs: 30\n")
+    assert _epoch_seconds(tmp_path) == pytest.approx(seconds)
