@@ -182,7 +182,8 @@ def _epoch_seconds(run: Path) -> float:
 
 
 def _cut_by_time(args: dict) -> bool:
-    """Whether an Ultralytics run (its args.yaml) was stopped by a time budget rather than an epoch count."""
+    """Whether an Ultralytics run (its args.yaml) had a time budget, which Ultralytics spends to the end: it sizes
+    the epoch count to the budget and stops inside the epoch in which the budget runs out."""
     return bool(args.get("time"))
 
 
