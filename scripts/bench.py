@@ -167,15 +167,18 @@ def bench_classifier(models: list[Path]) -> dict:
     return dict(rows=rows, markdown="\n".join(lines))
 
 
-def _epoch_seconds(run: Path) -> float:
-    """Mean wall-clock seconds per complete epoch from an Ultralytics run's results.csv (cumulative `time` column).
-    A run given a time budget (`time` in its args.yaml) stops mid-epoch when the budget is spent, so its last row
-    is a part of an epoch and is left out (counted whole, it made session 8's 17.9 images/s look 4 % faster)."""
+def _run_log(run: Path) -> tuple[list[dict], dict]:
+    """An Ultralytics run's results.csv rows (one per epoch, cumulative `time` column) and its args.yaml."""
     import csv
 
     import yaml
-    rows = list(csv.DictReader((run / "results.csv").open()))
-    args = yaml.safe_load((run / "args.yaml").read_text()) if (run / "args.yaml").exists() else {}
+    return list(csv.DictReader((run / "results.csv").open())), yaml.safe_load((run / "args.yaml").read_text())
+
+
+def _epoch_seconds(rows: list[dict], args: dict) -> float:
+    """Mean wall-clock seconds per complete epoch of a run (its _run_log). A run given a time budget (`time` in its
+    args) stops mid-epoch when the budget is spent, so its last row is a part of an epoch and is left out (counted
+    whole, it made session 8's 17.9 images/s look 4 % faster)."""
     if _cut_by_time(args) and len(rows) > 1:
         rows = rows[:-1]
     return float(rows[-1]["time"]) / len(rows)
@@ -209,14 +212,14 @@ def bench_transfer(epochs: int, cls_epochs: int, seed: int = 0) -> dict:
     init = ultra.save_detection_init(model, class_names(7), root / "init.pt")
     val = sorted((root / "data" / "yolo" / "val").glob("*.jpg"))
     out = dict(ultralytics=ultra.version(), epochs=epochs, cls_epochs=cls_epochs, seed=seed, moved=len(report.moved),
-               cls_images_per_s=n_cls / _epoch_seconds(root / "cls"), train_images=n_det)
+               cls_images_per_s=n_cls / _epoch_seconds(*_run_log(root / "cls")), train_images=n_det)
     for name, start in (("scratch", "v8n"), ("from_cls", init)):
         best = ultra.train_detector(root / "data" / "yolo" / "data.yaml", start, epochs, seed=seed, project=root,
                                     name=name)
         pred = write_scoring_predictions(best, val, root / f"pred_{name}", ultra.defaults("detect")["imgsz"])
         for style in ("darknet", "ultralytics"):
             out[f"{name}_map50_{style}"] = evaluate_folders(root / "data" / "yolo" / "val", pred, style)["map50"]
-        out[f"{name}_det_images_per_s"] = n_det / _epoch_seconds(root / name)
+        out[f"{name}_det_images_per_s"] = n_det / _epoch_seconds(*_run_log(root / name))
     lines = [f"Synthetic sample (240 train / 60 val images, seed {seed}), Ultralytics {out['ultralytics']}, v8n, 256 px, "
              f"{epochs} epochs each, same seed; mAP@0.5 on the val split by `eval/detection.py`.", "",
              "| detector start | mAP@0.5 (Darknet style) | mAP@0.5 (Ultralytics style) | train images/s |",
@@ -350,10 +353,8 @@ def bench_scenes(reuse: bool, hours: float = 1.0, imgsz: int = 320, backbone: Pa
     """Real FER faces in composed scenes (`make scenes`): the one-stage detector (train_scenes_detector) vs Haar +
     the shipped FER classifier, both scored on the test scenes by the same code. With `reuse`, weights already
     trained under runs/ultralytics are scored again."""
-    import csv
     import json
 
-    import yaml
     from converters.settings import DATA_DIR, RUNS_DIR
     from scripts import two_stage, ultra
     from scripts.predict import OnnxDetector, score_detector
@@ -364,9 +365,8 @@ def bench_scenes(reuse: bool, hours: float = 1.0, imgsz: int = 320, backbone: Pa
     cv2.setNumThreads(1)  # the Haar cascade is timed on one thread, like both ONNX models
     if not (reuse and (det_run / "weights" / "best.pt").exists()):
         train_scenes_detector(yolo, SCENES_DET, hours, imgsz, backbone, freeze, soft, cls_pw, close_mosaic, model)
-    trained = yaml.safe_load((det_run / "args.yaml").read_text())  # as trained, also with reuse
+    rows, trained = _run_log(det_run)  # as trained, also with reuse
     imgsz, frozen = int(trained["imgsz"]), trained.get("freeze") or 0
-    rows = list(csv.DictReader((det_run / "results.csv").open()))
     recipe = json.loads((det_run / RECIPE_FILE).read_text()) if (det_run / RECIPE_FILE).exists() else {}
     n_train = recipe.get("train_images") or len(list((yolo / "train").glob("*.jpg")))  # as trained, if recorded
     onnx = ultra.export_onnx(det_run / "weights" / "best.pt", imgsz)
@@ -383,7 +383,7 @@ def bench_scenes(reuse: bool, hours: float = 1.0, imgsz: int = 320, backbone: Pa
                                                        multi_label=True),
                             yolo / "test", scored["hybrid"])
     out = dict(train_minutes=float(rows[-1]["time"]) / 60, epochs=len(rows), train_images=n_train, imgsz=imgsz,
-               det_images_per_s=n_train / _epoch_seconds(det_run), box_fit=fit.__dict__,
+               det_images_per_s=n_train / _epoch_seconds(rows, trained), box_fit=fit.__dict__,
                test_images=one["images"], ultralytics=ultra.version(), frozen_layers=frozen)
     clf = two_stage.DEFAULT_CLASSIFIER.stem
     start = f"backbone from {Path(recipe.get('backbone') or FER2013_BACKBONE).stem}" + (

@@ -146,9 +146,9 @@ def test_scenes_command_names_every_choice_that_differs_from_the_defaults():
 
 @pytest.mark.parametrize("budget, seconds", [(1.0, 100.0), (None, 80.0)])
 def test_epoch_seconds_leaves_out_the_epoch_a_time_budget_cut_short(tmp_path, budget, seconds):
-    from scripts.bench import _epoch_seconds
+    from scripts.bench import _epoch_seconds, _run_log
     # three complete 100 s epochs, then 20 s of a fourth when the budget ran out; without a budget the four rows
     # are all complete epochs
     (tmp_path / "results.csv").write_text("epoch,time\n1,100\n2,200\n3,300\n4,320\n")
     (tmp_path / "args.yaml").write_text(f"time: {budget if budget else 'null'}\nepochs: 30\n")
-    assert _epoch_seconds(tmp_path) == pytest.approx(seconds)
+    assert _epoch_seconds(*_run_log(tmp_path)) == pytest.approx(seconds)
