@@ -122,14 +122,16 @@ class Transfer:
 
 def classifier_backbone(cls_weights: Path) -> tuple[dict, list]:
     """(state dict named like the detector's, "model.<layer>.<tensor>"; the yaml backbone spec) of a trained
-    classifier: an Ultralytics -cls checkpoint or an EmoDet torch checkpoint of the `v8n-cls` architecture."""
+    classifier: an Ultralytics -cls checkpoint or an EmoDet torch checkpoint of a backbone architecture
+    (BACKBONE_DETECTORS: v8n-cls, v8s-cls, vggdet-cls)."""
     import torch
     src = torch.load(cls_weights, map_location="cpu", weights_only=False)
     if isinstance(src, dict) and "arch" in src:
         from scripts.torch_models import model_from_checkpoint
         model = model_from_checkpoint(src, cls_weights)[0]
         if not hasattr(model, "backbone_spec"):
-            raise EmoDetError(f"{cls_weights}: a {src['arch']} classifier has no detector backbone; train v8n-cls")
+            raise EmoDetError(f"{cls_weights}: a {src['arch']} classifier has no detector backbone; train one "
+                              f"of {', '.join(BACKBONE_DETECTORS)}")
         sd = {f"model.{k.removeprefix('features.')}": v for k, v in model.state_dict().items()
               if k.startswith("features.")}
         return sd, model.backbone_spec

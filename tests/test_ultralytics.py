@@ -179,7 +179,7 @@ def test_a_classifier_without_a_detector_backbone_is_refused(tmp_path):
     model, prep = build_model("fertiny", 7)
     torch.save(dict(model=model.state_dict(), arch="fertiny", classes=class_names(7), preprocess=prep.__dict__),
                tmp_path / "tiny.pt")
-    with pytest.raises(EmoDetError, match="no detector backbone"):
+    with pytest.raises(EmoDetError, match="no detector backbone; train one of v8n-cls, v8s-cls, vggdet-cls"):
         ultra.transfer_backbone(tmp_path / "tiny.pt", "v8n", 7)
     with pytest.raises(EmoDetError, match="not an EmoDet backbone classifier"):
         ultra.backbone_detector(tmp_path / "tiny.pt")
