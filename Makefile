@@ -31,7 +31,7 @@ CROPS ?= $(OUT)/crops/48
 DATA_YAML ?= $(OUT)/yolo/data.yaml
 
 .PHONY: setup sample convert convert-fer2013 scenes scenes-bench merge balance test demo bench clean help \
-        train-classifier partial train-detector export predict
+        train-classifier partial train-detector export predict app
 
 help:
 	@echo "make demo      - the whole pipeline on the embedded synthetic sample (sets everything up first)"
@@ -53,8 +53,8 @@ sample: $(STAMP)
 $(AFFECTNET)/training.csv:
 	$(MAKE) sample
 
-convert: $(STAMP) $(if $(filter data/sample/affectnet,$(AFFECTNET)),$(AFFECTNET)/training.csv)
-	$(PY) -m converters.convert --affectnet $(AFFECTNET) --out $(OUT) --split $(SPLIT) --sizes $(SIZES) \
+convert: $(STAMP) $(if $(INPUT),,$(if $(filter data/sample/affectnet,$(AFFECTNET)),$(AFFECTNET)/training.csv))
+	$(PY) -m converters.convert --input $(or $(INPUT),$(AFFECTNET)) --out $(OUT) --split $(SPLIT) --sizes $(SIZES) \
 	  --classes $(CLASSES) --color $(COLOR) --box-scale $(BOX_SCALE) --formats $(FORMATS) $(if $(filter 1,$(ALIGN)),--align)
 
 convert-fer2013: $(STAMP)
@@ -101,8 +101,15 @@ export: $(STAMP)
 	$(PY) -m scripts.export $(WEIGHTS) $(if $(IMGSZ),--imgsz $(IMGSZ))
 
 predict: $(STAMP)
-	$(PY) -m scripts.predict $(SOURCE) $(if $(filter 1,$(TWO_STAGE)),--two-stage $(if $(CLASSIFIER),--classifier $(CLASSIFIER)) $(if $(filter command line,$(origin WEIGHTS)),--weights $(firstword $(WEIGHTS))),--weights $(firstword $(WEIGHTS))) $(if $(IMGSZ),--imgsz $(IMGSZ)) \
+	$(PY) -m scripts.predict $(SOURCE) $(if $(filter 1,$(TWO_STAGE)),--two-stage $(if $(CLASSIFIER),--classifier $(CLASSIFIER))) \
+	  $(if $(filter command line,$(origin WEIGHTS)),--weights $(firstword $(WEIGHTS))) $(if $(IMGSZ),--imgsz $(IMGSZ)) \
 	  $(if $(filter 1,$(FLIP)),--flip)
+
+# the local web app on http://127.0.0.1:$(PORT) (photos, video, webcam); Ctrl-C stops it
+PORT ?= 7860
+app: $(STAMP)
+	$(PY) -m scripts.app --port $(PORT) $(if $(filter command line,$(origin WEIGHTS)),--detector $(firstword $(WEIGHTS))) \
+	  $(if $(CLASSIFIER),--classifier $(CLASSIFIER))
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests

@@ -20,14 +20,6 @@ def scaled_box(box, scale: float, width: int, height: int) -> tuple[float, float
     return x1, y1, x2 - x1, y2 - y1
 
 
-def yolo_line(class_id: int, box, width: int, height: int) -> str:
-    """`class cx cy w h`, normalised to the image and clipped to [0, 1] (YOLO/Darknet label format)."""
-    x, y, w, h = box
-    x1, y1 = min(max(x / width, 0.0), 1.0), min(max(y / height, 0.0), 1.0)
-    x2, y2 = min(max((x + w) / width, 0.0), 1.0), min(max((y + h) / height, 0.0), 1.0)
-    return f"{class_id} {(x1 + x2) / 2:.6f} {(y1 + y2) / 2:.6f} {x2 - x1:.6f} {y2 - y1:.6f}"
-
-
 def decode_factor(boxes, target: int) -> int:
     """Largest JPEG DCT scale-down (1, 2, 4, 8) that keeps every face box at least `target` pixels on its short side."""
     short = min(min(b[2], b[3]) for b in boxes)

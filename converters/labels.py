@@ -33,6 +33,32 @@ TYPICAL_VALENCE_AROUSAL = {
 }
 
 
+# Class names as datasets spell them -> canonical name. Exports (Roboflow's data.yaml, folder names, label CSVs)
+# are mapped by name through this one table, never by index: their class order is often alphabetical.
+NAME_ALIASES = {
+    "neutral": "neutral", "neutrality": "neutral", "calm": "neutral",
+    "happy": "happy", "happiness": "happy", "joy": "happy", "smile": "happy",
+    "sad": "sad", "sadness": "sad",
+    "surprise": "surprise", "surprised": "surprise",
+    "fear": "fear", "fearful": "fear", "afraid": "fear", "scared": "fear",
+    "disgust": "disgust", "disgusted": "disgust",
+    "anger": "anger", "angry": "anger",
+    "contempt": "contempt",
+}
+
+
+def canonical_code(name: str, n_classes: int = 7) -> int:
+    """Canonical code of a class name as a dataset spells it ('Angry', 'happiness', ...); KeyError names the
+    known spellings for an unknown name, or says that contempt needs 8 classes."""
+    key = str(name).strip().lower()
+    if key not in NAME_ALIASES:
+        raise KeyError(f"unknown class name {name!r}; known: {', '.join(sorted(NAME_ALIASES))}")
+    code = CANONICAL_NAMES.index(NAME_ALIASES[key])
+    if code >= n_classes:
+        raise KeyError(f"class {name!r} needs --classes 8")
+    return code
+
+
 def class_names(n_classes: int = 7) -> tuple[str, ...]:
     """Canonical class names for a 7-class (no contempt) or 8-class label set."""
     if n_classes not in (7, 8):

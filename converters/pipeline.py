@@ -21,7 +21,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
 from . import crops as geo
 from .darknet_files import check_classifier_path, check_detector_image_path
@@ -30,6 +29,8 @@ from .io import atomic_write_bytes
 from .parallel import parallel_map
 from .labels import class_names
 from .records import FaceRecord, Reject
+from .yolo_format import yolo_line
+from .progress import tracked
 
 FORMATS = ("crops", "darknet", "table", "yolo")
 TABLE_SIZE = 48  # FER2013 faces are 48x48
@@ -224,7 +225,7 @@ def convert_group(task: ImageTask, layout: Layout, options: ConvertOptions) -> G
                 _link_or_write(task.image, None, img_dst)
             out.written += 1
         if txt_dst in missing:
-            lines = [geo.yolo_line(r.expression, b, width, height) for r, b in zip(task.records, boxes)]
+            lines = [yolo_line(r.expression, b, width, height) for r, b in zip(task.records, boxes)]
             atomic_write_bytes(txt_dst, ("\n".join(lines) + "\n").encode(), known_missing=True)
             out.written += 1
     return out
@@ -244,7 +245,7 @@ def image_tasks(records: list[FaceRecord], split: str) -> list[ImageTask]:
     for key, recs in groups.items():
         first = recs[0]
         size = (first.pixels.shape[1], first.pixels.shape[0]) if first.pixels is not None else first.image_size
-        tasks.append(ImageTask(first.image, tuple(size), tuple(recs), split, f"i{first.row:07d}"))
+        tasks.append(ImageTask(first.image, tuple(size), tuple(recs), split, first.image_id or f"i{first.row:07d}"))
     return tasks
 
 
@@ -305,7 +306,7 @@ def convert_split(records: list[FaceRecord], split: str, out: Path, options: Con
     layout = Layout(out, options)
     tasks = image_tasks(records, split)
     jobs = [(t, layout, options) for t in tasks]
-    results = list(tqdm(parallel_map(_run_task, jobs, options.workers), total=len(jobs), desc=f"convert {split}",
+    results = list(tracked(parallel_map(_run_task, jobs, options.workers), total=len(jobs), desc=f"convert {split}",
                         unit="img", disable=not options.progress))
 
     all_rejects = list(rejects)

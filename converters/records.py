@@ -26,6 +26,7 @@ class FaceRecord:
     pixels: np.ndarray | None = field(default=None, repr=False)  # uint8 (H, W) or (H, W, 3)
     face_id: str = ""  # stable id, unique within a split; used in every written file name
     image_size: tuple[int, int] | None = None  # (width, height) of the full image
+    image_id: str = ""  # file stem of the image in a YOLO set; "" = i<row> (one CSV row per image)
 
     @property
     def where(self) -> str:

@@ -8,33 +8,15 @@ import numpy as np
 from PIL import Image
 
 from converters.errors import EmoDetError
+from converters.yolo_format import read_yolo_rows, xywh_to_xyxy
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".JPG", ".JPEG", ".PNG")
 
 
-def _xywh_to_xyxy(a: np.ndarray) -> np.ndarray:
-    cx, cy, w, h = a.T
-    return np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], 1)
-
-
 def read_yolo_file(path: Path, with_conf: bool) -> np.ndarray:
     """One YOLO label file -> (n, 5) class+xyxy, or (n, 6) class+conf+xyxy when `with_conf` (6th column)."""
-    rows = []
-    for k, line in enumerate(Path(path).read_text().splitlines(), start=1):
-        parts = line.split()
-        if not parts:
-            continue
-        want = 6 if with_conf else 5
-        if len(parts) != want:
-            raise EmoDetError(f"{path}:{k}: {len(parts)} columns, expected {want} "
-                              f"({'class cx cy w h conf' if with_conf else 'class cx cy w h'})")
-        try:
-            rows.append([float(v) for v in parts])
-        except ValueError:
-            raise EmoDetError(f"{path}:{k}: not numeric: {line.strip()!r}") from None
-    width = 6 if with_conf else 5
-    a = np.asarray(rows, float).reshape(-1, width)
-    boxes = _xywh_to_xyxy(a[:, 1:5])
+    a = read_yolo_rows(path, with_conf)
+    boxes = xywh_to_xyxy(a[:, 1:5])
     return np.c_[a[:, 0], a[:, 5], boxes] if with_conf else np.c_[a[:, 0], boxes]
 
 

@@ -13,80 +13,22 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
 from converters.errors import EmoDetError, run_cli
 from converters.io import atomic_write_text
 from converters.settings import FER2013_MODEL, RUNS_DIR, WEIGHTS_DIR
+from converters.face_boxes import DEFAULT_CASCADE, BoxFit, fitted_box, haar_cascade, haar_faces, load_fit
+from converters.progress import tracked
 from scripts.predict import candidate_detections, score_detector
 
-DEFAULT_CASCADE = "haarcascade_frontalface_default.xml"
 DEFAULT_CLASSIFIER = FER2013_MODEL
 DEFAULT_FIT = WEIGHTS_DIR / "haar-box-fit.json"
 FACE_SIZE = 48  # the FER classifiers' input
-
-
-@dataclass(frozen=True)
-class BoxFit:
-    """Ground-truth box from a detector box (x, y, w, h): centre moved by (dx, dy) detector sides, side x scale."""
-    scale: float = 1.0
-    dx: float = 0.0
-    dy: float = 0.0
-    pairs: int = 0  # how many matched boxes the fit was measured on (0: identity)
-
-    def apply(self, boxes: np.ndarray) -> np.ndarray:
-        b = np.asarray(boxes, float).reshape(-1, 4)
-        cx = b[:, 0] + b[:, 2] * (0.5 + self.dx)
-        cy = b[:, 1] + b[:, 3] * (0.5 + self.dy)
-        w, h = b[:, 2] * self.scale, b[:, 3] * self.scale
-        return np.stack([cx - w / 2, cy - h / 2, w, h], 1)
-
-
-def load_fit(path: Path | None) -> BoxFit:
-    if path is None:
-        return BoxFit()
-    try:
-        return BoxFit(**json.loads(Path(path).read_text()))
-    except FileNotFoundError:
-        raise EmoDetError(f"{path}: no box fit; make one with `python -m scripts.two_stage fit --gt VAL_FOLDER`") \
-            from None
-    except (TypeError, ValueError) as e:
-        raise EmoDetError(f"{path}: not a box-fit JSON ({e})") from None
-
-
-def fitted_box(detected: np.ndarray, truth: np.ndarray) -> BoxFit:
-    """Median shift and scale over matched (detector box, ground-truth box) pairs, both (n, 4) x, y, w, h.
-    Medians, because a few loose matches of a neighbouring face would pull a mean."""
-    d, t = np.asarray(detected, float).reshape(-1, 4), np.asarray(truth, float).reshape(-1, 4)
-    if not len(d):
-        raise EmoDetError("no detector box matched a ground-truth face: nothing to fit the boxes on")
-    dx = ((t[:, 0] + t[:, 2] / 2) - (d[:, 0] + d[:, 2] / 2)) / d[:, 2]
-    dy = ((t[:, 1] + t[:, 3] / 2) - (d[:, 1] + d[:, 3] / 2)) / d[:, 3]
-    scale = np.sqrt(t[:, 2] * t[:, 3]) / np.sqrt(d[:, 2] * d[:, 3])
-    return BoxFit(float(np.median(scale)), float(np.median(dx)), float(np.median(dy)), len(d))
-
-
-def haar_cascade(name: str = DEFAULT_CASCADE) -> cv2.CascadeClassifier:
-    path = Path(cv2.data.haarcascades) / name
-    cascade = cv2.CascadeClassifier(str(path))
-    if cascade.empty():
-        raise EmoDetError(f"{path}: no such Haar cascade in this OpenCV (see {cv2.data.haarcascades})")
-    return cascade
-
-
-def haar_faces(gray: np.ndarray, cascade: cv2.CascadeClassifier, min_size: int = 24,
-               neighbours: int = 3) -> np.ndarray:
-    """(n, 4) x, y, w, h face boxes. neighbours=3: on the validation scenes it found more faces than 4 or 6 at
-    equal mAP, and weighting the score by how many raw hits were merged into a box (the cascade's only measure
-    of confidence) did not rank better than the classifier's probability."""
-    boxes, _ = cascade.detectMultiScale2(gray, scaleFactor=1.1, minNeighbors=neighbours,
-                                         minSize=(min_size, min_size))
-    return np.asarray(boxes, float).reshape(-1, 4)
 
 
 def face_crops(gray: np.ndarray, boxes: np.ndarray, size: int = FACE_SIZE) -> np.ndarray:
@@ -153,17 +95,22 @@ class TwoStageDetector:
 
     def __call__(self, image: np.ndarray, conf: float = 0.0, iou: float | None = None) -> np.ndarray:
         # iou is accepted for the common interface: proposals arrive merged already
+        return self.with_scores(image, conf, iou)[0]
+
+    def with_scores(self, image: np.ndarray, conf: float = 0.0, iou: float | None = None
+                    ) -> tuple[np.ndarray, np.ndarray]:
+        """What __call__ returns, and the classifier's probabilities (times the face score) of each row's face."""
         gray = _gray(image)
         boxes, face_score = self.faces(image)
         if not len(boxes):
-            return np.zeros((0, 6))
+            return np.zeros((0, 6)), np.zeros((0, self.n_classes))
         p = self.classifier.probabilities(face_crops(gray, boxes), self.n_classes) * face_score[:, None]
         face, cls, score = candidate_detections(p.T, self.multi_label, conf)
         h, w = gray.shape
         b = boxes[face]
         x1, y1 = np.clip(b[:, 0], 0, w), np.clip(b[:, 1], 0, h)
         x2, y2 = np.clip(b[:, 0] + b[:, 2], 0, w), np.clip(b[:, 1] + b[:, 3], 0, h)
-        return np.c_[cls, score, x1, y1, x2, y2]
+        return np.c_[cls, score, x1, y1, x2, y2], p[face]
 
 
 def _xyxy(b: np.ndarray) -> np.ndarray:
@@ -185,7 +132,7 @@ def fit_on_folder(gt: Path, cascade: str = DEFAULT_CASCADE, min_size: int = 24, 
     haar = haar_cascade(cascade)
     detected, truth = [], []
     gts = read_ground_truth(gt)
-    for stem, labels in tqdm(gts.items(), desc="fit boxes", unit="img", disable=not progress):
+    for stem, labels in tracked(gts.items(), desc="fit boxes", unit="img", disable=not progress):
         gray = _read_gray(Path(gt), stem)
         h, w = gray.shape
         found = haar_faces(gray, haar, min_size)
