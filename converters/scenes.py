@@ -17,13 +17,13 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
 from .affectnet import HEADER, IMAGES_DIRNAME
 from .errors import EmoDetError, run_cli
 from .io import atomic_write_bytes, atomic_write_text
 from .parallel import parallel_map
 from .settings import DATA_DIR, fer2013_dir
+from .progress import tracked
 
 SPLIT_FILES = {"train": "training.csv", "val": "validation.csv", "test": "test.csv"}
 
@@ -118,7 +118,7 @@ def compose_split(records, split: str, out: Path, n_images: int, seed: int = 0, 
         jobs.append((seed, split_no, i, [records[int(j)].pixels for j in idx], texture))
         chosen.append(idx)
     rows, sources = [list(HEADER)], ["image,fer2013_row,expression"]
-    for i, (jpeg, boxes) in enumerate(tqdm(parallel_map(_scene_job, jobs, workers), total=len(jobs),
+    for i, (jpeg, boxes) in enumerate(tracked(parallel_map(_scene_job, jobs, workers), total=len(jobs),
                                            desc=f"scenes {split}", unit="img", disable=not progress)):
         rel = f"{split}/{i:06d}.jpg"
         atomic_write_bytes(out / IMAGES_DIRNAME / rel, jpeg)

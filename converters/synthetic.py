@@ -15,7 +15,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
 from .affectnet import HEADER, IMAGES_DIRNAME, format_landmarks
 from .errors import run_cli
@@ -23,6 +22,7 @@ from .io import atomic_write_bytes
 from .parallel import parallel_map
 from .labels import CANONICAL_NAMES, TYPICAL_VALENCE_AROUSAL
 from .settings import SAMPLE_AFFECTNET
+from .progress import tracked
 
 
 def _template() -> np.ndarray:
@@ -269,7 +269,7 @@ def generate_sample(out_dir: Path, n_train: int = 240, n_val: int = 60, seed: in
     summary = {}
     for split_no, (csv_name, n_images) in enumerate(zip(SPLIT_FILES, (n_train, n_val))):
         jobs = [(str(out_dir), split_no, i, seed, n_classes, size) for i in range(n_images)]
-        results = list(tqdm(parallel_map(_job, jobs, workers), total=len(jobs), disable=not progress,
+        results = list(tracked(parallel_map(_job, jobs, workers), total=len(jobs), disable=not progress,
                             desc=f"sample {csv_name}", unit="img"))
         rows = [r for _, rs in results for r in rs]
         buf = _csv_text([list(HEADER), *rows])

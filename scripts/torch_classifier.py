@@ -16,11 +16,11 @@ import h5py
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from converters.errors import EmoDetError, run_cli
 from converters.labels import SPLIT_TO_USAGE, class_names
 from converters.settings import FER2013_TABLE, RUNS_DIR
+from converters.progress import tracked
 from scripts.torch_models import Preprocess, build_model
 
 
@@ -36,6 +36,35 @@ def load_split(h5_path: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
         raise EmoDetError(f"{h5_path}: has no {usage}_pixel/{usage}_label") from None
     side = int(round(math.sqrt(x.shape[1])))
     return x.reshape(-1, side, side), y.astype(np.int64)
+
+
+def training_mix(main: Path, extras: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """The main table's train faces plus each `TABLE.h5[:REPEAT]`'s train faces, listed REPEAT times (default 1):
+    how real face photos join FER2013 without being drowned by its 28,558 faces."""
+    x, y = load_split(main, "train")
+    xs, ys = [x], [y]
+    for spec in extras:
+        path, _, repeat = spec.partition(":")
+        ex, ey = load_split(Path(path), "train")
+        if ex.shape[1:] != x.shape[1:]:
+            raise EmoDetError(f"{path}: faces {ex.shape[1]} px, the main table's are {x.shape[1]} px")
+        n = int(repeat or 1)
+        xs += [ex] * n
+        ys += [ey] * n
+    return np.concatenate(xs), np.concatenate(ys)
+
+
+def macro_recall(logits: np.ndarray, labels: np.ndarray, classes: np.ndarray) -> float:
+    """Mean per-class recall over `classes` (those with enough faces to measure; see --min-support)."""
+    pred = logits.argmax(1)
+    return float(np.mean([(pred[labels == c] == c).mean() for c in classes])) if len(classes) else float("nan")
+
+
+def supported_classes(h5_path: Path, min_support: int) -> np.ndarray:
+    """Classes with at least `min_support` faces over every split of a table (the dataset, not one split, decides,
+    so a rare class's small validation share still counts)."""
+    counts = sum(np.bincount(load_split(h5_path, s)[1], minlength=8) for s in ("train", "val"))
+    return np.flatnonzero(counts >= min_support)
 
 
 def load_soft_targets(csv_path: Path, n: int) -> np.ndarray:
@@ -150,7 +179,7 @@ def train_one_epoch(model, opt, sched, x_all, targets, prep, args, gen, epoch, w
     n = len(x_all)
     order = epoch_order(n, weights, gen)
     total, seen = 0.0, 0
-    bar = tqdm(range(0, n - args.batch + 1, args.batch), desc=f"epoch {epoch}", unit="batch", leave=False,
+    bar = tracked(range(0, n - args.batch + 1, args.batch), desc=f"epoch {epoch}", unit="batch", leave=False,
                disable=args.quiet)
     sizes = args.train_sizes or [prep.input_size]
     for i in bar:
@@ -199,6 +228,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train at these input sizes, one drawn per batch (the face crop rendered at several "
                         "resolutions; fully convolutional models only, e.g. v8n-cls for a detector backbone that "
                         "sees faces of many sizes); evaluation stays at the model's input size")
+    p.add_argument("--init", type=Path, default=None, help="start from this checkpoint's weights (fine-tuning)")
+    p.add_argument("--extra", nargs="+", default=[], metavar="H5[:REPEAT]",
+                   help="more training faces: the train split of these tables, each listed REPEAT times")
+    p.add_argument("--select-extra", type=Path, default=None, metavar="H5",
+                   help="select on the mean of PublicTest top-1 and this table's val macro recall (classes with "
+                        "--min-support faces), e.g. real face photos")
+    p.add_argument("--min-support", type=int, default=50)
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=True,
                    help="bfloat16 autocast (about 2x faster on CPUs with AVX-512 BF16)")
@@ -214,9 +250,14 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     gen = torch.Generator().manual_seed(args.seed)
-    x_train, y_train = load_split(args.data, "train")
+    x_train, y_train = training_mix(args.data, args.extra)
     x_val, y_val = load_split(args.data, "val")
     model, prep = build_model(args.model, args.classes)
+    if args.init:
+        model.load_state_dict(torch.load(args.init, weights_only=False, map_location="cpu")["model"])
+    if args.select_extra:
+        x_sel, y_sel = load_split(args.select_extra, "val")
+        sel_classes = supported_classes(args.select_extra, args.min_support)
     model = model.to(memory_format=torch.channels_last)
     targets = smoothed(y_train, args.classes, args.smoothing)
     if args.soft:
@@ -240,8 +281,11 @@ def main(argv=None) -> int:
     for epoch in range(start, args.epochs):
         e0 = time.perf_counter()
         loss = train_one_epoch(model, opt, sched, x_t, targets, prep, args, gen, epoch, weights)
-        val = accuracy(predict_logits(model, x_val, prep), y_val)
-        history.append(dict(epoch=epoch, loss=loss, val_top1=val, seconds=time.perf_counter() - e0))
+        val = top1 = accuracy(predict_logits(model, x_val, prep), y_val)
+        history.append(dict(epoch=epoch, loss=loss, val_top1=top1, seconds=time.perf_counter() - e0))
+        if args.select_extra:
+            history[-1]["extra_macro_recall"] = macro_recall(predict_logits(model, x_sel, prep), y_sel, sel_classes)
+            val = (top1 + history[-1]["extra_macro_recall"]) / 2
         ck = dict(model=model.state_dict(), optimizer=opt.state_dict(), scheduler=sched.state_dict(), epoch=epoch,
                   args={k: str(v) for k, v in vars(args).items()}, best_val=max(best, val), history=history,
                   rng=gen.get_state(), arch=args.model, classes=list(class_names(args.classes)),
@@ -251,8 +295,10 @@ def main(argv=None) -> int:
         if val > best:
             best = val
             torch.save(ck, args.out / "best.pt")
-        print(f"epoch {epoch + 1}/{args.epochs}: loss {loss:.4f}  PublicTest top-1 {val:.4f}  best {best:.4f}  "
-              f"({history[-1]['seconds']:.0f} s)", flush=True)
+        extra = f"  {args.select_extra} val macro recall {history[-1]['extra_macro_recall']:.4f}" \
+            if args.select_extra else ""
+        print(f"epoch {epoch + 1}/{args.epochs}: loss {loss:.4f}  PublicTest top-1 {top1:.4f}{extra}  selection "
+              f"{val:.4f} (best {best:.4f})  ({history[-1]['seconds']:.0f} s)", flush=True)
     (args.out / "history.json").write_text(json.dumps(history, indent=1))
     minutes = sum(h["seconds"] for h in history) / 60
     print(f"trained {len(history)} epochs in {minutes:.1f} min; best PublicTest top-1 {best:.4f}; "
