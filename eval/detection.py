@@ -97,7 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", type=Path, default=None,
                    help="with --weights: data.yaml (Ultralytics) or emotion.data (Darknet); evaluates its val split")
     p.add_argument("--cfg", type=Path, default=None, help="with Darknet .weights: the detector's .cfg")
-    p.add_argument("--imgsz", type=int, default=256, help="with --weights: inference size")
+    p.add_argument("--imgsz", type=int, default=None,
+                   help="with --weights: inference size (default: the detector's training size, from its checkpoint)")
     p.add_argument("--format", choices=("auto", "yolo", "darknet"), default="auto")
     p.add_argument("--names", type=Path, default=None, help="class names file (default: canonical 7/8 classes)")
     p.add_argument("--style", choices=sorted(STYLES), default="darknet")

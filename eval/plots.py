@@ -1,6 +1,8 @@
 """Plots for reports: PR curves, confusion matrices, loss curves (matplotlib, no display needed)."""
 from __future__ import annotations
 
+import math
+
 from pathlib import Path
 
 import numpy as np
@@ -93,3 +95,28 @@ def annotated_image(image: np.ndarray, boxes: np.ndarray, names, colours=None) -
         cv2.putText(out, label, (p1[0] + 1, max(th, p1[1] - 3)), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1,
                     cv2.LINE_AA)
     return out
+
+
+def contact_sheet(images: list[np.ndarray], thumb: int = 240, columns: int | None = None,
+                  captions: list[str] | None = None) -> np.ndarray:
+    """One BGR picture of `images` side by side: each fitted into a thumb x thumb cell (aspect kept, grey border),
+    `columns` per row (default: about square), an optional caption under each."""
+    import cv2
+    if not images:
+        raise ValueError("no images for a contact sheet")
+    cols = columns or max(1, math.ceil(math.sqrt(len(images))))
+    rows = math.ceil(len(images) / cols)
+    cap_h = 18 if captions else 0
+    sheet = np.full((rows * (thumb + cap_h), cols * thumb, 3), 40, np.uint8)
+    for k, img in enumerate(images):
+        h, w = img.shape[:2]
+        g = min((thumb - 4) / h, (thumb - 4) / w)
+        small = cv2.resize(img, (max(1, round(w * g)), max(1, round(h * g))), interpolation=cv2.INTER_AREA)
+        r, c = divmod(k, cols)
+        y0 = r * (thumb + cap_h) + (thumb - small.shape[0]) // 2
+        x0 = c * thumb + (thumb - small.shape[1]) // 2
+        sheet[y0:y0 + small.shape[0], x0:x0 + small.shape[1]] = small if small.ndim == 3 else small[..., None]
+        if captions:
+            cv2.putText(sheet, captions[k][:34], (c * thumb + 4, r * (thumb + cap_h) + thumb + 13),
+                        cv2.FONT_HERSHEY_SIMPLEX, 0.4, (230, 230, 230), 1, cv2.LINE_AA)
+    return sheet

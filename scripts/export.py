@@ -88,7 +88,8 @@ def max_abs_difference(weights: Path, onnx_path: Path, faces: np.ndarray) -> flo
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m scripts.export", description=__doc__)
     p.add_argument("weights", type=Path, nargs="+", help="EmoDet torch .pt or Ultralytics .pt files")
-    p.add_argument("--imgsz", type=int, default=256, help="Ultralytics models: input size")
+    p.add_argument("--imgsz", type=int, default=None,
+                   help="Ultralytics models: input size (default: the size it was trained at, from its checkpoint)")
     p.add_argument("--ship", default=None, help="torch classifier: also write weights/<SHIP>.pt (slim) and .onnx")
     p.add_argument("--int8", action="store_true",
                    help="torch classifier: also write <name>-int8.onnx, calibrated on training faces of --calib")
@@ -106,6 +107,12 @@ def calibration_faces(table: Path, n: int = 1024, seed: int = 0) -> np.ndarray:
         pixels = f["Training_pixel"]
         idx = np.sort(np.random.default_rng(seed).choice(len(pixels), min(n, len(pixels)), replace=False))
         return pixels[idx].reshape(-1, 48, 48)
+
+
+def _trained_imgsz(checkpoint: dict) -> int:
+    """The input size an Ultralytics checkpoint was trained at (256 if it does not say)."""
+    size = (checkpoint.get("train_args") or {}).get("imgsz") if isinstance(checkpoint, dict) else None
+    return int(size[0] if isinstance(size, (list, tuple)) else size) if size else 256
 
 
 def main(argv=None) -> int:
@@ -127,7 +134,7 @@ def main(argv=None) -> int:
                 calib = calibration_faces(args.calib or FER2013_TABLE)
                 print(f"{out} -> {quantize_classifier(out, calib)} (int8, calibrated on {len(calib)} training faces)")
         else:
-            print(f"{w} -> {ultra.export_onnx(w, args.imgsz)}")
+            print(f"{w} -> {ultra.export_onnx(w, args.imgsz or _trained_imgsz(ck))}")
     return 0
 
 

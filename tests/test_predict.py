@@ -54,3 +54,51 @@ def test_flip_averaging_puts_mirror_anchors_back_in_place():
     mirror = out[:, perm]  # what the network would output for the mirrored input, if it were mirror-symmetric
     mirror[0] = 64 - mirror[0]
     assert np.allclose(flip_averaged(out, mirror, 64), out)
+
+
+def _clip(path, n=12):
+    import cv2
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10, (128, 96))
+    for k in range(n):
+        writer.write(np.full((96, 128, 3), 10 * k, np.uint8))
+    writer.release()
+    return path
+
+
+def test_a_stream_url_is_read_live_and_written_as_video_and_csv(tmp_path):
+    """A generated video served over HTTP on this machine stands in for an rtsp/http camera stream."""
+    import functools
+    import http.server
+    import threading
+    from scripts.predict import is_stream, predict
+    _clip(tmp_path / "clip.mp4")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/clip.mp4"
+    try:
+        assert is_stream(url) and is_stream("0") and not is_stream(tmp_path / "clip.mp4")
+        r = predict(url, _Fixed(), tmp_path / "out", conf=0.25, show=False)
+    finally:
+        server.shutdown()
+    assert r["frames"] == 12 and not r["interrupted"] and r["fps"] > 0
+    rows = (tmp_path / "out" / "detections.csv").read_text().splitlines()
+    assert len(rows) == 1 + 12 * 2 and (tmp_path / "out" / "clip_annotated.mp4").stat().st_size > 0
+
+
+def test_ctrl_c_stops_cleanly_and_keeps_what_was_written(tmp_path):
+    from scripts.predict import predict
+
+    class StopsAtThird(_Fixed):
+        calls = 0
+
+        def raw(self, x):
+            StopsAtThird.calls += 1
+            if StopsAtThird.calls == 3:
+                raise KeyboardInterrupt
+            return super().raw(x)
+    r = predict(_clip(tmp_path / "clip.mp4"), StopsAtThird(), tmp_path / "out", show=False)
+    assert r["interrupted"] and r["frames"] == 2
+    rows = (tmp_path / "out" / "detections.csv").read_text().splitlines()
+    assert {row.split(",")[1] for row in rows[1:]} == {"0", "1"}
+    assert (tmp_path / "out" / "clip_annotated.mp4").stat().st_size > 0

@@ -210,3 +210,66 @@ def test_bf16_training_forward_runs_in_bfloat16_returns_float32_and_comes_off(tm
     assert all(p.is_contiguous() for p in model.parameters())
     assert torch.equal(flat(ultra._as_float(model(x))), a)
     torch.save(model, tmp_path / "m.pt")  # the callback's closure is gone, so the model pickles again
+
+
+def test_the_checkpoint_sets_predict_and_eval_input_size_and_names(pipeline, tmp_path):
+    """The detector was trained at 128 px: predict, eval and export use that without being told."""
+    from converters.errors import EmoDetError
+    from scripts.predict import TorchDetector, load_detector, predict
+    det = load_detector(pipeline["det"])
+    assert isinstance(det, TorchDetector) and det.imgsz == 128 and det.names == list(class_names(7))
+    assert load_detector(pipeline["det"], 160).imgsz == 160
+    with pytest.raises(EmoDetError, match="330 is not a positive multiple of 32"):
+        load_detector(pipeline["det"], 330)
+    # a folder: one annotated image each, and the contact sheet of all of them
+    val = pipeline["root"] / "data" / "yolo" / "val"
+    (tmp_path / "in").mkdir()
+    for p in sorted(val.glob("*.jpg"))[:5]:
+        (tmp_path / "in" / p.name).write_bytes(p.read_bytes())
+    (tmp_path / "in" / "broken.jpg").write_bytes(b"not a jpeg")
+    r = predict(tmp_path / "in", pipeline["det"], tmp_path / "out", conf=0.001)
+    assert r["frames"] == 5 and r["bad"] == ["broken.jpg"]
+    import cv2
+    sheet = cv2.imread(str(tmp_path / "out" / "contact_sheet.jpg"))
+    assert sheet is not None and sheet.shape[1] == 3 * 240  # 5 images: 3 columns of 240 px cells
+
+
+def test_a_text_file_as_weights_is_one_line_not_a_traceback(tmp_path, capsys):
+    from converters.errors import run_cli
+    from scripts import predict
+    fake = tmp_path / "fake.pt"
+    fake.write_text("this is not a checkpoint")
+    image = tmp_path / "x.jpg"
+    import cv2
+    import numpy as np
+    cv2.imwrite(str(image), np.zeros((32, 32, 3), np.uint8))
+    assert run_cli(predict.main, [str(image), "--weights", str(fake), "--out", str(tmp_path / "o")]) == 2
+    assert "not an Ultralytics checkpoint" in capsys.readouterr().err
+
+
+def test_a_recipe_trains_on_a_mix_of_folders(pipeline, tmp_path, monkeypatch):
+    """A tiny detection recipe over two folders (one listed twice, one capped per class): the data mix is what the
+    recipe says and the run writes a checkpoint that predict loads at the recipe's input size."""
+    import yaml
+    from scripts import train_recipe
+    yolo = pipeline["root"] / "data" / "yolo"
+    monkeypatch.setattr(train_recipe, "PROJECT_ROOT", tmp_path)
+    monkeypatch.setattr(train_recipe, "RUNS_DIR", tmp_path / "runs")
+    (tmp_path / "a").symlink_to(yolo / "train")
+    (tmp_path / "b").symlink_to(yolo / "val")
+    recipe = dict(name="tiny", task="detect", init=str(pipeline["det"]), imgsz=96, hours=None, freeze=None, seed=0,
+                  train=[dict(path="a", repeat=2), dict(path="b", per_class=1)], val=[dict(path="b")],
+                  hyp=dict(epochs=1, batch=8, workers=0, plots=False))
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(recipe))
+    assert train_recipe.main(["--recipe", str(tmp_path / "tiny.yaml")]) == 0
+    listed = (tmp_path / "runs" / "recipes" / "tiny" / "train.txt").read_text().split()
+    def first_class(image):
+        label = image.with_suffix(".txt")
+        words = label.read_text().split() if label.exists() else []
+        return int(words[0]) if words else -1
+    n_train = len(list((yolo / "train").glob("*.jpg")))
+    classes_b = {first_class(p) for p in (yolo / "val").glob("*.jpg")}
+    assert len(listed) == 2 * n_train + len(classes_b)
+    from scripts.predict import load_detector
+    best = tmp_path / "runs" / "ultralytics" / "tiny" / "weights" / "best.pt"
+    assert load_detector(best).imgsz == 96
