@@ -1,0 +1,110 @@
+"""Train a shipped model from its recipe file (cfg/recipes/*.yaml): the data mix, initialisation and every
+hyper-parameter that made it, so `--recipe FILE` reproduces it and a benchmark only calls it.
+
+  python -m scripts.train_recipe --recipe cfg/recipes/real-det.yaml [--hours 0.02] [--name NAME]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import random
+from pathlib import Path
+
+import yaml
+
+from converters.errors import EmoDetError, run_cli
+from converters.labels import class_names
+from converters.settings import PROJECT_ROOT, RUNS_DIR
+from converters.yolo_format import read_yolo_rows
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+
+
+def load_recipe(path: Path) -> dict:
+    try:
+        recipe = yaml.safe_load(Path(path).read_text())
+    except FileNotFoundError:
+        raise EmoDetError(f"{path}: no such recipe (see cfg/recipes/)") from None
+    for key in ("name", "task", "init", "imgsz", "train", "val"):
+        if key not in recipe:
+            raise EmoDetError(f"{path}: recipe has no `{key}`")
+    return recipe
+
+
+def _first_class(image: Path) -> int:
+    rows = read_yolo_rows(image.with_suffix(".txt"))
+    return int(rows[0, 0]) if len(rows) else -1
+
+
+def entry_images(entry: dict, rng: random.Random) -> list[Path]:
+    """The image paths one data entry contributes: its folder's images, capped per class (`per_class`) or in
+    total (`limit`) by a seeded draw, listed `repeat` times."""
+    folder = PROJECT_ROOT / entry["path"]
+    if not folder.is_dir():
+        raise EmoDetError(f"{folder}: missing; make it first (see the recipe's comment on this entry)")
+    images = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if "per_class" in entry:
+        by_class: dict[int, list[Path]] = {}
+        for p in images:
+            by_class.setdefault(_first_class(p), []).append(p)
+        images = sorted(q for c, ps in by_class.items() for q in rng.sample(ps, min(len(ps), entry["per_class"])))
+    if "limit" in entry and len(images) > entry["limit"]:
+        images = sorted(rng.sample(images, entry["limit"]))
+    return images * int(entry.get("repeat", 1))
+
+
+def data_yaml(recipe: dict, folder: Path) -> Path:
+    """Write train.txt, val.txt and data.yaml for the recipe's data mix into `folder`; returns data.yaml."""
+    rng = random.Random(recipe.get("seed", 0))
+    folder.mkdir(parents=True, exist_ok=True)
+    counts = {}
+    for split in ("train", "val"):
+        images = [p for e in recipe[split] for p in entry_images(e, rng)]
+        (folder / f"{split}.txt").write_text("".join(f"{p}\n" for p in images))
+        counts[split] = len(images)
+    names = class_names(recipe.get("classes", 7))
+    spec = dict(path=str(folder), train="train.txt", val="val.txt", nc=len(names), names=dict(enumerate(names)))
+    (folder / "data.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    print(f"data mix: {counts['train']} training images, {counts['val']} validation images -> {folder}")
+    return folder / "data.yaml"
+
+
+def train_detector_recipe(recipe: dict, name: str | None = None, hours: float | None = None) -> Path:
+    """Train the recipe's detector; returns the run folder (recipe.json beside Ultralytics' args.yaml)."""
+    from scripts import ultra
+    name = name or recipe["name"]
+    run_data = RUNS_DIR / "recipes" / name
+    yaml_path = data_yaml(recipe, run_data)
+    init = PROJECT_ROOT / recipe["init"]
+    if not init.exists():
+        raise EmoDetError(f"{init}: the recipe's initial weights are missing")
+    hyp = dict(recipe.get("hyp", {}))
+    ultra.train_detector(yaml_path, init, imgsz=recipe["imgsz"], name=name, time=hours or recipe.get("hours"),
+                         freeze=recipe.get("freeze"), seed=recipe.get("seed", 0), project=RUNS_DIR / "ultralytics",
+                         **hyp)
+    run = RUNS_DIR / "ultralytics" / name
+    (run / "recipe.json").write_text(json.dumps(recipe, indent=1))
+    return run
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m scripts.train_recipe", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--recipe", type=Path, required=True, help="cfg/recipes/<model>.yaml")
+    p.add_argument("--name", default=None, help="run name (default: the recipe's)")
+    p.add_argument("--hours", type=float, default=None, help="override the recipe's training time (a short try)")
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    recipe = load_recipe(args.recipe)
+    if recipe["task"] != "detect":
+        raise EmoDetError(f"{args.recipe}: task {recipe['task']!r}; only detect recipes train here so far")
+    run = train_detector_recipe(recipe, args.name, args.hours)
+    print(f"trained {run}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_cli(main))
