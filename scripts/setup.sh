@@ -36,4 +36,14 @@ if ! command -v darknet >/dev/null 2>&1 && [ -z "${DARKNET:-}" ]; then
     echo "[setup] darknet not found; Darknet steps will be skipped. Install it with: sudo apt-get install -y darknet"
   fi
 fi
+# Headless Chromium for the web app's browser test and README screenshot (tests skip with the reason without it)
+if ! command -v chromedriver >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "[setup] installing Debian's chromium and chromium-driver (the app's browser test)"
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null) \
+      || echo "[setup] could not install chromium; the browser test will be skipped. Try: sudo apt-get install -y chromium chromium-driver"
+  else
+    echo "[setup] chromium not found; the browser test will be skipped. Install it with: sudo apt-get install -y chromium chromium-driver"
+  fi
+fi
 echo "[setup] done"
