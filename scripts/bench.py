@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 
 from converters.errors import EmoDetError, run_cli
-from converters.settings import FER2013_BACKBONE, PROJECT_ROOT, RESULTS_DIR
+from converters.settings import DEFAULT_DETECTOR, FER2013_BACKBONE, FER2013_MODEL, PROJECT_ROOT, RESULTS_DIR
 from eval.results import append_result
 
 BENCH_DIR = RESULTS_DIR / "bench"
@@ -480,6 +480,9 @@ def benchmarks_markdown() -> str:
             lines += [f"## make demo ({backend})", "", extra["markdown"], ""]
     if extra := parts.get("transfer"):
         lines += ["## Ultralytics: classifier-initialised vs from-scratch detector", "", extra["markdown"], ""]
+    if extra := parts.get("real"):
+        lines += ["## Real photos: one-stage vs two-stage vs hybrid (roboflow-emotion valid, AffectNet photos, "
+                  "FER-scenes test)", "", extra["markdown"], ""]
     if extra := parts.get("scenes"):
         lines += ["## Real faces: one-stage detector vs two-stage (Haar + classifier) on FER-scenes", "",
                   extra.get("markdown") or f"skipped: {extra['skipped']}", ""]
@@ -490,8 +493,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m scripts.bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--parts", nargs="+", default=["convert", "fer2013", "classifier"],
-                   choices=["convert", "fer2013", "classifier", "transfer", "scenes", "demo-ultralytics", "demo-darknet",
-                            "none"])
+                   choices=["convert", "fer2013", "classifier", "transfer", "scenes", "real", "demo-ultralytics",
+                            "demo-darknet", "none"])
     p.add_argument("--reuse", action="store_true",
                    help="demo parts: record the last run's summary instead of rerunning; scenes: score the last "
                         "trained detector")
@@ -513,6 +516,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="scenes part: Ultralytics' class-weight power (inverse class frequency ** cls_pw, 0 = off)")
     p.add_argument("--close-mosaic", type=int, default=10,
                    help="scenes part: last N epochs without mosaic (Ultralytics' default 10; fewer for long epochs)")
+    p.add_argument("--detector", type=Path, default=None, help="real part: detector (default: the shipped default)")
+    p.add_argument("--classifier", type=Path, default=None, help="real part: classifier (default: the shipped FER model)")
+    p.add_argument("--also", type=Path, nargs="*", default=[], help="real part: more classifiers for its faces table")
     p.add_argument("--det-epochs", type=int, default=30, help="transfer part: detector epochs (each start)")
     p.add_argument("--models", type=Path, nargs="+", default=None, help="ONNX FER models (default: weights/fer2013-*.onnx)")
     p.add_argument("--images", type=int, default=3000, help="synthetic images for the conversion benchmark")
@@ -555,6 +561,11 @@ def main(argv=None) -> int:
                          soft=args.soft, cls_pw=args.cls_pw, close_mosaic=args.close_mosaic, model=args.model)
         save("scenes", r)
         print(r.get("markdown") or r["skipped"])
+    if "real" in args.parts:
+        from scripts.bench_real import bench_real
+        r = bench_real(args.detector or DEFAULT_DETECTOR, args.classifier or FER2013_MODEL, args.also)
+        save("real", r)
+        print(r["markdown"])
     (PROJECT_ROOT / "BENCHMARKS.md").write_text(benchmarks_markdown())
     print(f"wrote {PROJECT_ROOT / 'BENCHMARKS.md'}")
     return 0

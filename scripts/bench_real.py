@@ -1,0 +1,189 @@
+"""Benchmark part `real`: emotion detection on real photos. One-stage (the detector alone) vs two-stage (OpenCV
+Haar + the FER classifier) vs hybrid (the detector's boxes + the classifier) on `roboflow-emotion/valid` and the
+10 AffectNet photos, every method scored by the same code: mAP@0.5 in the Darknet and Ultralytics styles, face
+recall@0.5 at conf 0.25, right-emotion rate, each by face size (< 64, 64-200, >= 200 px of the original photo), and
+model milliseconds per image on one thread. Also the classifiers on real face photos: macro recall on the
+identity-disjoint val split of faces-in-the-wild beside FER2013 PrivateTest top-1.
+
+Data (from the shared datasets; each skips with its reason when absent):
+  make convert INPUT=$DATASETS/roboflow-emotion OUT=data/roboflow SIZES=48 FORMATS="yolo crops"
+  make convert INPUT=$DATASETS/affectnet-sample OUT=data/affectnet-real SPLIT=training SIZES=48 FORMATS="yolo crops"
+  make convert INPUT=$DATASETS/faces-in-the-wild OUT=data/fitw SIZES=48 FORMATS="yolo crops table"
+  make scenes                                   (FER-scenes: the detector must keep what it does on FER faces)
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from converters.errors import EmoDetError, run_cli
+from converters.face_boxes import load_fit
+from converters.settings import (DATA_DIR, DEFAULT_DETECTOR, FER2013_MODEL, FER2013_TABLE, PROJECT_ROOT,
+                                 RESULTS_DIR, RUNS_DIR)
+
+PHOTO_FIT = PROJECT_ROOT / "weights" / "haar-box-fit-photos.json"
+SCENES_FIT = PROJECT_ROOT / "weights" / "haar-box-fit.json"
+# set -> (YOLO folder, the Haar box fit of its box convention)
+SETS = {"roboflow-valid": (DATA_DIR / "roboflow" / "yolo" / "val", PHOTO_FIT),
+        "affectnet-10": (DATA_DIR / "affectnet-real" / "yolo" / "train", PHOTO_FIT),
+        "fer-scenes-test": (DATA_DIR / "scenes-converted" / "yolo" / "test", SCENES_FIT)}
+SIZE_EDGES = (0, 64, 200, 100_000)  # face width in pixels of the original photo
+FACES_TABLE = DATA_DIR / "fitw" / "table" / "fer2013.h5"
+MIN_SUPPORT = 50  # faces-in-the-wild classes with at least this many faces count in its macro recall
+
+
+def _rows(metrics: dict) -> dict:
+    keep = ("map50", "map50_95", "precision", "recall", "f1", "agnostic_recall50", "ms_per_image")
+    return {k: metrics[k] for k in keep} | {"ap50": {n: c["ap50"] for n, c in metrics["per_class"].items()}}
+
+
+def methods(detector: Path, classifier: Path, fit: Path = PHOTO_FIT) -> dict:
+    """name -> (description, detector builder); built lazily so each is timed on one thread alone."""
+    from scripts import two_stage
+    from scripts.predict import load_detector
+
+    def one():
+        return load_detector(detector, threads=1, multi_label=True) if detector.suffix == ".onnx" else \
+            load_detector(detector, multi_label=True)
+
+    def two():
+        return two_stage.TwoStageDetector(classifier, load_fit(fit), threads=1, multi_label=True)
+
+    def hybrid():
+        faces = two_stage.DetectorFaces(load_detector(detector, threads=1) if detector.suffix == ".onnx"
+                                        else load_detector(detector))
+        return two_stage.TwoStageDetector(classifier, faces=faces, threads=1, multi_label=True)
+    return {"one_stage": (f"one-stage: {detector.name}", one),
+            "two_stage": (f"two-stage: OpenCV Haar ({fit.name}) + {classifier.name}", two),
+            "hybrid": (f"hybrid: {detector.name}'s boxes (emotion ignored) + {classifier.name}", hybrid)}
+
+
+def score_set(gt: Path, built: dict, out: Path) -> dict:
+    from eval.detection_io import image_sizes, read_ground_truth, read_yolo_predictions
+    from eval.detection_metrics import by_face_size
+    from scripts.predict import score_detector
+    gts = read_ground_truth(gt)
+    widths = {k: w for k, (w, h) in image_sizes(gt).items()}
+    result = {}
+    for name, (label, build) in built.items():
+        r = score_detector(build(), gt, out / name)
+        result[name] = {style: _rows(r[style]) for style in ("darknet", "ultralytics")} | {
+            "label": label, "images": r["images"],
+            "by_face_size": by_face_size(gts, read_yolo_predictions(out / name / "labels"), widths, SIZE_EDGES)}
+    result["faces"] = int(sum(len(g) for g in gts.values()))
+    return result
+
+
+def classifier_rows(classifiers: list[Path]) -> dict:
+    """Each classifier on FER2013 PrivateTest (top-1, macro recall) and faces-in-the-wild val (top-1, macro recall
+    over its classes with >= MIN_SUPPORT faces)."""
+    from eval.confusion import evaluate_classifier
+    from scripts.torch_classifier import load_split
+    if not FACES_TABLE.exists():
+        return dict(skipped=f"{FACES_TABLE}: missing (see this module's docstring)")
+    from converters.labels import class_names
+    counts = sum(np.bincount(load_split(FACES_TABLE, s)[1], minlength=7) for s in ("train", "val"))
+    kept = [class_names(7)[i] for i in np.flatnonzero(counts >= MIN_SUPPORT)]
+    out = {"faces_classes": kept}
+    for clf in classifiers:
+        fer = evaluate_classifier(clf, FER2013_TABLE, "PrivateTest")
+        real = evaluate_classifier(clf, FACES_TABLE, "PublicTest")
+        out[clf.name] = dict(fer2013_private_top1=fer["top1"], fer2013_private_macro_recall=fer["macro_recall"],
+                             faces_val_top1=real["top1"], faces_val_n=real["n"],
+                             faces_val_macro_recall=float(np.mean([real["per_class"][n]["recall"] for n in kept])),
+                             faces_val_recall={n: real["per_class"][n]["recall"] for n in kept})
+    return out
+
+
+def markdown(r: dict) -> str:
+    lines = [f"Real photos. Detector `{r['detector']}` ({r['imgsz']} px), classifier `{r['classifier']}`. Every method "
+             "scored alike by `eval/detection.py`'s code: each box keeps every class above 0.001; face recall = any-"
+             "class recall at IoU 0.5 and conf 0.25; right emotion = share of faces whose best detection at conf 0.25 "
+             "and IoU 0.5 has the true class; ms/image = model time on one thread (PyTorch or ONNX Runtime; Haar "
+             "with OpenCV on one thread), decoding excluded. No test-time augmentation. Model selection was on "
+             "`roboflow-emotion/valid` + FER-scenes val (the detector) and PublicTest + faces-in-the-wild val (the "
+             "classifier): these rows are validation figures, not held-out test figures.", ""]
+    for name, s in r["sets"].items():
+        if "skipped" in s:
+            lines += [f"**{name}**: skipped: {s['skipped']}", ""]
+            continue
+        bins = s["one_stage"]["by_face_size"]
+        heads = [f"{b['lo']:.0f}-{b['hi']:.0f} px" if b["hi"] < 100_000 else f">= {b['lo']:.0f} px" for b in bins]
+        lines += [f"**{name}** ({s['one_stage']['images']} images, {s['faces']} faces; faces per size bin: "
+                  + ", ".join(f"{h} {b['faces']}" for h, b in zip(heads, bins)) + ")", "",
+                  "| method | mAP@0.5 Darknet | mAP@0.5 Ultralytics | mAP@0.5:0.95 | face recall@0.5 | "
+                  + " | ".join(f"recall / right {h}" for h in heads) + " | ms/image |",
+                  "|---|---:|---:|---:|---:|" + "---:|" * len(heads) + "---:|"]
+        for m in ("one_stage", "two_stage", "hybrid"):
+            d, u = s[m]["darknet"], s[m]["ultralytics"]
+            lines.append(f"| {s[m]['label']} | {d['map50']:.3f} | {u['map50']:.3f} | {d['map50_95']:.3f} | "
+                         f"{d['agnostic_recall50']:.3f} | " + " | ".join(
+                             f"{b['found']:.2f} / {b['correct']:.2f}" for b in s[m]["by_face_size"])
+                         + f" | {d['ms_per_image']:.1f} |")
+        lines.append("")
+    c = r.get("classifiers", {})
+    if "skipped" in c:
+        lines += [f"Classifiers: skipped: {c['skipped']}", ""]
+    elif c:
+        lines += [f"Classifiers on real face photos: faces-in-the-wild val (identity-disjoint, faces framed by Haar "
+                  f"+ box fit; macro recall over {', '.join(c['faces_classes'])}: the classes with >= {MIN_SUPPORT} "
+                  "faces) and FER2013 PrivateTest, centre crop, no TTA.", "",
+                  "| classifier | faces-in-the-wild val macro recall | its top-1 | FER2013 PrivateTest top-1 | "
+                  "PrivateTest macro recall |", "|---|---:|---:|---:|---:|"]
+        for name, v in c.items():
+            if isinstance(v, dict):
+                lines.append(f"| `{name}` | {v['faces_val_macro_recall']:.3f} | {v['faces_val_top1']:.3f} | "
+                             f"{v['fer2013_private_top1']:.4f} | {v['fer2013_private_macro_recall']:.3f} |")
+        lines.append("")
+    lines.append(f"Command: `{r['command']}`")
+    return "\n".join(lines)
+
+
+def bench_real(detector: Path = DEFAULT_DETECTOR, classifier: Path = FER2013_MODEL,
+               extra_classifiers: list[Path] = ()) -> dict:
+    from scripts.predict import load_detector
+    cv2.setNumThreads(1)
+    import torch
+    torch.set_num_threads(1)
+    if not detector.exists():
+        raise EmoDetError(f"{detector}: no such detector")
+    r = dict(detector=str(detector.relative_to(PROJECT_ROOT) if detector.is_relative_to(PROJECT_ROOT) else detector),
+             classifier=classifier.name, imgsz=load_detector(detector).imgsz, sets={})
+    for name, (gt, fit) in SETS.items():
+        if not gt.is_dir():
+            r["sets"][name] = dict(skipped=f"{gt}: missing (see scripts/bench_real.py's docstring)")
+            continue
+        r["sets"][name] = score_set(gt, methods(detector, classifier, fit), RUNS_DIR / "real-eval" / name)
+    r["classifiers"] = classifier_rows([classifier, *extra_classifiers])
+    r["command"] = "python -m scripts.bench --parts real" + (
+        f" --detector {r['detector']}" if detector != DEFAULT_DETECTOR else "") + (
+        f" --classifier {classifier}" if classifier != FER2013_MODEL else "")
+    r["markdown"] = markdown(r)
+    return r
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m scripts.bench_real", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--detector", type=Path, default=DEFAULT_DETECTOR)
+    p.add_argument("--classifier", type=Path, default=FER2013_MODEL)
+    p.add_argument("--also", type=Path, nargs="*", default=[], help="more classifiers for the faces table")
+    p.add_argument("--json", type=Path, default=RESULTS_DIR / "bench" / "real.json")
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    r = bench_real(args.detector, args.classifier, args.also)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(r, indent=1))
+    print(r["markdown"])
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_cli(main))
