@@ -53,7 +53,7 @@ class Analyzer:
     def method(self, name: str):
         if name not in self._built:
             from scripts import two_stage
-            from scripts.predict import load_detector
+            from scripts.detectors import load_detector
             if name == "one-stage":
                 self._built[name] = load_detector(self.detector_path)
             elif name == "two-stage":

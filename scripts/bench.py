@@ -127,7 +127,8 @@ def inference_speed(onnx_path: Path, faces: np.ndarray, batch: int, threads: int
 
 def bench_classifier(models: list[Path]) -> dict:
     """PrivateTest top-1 (centre crop, flip and ten-crop TTA) and ONNX Runtime speed of each FER model."""
-    from eval.confusion import DEFAULT_DATA, ensure_default_data, evaluate_classifier
+    from scripts.scoring import ensure_default_data, evaluate_classifier
+    from converters.settings import FER2013_TABLE as DEFAULT_DATA
     from scripts.torch_classifier import TTA
     data = ensure_default_data(DEFAULT_DATA)
     rows = []
@@ -197,9 +198,9 @@ def bench_transfer(epochs: int, cls_epochs: int, seed: int = 0) -> dict:
     from converters.labels import class_names
     from converters.pipeline import ConvertOptions
     from converters.synthetic import generate_sample
-    from eval.detection import evaluate_folders
+    from eval.detection_report import evaluate_folders
     from scripts import ultra
-    from scripts.predict import write_scoring_predictions
+    from scripts.scoring import write_scoring_predictions
     root = PROJECT_ROOT / "runs" / "bench-transfer"
     shutil.rmtree(root, ignore_errors=True)
     generate_sample(root / "sample", 240, 60, seed=seed, progress=False)
@@ -357,7 +358,8 @@ def bench_scenes(reuse: bool, hours: float = 1.0, imgsz: int = 320, backbone: Pa
 
     from converters.settings import DATA_DIR, RUNS_DIR
     from scripts import two_stage, ultra
-    from scripts.predict import OnnxDetector, score_detector
+    from scripts.detectors import OnnxDetector
+    from scripts.scoring import score_detector
     yolo = DATA_DIR / "scenes-converted" / "yolo"
     if not (yolo / "test").is_dir():
         return dict(skipped=f"{yolo}: no scenes; run `make scenes` and convert them (see README)")

@@ -44,7 +44,7 @@ def _rows(metrics: dict) -> dict:
 def methods(detector: Path, classifier: Path, fit: Path = PHOTO_FIT) -> dict:
     """name -> (description, detector builder); built lazily so each is timed on one thread alone."""
     from scripts import two_stage
-    from scripts.predict import load_detector
+    from scripts.detectors import load_detector
 
     def one():
         return load_detector(detector, threads=1, multi_label=True) if detector.suffix == ".onnx" else \
@@ -65,7 +65,7 @@ def methods(detector: Path, classifier: Path, fit: Path = PHOTO_FIT) -> dict:
 def score_set(gt: Path, built: dict, out: Path) -> dict:
     from eval.detection_io import image_sizes, read_ground_truth, read_yolo_predictions
     from eval.detection_metrics import by_face_size
-    from scripts.predict import score_detector
+    from scripts.scoring import score_detector
     gts = read_ground_truth(gt)
     widths = {k: w for k, (w, h) in image_sizes(gt).items()}
     result = {}
@@ -81,7 +81,7 @@ def score_set(gt: Path, built: dict, out: Path) -> dict:
 def classifier_rows(classifiers: list[Path]) -> dict:
     """Each classifier on FER2013 PrivateTest (top-1, macro recall) and faces-in-the-wild val (top-1, macro recall
     over its classes with >= MIN_SUPPORT faces)."""
-    from eval.confusion import evaluate_classifier
+    from scripts.scoring import evaluate_classifier
     from scripts.torch_classifier import load_split
     if not FACES_TABLE.exists():
         return dict(skipped=f"{FACES_TABLE}: missing (see this module's docstring)")
@@ -145,7 +145,7 @@ def markdown(r: dict) -> str:
 
 def bench_real(detector: Path = DEFAULT_DETECTOR, classifier: Path = FER2013_MODEL,
                extra_classifiers: list[Path] = ()) -> dict:
-    from scripts.predict import load_detector
+    from scripts.detectors import load_detector
     cv2.setNumThreads(1)
     import torch
     torch.set_num_threads(1)

@@ -108,7 +108,7 @@ def _onnx_classifier(path: Path, threads: int | None = None) -> Classifier:
 def _ultralytics_classifier(path: Path) -> Classifier:
     """An Ultralytics -cls checkpoint; its class indices are alphabetical folder names, so we keep its names."""
     import cv2
-    from scripts.ultra import ultralytics
+    from scripts.ultra_env import ultralytics
     model = ultralytics().YOLO(str(path), task="classify")
     names = [model.names[i] for i in range(len(model.names))]
     imgsz = int(model.model.args.get("imgsz", 64)) if isinstance(model.model.args, dict) else 64
@@ -127,7 +127,7 @@ def _ultralytics_classifier(path: Path) -> Classifier:
 
 def _is_ultralytics_checkpoint(path: Path) -> bool:
     import torch
-    from scripts.ultra import offline_env
+    from scripts.ultra_env import offline_env
     offline_env()
     ck = torch.load(path, map_location="cpu", weights_only=False)
     return isinstance(ck, dict) and "arch" not in ck and ("model" in ck or "ema" in ck)

@@ -52,11 +52,12 @@ def build_parser() -> argparse.ArgumentParser:
 def ultralytics_chain(args, st: Stages, data: Path, out: Path):
     """Stages 3-6 with Ultralytics; returns (classifier metrics, detector metrics per style, detector label, predictions, engine)."""
     from converters.labels import class_names
-    from eval.confusion import evaluate_classifier, write_outputs
-    from eval.detection import evaluate_folders, write_plots
+    from eval.classification_report import write_outputs
+    from scripts.scoring import evaluate_classifier
+    from eval.detection_report import evaluate_folders, write_plots
     from eval.detection_io import read_yolo_predictions
     from scripts import ultra
-    from scripts.predict import write_scoring_predictions
+    from scripts.scoring import write_scoring_predictions
     runs = out / "runs"
     cls_best = st.run("3 pretrain classifier (Ultralytics -cls, 64 px)", ultra.train_classifier, data / "crops" / "48",
                       args.det, args.cls_epochs, 64, 32, 2, args.seed, runs, "cls")
@@ -93,7 +94,7 @@ def _two_detectors(yolo: Path, runs: Path, conv: Path, epochs: float):
 
 def darknet_chain(args, st: Stages, data: Path, out: Path):
     """Stages 3-6 with the Darknet binary (classifier -> partial -> yolov3-tiny -> detector valid -> eval)."""
-    from eval.detection import evaluate_folders, write_plots
+    from eval.detection_report import evaluate_folders, write_plots
     from eval.detection_io import image_sizes, read_darknet_results
     from scripts import darknet
     runs = out / "runs"

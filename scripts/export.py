@@ -119,7 +119,8 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     import torch
     from scripts import ultra
-    ultra.offline_env()
+    from scripts.ultra_env import offline_env
+    offline_env()
     for w in args.weights:
         ck = torch.load(w, map_location="cpu", weights_only=False)
         if isinstance(ck, dict) and "arch" in ck:

@@ -71,7 +71,7 @@ class YoloBackboneClassifier(nn.Module):
 
     def __init__(self, n_classes: int = 7, cfg: str = "yolov8n-cls.yaml", dropout: float = 0.2):
         super().__init__()
-        from scripts.ultra import ultralytics
+        from scripts.ultra_env import ultralytics
         ultralytics()  # offline set-up first
         from ultralytics.nn.tasks import ClassificationModel
         from ultralytics.utils.torch_utils import initialize_weights

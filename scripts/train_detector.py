@@ -33,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
 def train_darknet(args) -> int:
     """yolov3-tiny with the Darknet binary (160 px, random=0), then `detector valid` scored by eval/."""
     from converters.io import write_json
-    from eval.detection import evaluate_folders, report_text
+    from eval.detection_report import evaluate_folders, report_text
     from scripts import darknet
     yolo = args.data.parent if args.data.name == "data.yaml" else args.data
     run = RUNS_DIR / "darknet" / args.name

@@ -7,44 +7,19 @@ for Arial.ttf so plotting never reaches for the network.
 """
 from __future__ import annotations
 
-import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from converters.errors import EmoDetError
 from converters.settings import CFG_DIR, RUNS_DIR
+from scripts.ultra_env import ultralytics
 
 DETECTORS = {"v3-tiny": "yolov3-tiny.yaml", "v8n": "yolov8n.yaml", "v8s": "yolov8s.yaml", "11n": "yolo11n.yaml",
              "vggdet": str(CFG_DIR / "vggdet.yaml")}
 CLASSIFIERS = {"v8n": "yolov8n-cls.yaml", "11n": "yolo11n-cls.yaml"}
 # the detector whose backbone each EmoDet backbone-classifier architecture (scripts/torch_models.py) repeats
 BACKBONE_DETECTORS = {"v8n-cls": "v8n", "v8s-cls": "v8s", "vggdet-cls": "vggdet"}
-
-
-def offline_env(config_dir: Path | None = None) -> None:
-    """Environment that keeps Ultralytics offline; must run before anything imports it (also before
-    torch.load of an Ultralytics checkpoint, which imports it while unpickling)."""
-    cfg = Path(config_dir or os.environ.get("YOLO_CONFIG_DIR") or RUNS_DIR / "ultralytics-config")
-    os.environ["YOLO_CONFIG_DIR"] = str(cfg)
-    os.environ["YOLO_OFFLINE"] = "1"
-    os.environ["YOLO_AUTOINSTALL"] = "false"
-    os.environ.setdefault("MPLBACKEND", "Agg")
-    font = cfg / "Ultralytics" / "Arial.ttf"
-    if not font.exists():
-        import matplotlib
-        font.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf", font)
-        shutil.copyfile(font, font.with_name("Arial.Unicode.ttf"))
-
-
-def ultralytics(config_dir: Path | None = None):
-    """Import ultralytics with every network path switched off; returns the module."""
-    offline_env(config_dir)
-    import ultralytics as ul
-    from ultralytics.utils import SETTINGS
-    SETTINGS.update({"sync": False, "hub": False} if "hub" in SETTINGS else {"sync": False})
-    return ul
 
 
 def model_yaml(name: str, table: dict) -> str:

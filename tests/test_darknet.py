@@ -10,7 +10,7 @@ from converters.convert import convert_affectnet
 from converters.darknet_files import check_weights, read_weights
 from converters.errors import EmoDetError
 from converters.pipeline import ConvertOptions
-from eval.detection import evaluate_folders
+from eval.detection_report import evaluate_folders
 from scripts import darknet
 
 pytestmark = pytest.mark.skipif(shutil.which("darknet") is None and not __import__("os").environ.get("DARKNET"),

@@ -9,6 +9,7 @@ import torch
 from sklearn.metrics import f1_score, precision_recall_fscore_support
 
 from eval import confusion
+from scripts import scoring
 from eval.classification import classification_metrics, confusion_matrix, group_metrics, topk_accuracy
 
 
@@ -107,9 +108,9 @@ def test_flip_views_are_the_centre_crop_and_its_mirror():
 
 def test_input_size_renders_the_face_at_another_resolution(tiny_model_and_data):
     d = tiny_model_and_data
-    own = confusion.evaluate_classifier(d / "m.pt", d / "d.h5", "PrivateTest")
-    same = confusion.evaluate_classifier(d / "m.pt", d / "d.h5", "PrivateTest", input_size=40)
-    larger = confusion.evaluate_classifier(d / "m.pt", d / "d.h5", "PrivateTest", input_size=64)
+    own = scoring.evaluate_classifier(d / "m.pt", d / "d.h5", "PrivateTest")
+    same = scoring.evaluate_classifier(d / "m.pt", d / "d.h5", "PrivateTest", input_size=40)
+    larger = scoring.evaluate_classifier(d / "m.pt", d / "d.h5", "PrivateTest", input_size=64)
     assert same["confusion"] == own["confusion"] and larger["input_size"] == 64
     assert sum(map(sum, larger["confusion"])) == 30  # every face scored at the new size
     from scripts.classifiers import _torch_classifier

@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 from converters.errors import EmoDetError
-from scripts.predict import LetterboxDetector, candidate_detections, write_yolo_predictions
+from scripts.detectors import LetterboxDetector, candidate_detections
+from scripts.scoring import write_yolo_predictions
 
 # (classes, anchors) scores of 3 anchors and 2 classes
 SCORES = np.array([[0.9, 0.2, 0.0005],
@@ -46,7 +47,7 @@ def test_scoring_refuses_a_one_label_detector(tmp_path):
 
 def test_flip_averaging_puts_mirror_anchors_back_in_place():
     import numpy as np
-    from scripts.predict import flip_averaged, mirrored_anchors
+    from scripts.detectors import flip_averaged, mirrored_anchors
     perm = mirrored_anchors(64)
     assert len(perm) == 8 * 8 + 4 * 4 + 2 * 2 and np.array_equal(perm[perm], np.arange(len(perm)))
     assert perm[0] == 7 and perm[64] == 64 + 3 and perm[-1] == 64 + 16 + 2  # first row ends swap at each stride

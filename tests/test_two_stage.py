@@ -67,7 +67,7 @@ def test_two_stage_finds_real_faces_and_writes_metrics(scenes, tmp_path):
     # every face carries all 7 classes at conf 0; its scores are the classifier's probabilities (sum 1)
     assert len(out) % 7 == 0 and np.allclose(np.bincount(np.unique(out[:, 2:], axis=0, return_inverse=True)[1].ravel(),
                                                       weights=out[:, 1]), 1, atol=1e-4)
-    from scripts.predict import score_detector
+    from scripts.scoring import score_detector
     r = score_detector(detector, scenes / "val", tmp_path / "two-stage")
     for style in ("darknet", "ultralytics"):
         m = _valid_metrics(tmp_path / "two-stage" / f"metrics-{style}.json")
@@ -77,7 +77,8 @@ def test_two_stage_finds_real_faces_and_writes_metrics(scenes, tmp_path):
 
 def test_one_stage_tiny_training_on_scenes_is_scored_the_same_way(scenes, tmp_path):
     from scripts import ultra
-    from scripts.predict import TorchDetector, score_detector
+    from scripts.detectors import TorchDetector
+    from scripts.scoring import score_detector
     ultra.ultralytics(tmp_path / "config")
     det = ultra.train_detector(scenes / "data.yaml", "v8n", epochs=1, imgsz=128, batch=4, workers=0,
                                project=tmp_path / "runs", name="det")
@@ -106,9 +107,9 @@ def test_multi_label_scoring_reproduces_ultralytics_val_on_the_shipped_detector(
     from converters.fer2013 import read_fer2013
     from converters.scenes import compose_split
     from converters.settings import WEIGHTS_DIR
-    from eval.detection import evaluate_folders
+    from eval.detection_report import evaluate_folders
     from scripts import ultra
-    from scripts.predict import write_scoring_predictions
+    from scripts.scoring import write_scoring_predictions
     records, _ = read_fer2013(real_fer2013 / "fer2013.csv.gz")
     compose_split(records["test"][:600], "val", tmp_path / "affectnet", 120, seed=3, workers=1, progress=False)
     convert_affectnet(tmp_path / "affectnet", ["validation"], tmp_path / "sets",

@@ -71,8 +71,8 @@ def test_transfer_refuses_a_different_family(pipeline):
 
 
 def test_predict_and_evaluate_produce_valid_metrics(pipeline, tmp_path):
-    from eval.detection import evaluate_folders
-    from scripts.predict import write_scoring_predictions
+    from eval.detection_report import evaluate_folders
+    from scripts.scoring import write_scoring_predictions
     val = sorted((pipeline["root"] / "data" / "yolo" / "val").glob("*.jpg"))
     pred = write_scoring_predictions(pipeline["det"], val, tmp_path / "pred", 128)
     assert len(list(pred.glob("*.txt"))) == len(val)
@@ -89,7 +89,8 @@ def test_nothing_reached_for_the_network(pipeline, no_network):
 def test_onnx_export_matches_pytorch_and_predict_cli_writes_outputs(pipeline, tmp_path):
     import cv2
     import numpy as np
-    from scripts.predict import OnnxDetector, letterbox, predict
+    from scripts.detectors import OnnxDetector, letterbox
+    from scripts.predict import predict
     onnx_path = ultra.export_onnx(pipeline["det"], 128)
     image = cv2.imread(str(sorted((pipeline["root"] / "data" / "yolo" / "val").glob("*.jpg"))[0]))
     padded, _, _ = letterbox(image, 128)
@@ -215,7 +216,8 @@ def test_bf16_training_forward_runs_in_bfloat16_returns_float32_and_comes_off(tm
 def test_the_checkpoint_sets_predict_and_eval_input_size_and_names(pipeline, tmp_path):
     """The detector was trained at 128 px: predict, eval and export use that without being told."""
     from converters.errors import EmoDetError
-    from scripts.predict import TorchDetector, load_detector, predict
+    from scripts.detectors import TorchDetector, load_detector
+    from scripts.predict import predict
     det = load_detector(pipeline["det"])
     assert isinstance(det, TorchDetector) and det.imgsz == 128 and det.names == list(class_names(7))
     assert load_detector(pipeline["det"], 160).imgsz == 160
@@ -270,6 +272,6 @@ def test_a_recipe_trains_on_a_mix_of_folders(pipeline, tmp_path, monkeypatch):
     n_train = len(list((yolo / "train").glob("*.jpg")))
     classes_b = {first_class(p) for p in (yolo / "val").glob("*.jpg")}
     assert len(listed) == 2 * n_train + len(classes_b)
-    from scripts.predict import load_detector
+    from scripts.detectors import load_detector
     best = tmp_path / "runs" / "ultralytics" / "tiny" / "weights" / "best.pt"
     assert load_detector(best).imgsz == 96

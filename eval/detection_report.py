@@ -1,0 +1,80 @@
+"""Detection evaluation from files: ground-truth YOLO labels vs predictions on disk (YOLO+conf files or Darknet
+`detector valid` results) -> the metrics of one mAP convention, its text report and plots. The command line is
+eval/detection.py."""
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from converters.errors import EmoDetError
+from eval.ap import pr_curve
+from eval.detection_io import (check_class_ids, image_sizes, read_darknet_results, read_ground_truth, read_names,
+                               read_yolo_predictions)
+from eval.detection_metrics import STYLES, detection_confusion, detection_metrics, rank_predictions
+from eval.plots import plot_confusion, plot_pr_curves
+
+
+def load_predictions(pred: Path, fmt: str, names, gt: Path) -> dict[str, np.ndarray]:
+    pred = Path(pred)
+    if not pred.is_dir():
+        raise EmoDetError(f"{pred}: no such predictions folder")
+    if fmt == "auto":
+        fmt = "darknet" if any(pred.glob("comp4_det_test_*.txt")) else "yolo"
+    if fmt == "darknet":
+        return read_darknet_results(pred, names, image_sizes(gt))
+    return read_yolo_predictions(pred)
+
+
+def evaluate_folders(gt: Path, pred: Path, style: str = "darknet", names_file: Path | None = None,
+                     conf: float = 0.25, interpolation: str | None = None, fmt: str = "auto") -> dict:
+    """Metrics dict for ground-truth labels vs predictions on disk (see module doc)."""
+    if style not in STYLES:
+        raise EmoDetError(f"style must be one of {', '.join(STYLES)}")
+    chosen = STYLES[style] if interpolation is None else replace(STYLES[style], interpolation=interpolation)
+    gts = read_ground_truth(gt)
+    names = read_names(names_file, gts)
+    check_class_ids(gts, len(names), Path(gt))
+    preds = load_predictions(pred, fmt, names, gt)
+    unknown = sorted(set(preds) - set(gts))
+    if unknown:
+        raise EmoDetError(f"{pred}: predictions for {len(unknown)} image(s) without ground truth, e.g. {unknown[0]}")
+    check_class_ids(preds, len(names), Path(pred))
+    ranked = rank_predictions(gts, preds, len(names), chosen)
+    metrics = detection_metrics(gts, preds, names, chosen, conf, ranked=ranked)
+    metrics["names"] = list(names)
+    metrics["confusion"] = detection_confusion(gts, preds, len(names), conf).tolist()
+    metrics["_data"] = (ranked, names, chosen)  # for write_plots; not JSON
+    return metrics
+
+
+def write_plots(metrics: dict, out: Path) -> list[Path]:
+    r, names, style = metrics["_data"]
+    curves = {}
+    for c, name in enumerate(names):
+        sel = r.cls == c
+        if r.n_gt[c]:
+            rec, prec = pr_curve(r.hits[sel, 0], int(r.n_gt[c]))
+            curves[name] = (rec, prec, metrics["per_class"][name]["ap50"])
+    title = f"PR @0.5 ({style.name} style): mAP50 {metrics['map50']:.3f}"
+    paths = [plot_pr_curves(curves, Path(out) / "pr_curve.png", title)]
+    labels = list(names) + ["background"]
+    paths.append(plot_confusion(np.array(metrics["confusion"]), labels, Path(out) / "detection_confusion.png",
+                                f"detections at conf {metrics['conf']:.2f}, IoU 0.45", normalise=False))
+    return paths
+
+
+def report_text(m: dict) -> str:
+    lines = [f"style {m['style']}: AP {m['interpolation']}, match {m['match']} ({m['iou_rule']}), "
+             f"mAP over {m['map_over']} classes; {m['n_images']} images, {m['n_gt']} boxes, {m['n_pred']} predictions",
+             f"{'class':10s} {'n_gt':>6s} {'n_pred':>7s} {'AP50':>7s} {'AP50-95':>8s} {'P':>6s} {'R':>6s}"]
+    for name, c in m["per_class"].items():
+        mark = "" if c["counted"] else "  (not in mAP)"
+        lines.append(f"{name:10s} {c['n_gt']:6d} {c['n_pred']:7d} {c['ap50']:7.4f} {c['ap50_95']:8.4f} "
+                     f"{c['precision']:6.3f} {c['recall']:6.3f}{mark}")
+    lines.append(f"mAP@0.5 {m['map50']:.4f}   mAP@0.5:0.95 {m['map50_95']:.4f}   ({m['style']} style)")
+    lines.append(f"at conf {m['conf']:.3f} ({m['pr_at']}): P {m['precision']:.4f}  R {m['recall']:.4f}  "
+                 f"F1 {m['f1']:.4f}  TP {m['tp']}  FP {m['fp']}  FN {m['fn']}  avg IoU {m['avg_iou']:.4f}  "
+                 f"face recall@0.5 (any class) {m['agnostic_recall50']:.4f}")
+    return "\n".join(lines)

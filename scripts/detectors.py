@@ -1,0 +1,190 @@
+"""One-stage detectors at inference: the letterbox, the decoding of YOLOv8-style outputs (4 box rows + one score
+row per class, anchors at strides 8/16/32) with class-wise NMS, flip averaging, and the two runtimes (ONNX Runtime,
+PyTorch) behind one call: image in, (n, 6) class, score, x1, y1, x2, y2 in pixels out."""
+from __future__ import annotations
+
+import functools
+import math
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from converters.errors import EmoDetError
+
+
+def letterbox(image: np.ndarray, size: int) -> tuple[np.ndarray, tuple[float, float], tuple[int, int]]:
+    """The image as Ultralytics' val feeds it: the long side resized to `size` (sides rounded up, bilinear, as
+    its dataset loader does), centred on a grey (114) size x size canvas. Returns the canvas, the x and y scale
+    actually applied and the padding. Any other rounding or interpolation shifts the class scores by a few
+    hundredths (measured: mAP@0.5 0.591 against the engine's 0.580 on the same 120 scenes with area averaging;
+    identical predictions this way)."""
+    h, w = image.shape[:2]
+    gain = min(size / h, size / w)
+    nh, nw = max(1, min(math.ceil(h * gain), size)), max(1, min(math.ceil(w * gain), size))
+    top, left = round((size - nh) / 2 - 0.1), round((size - nw) / 2 - 0.1)
+    canvas = np.full((size, size, 3), 114, np.uint8)
+    canvas[top:top + nh, left:left + nw] = image if (nh, nw) == (h, w) else cv2.resize(
+        image, (nw, nh), interpolation=cv2.INTER_LINEAR)
+    return canvas, (nw / w, nh / h), (left, top)
+
+
+def candidate_detections(scores: np.ndarray, multi_label: bool, conf: float) -> tuple[np.ndarray, np.ndarray,
+                                                                                        np.ndarray]:
+    """(anchor index, class, score) of the candidates in a (classes, anchors) score map: each anchor's best class,
+    or with `multi_label` every class scoring >= conf (what Ultralytics' val and Darknet's `detector valid` score:
+    a face the detector half calls sad and half neutral counts for both, each at its own confidence)."""
+    if multi_label:
+        cls, anchor = np.nonzero(scores >= conf)
+        return anchor, cls, scores[cls, anchor]
+    cls, score = scores.argmax(0), scores.max(0)
+    anchor = np.nonzero(score >= conf)[0]
+    return anchor, cls[anchor], score[anchor]
+
+
+@functools.lru_cache(maxsize=4)
+def mirrored_anchors(imgsz: int, strides=(8, 16, 32)) -> np.ndarray:
+    """For each anchor of a YOLOv8-style output (the grids of `strides`, row-major, concatenated), the index of
+    the anchor at its mirror position in the horizontally flipped input. Cached (read-only): flip averaging asks
+    for it on every frame."""
+    out, offset = [], 0
+    for s in strides:
+        g = imgsz // s
+        out.append(np.arange(g * g).reshape(g, g)[:, ::-1].ravel() + offset)
+        offset += g * g
+    perm = np.concatenate(out)
+    perm.flags.writeable = False
+    return perm
+
+
+def flip_averaged(out: np.ndarray, out_flipped: np.ndarray, imgsz: int) -> np.ndarray:
+    """Raw outputs of an input and its mirror image averaged anchor by anchor (flip test-time augmentation): the
+    mirror's anchors are put back in place and its box centres mirrored; sizes and class scores are averaged."""
+    perm = mirrored_anchors(imgsz)
+    if out.shape[1] != len(perm):  # e.g. yolov3-tiny's two output strides
+        raise EmoDetError(f"flip averaging needs outputs at strides 8, 16 and 32 ({len(perm)} anchors at {imgsz} px); "
+                          f"this detector has {out.shape[1]}")
+    back = out_flipped[:, perm]
+    back[0] = imgsz - back[0]
+    return (out + back) / 2
+
+
+class LetterboxDetector:
+    """An Ultralytics detector behind a raw forward pass ((4 + classes, anchors): cx, cy, w, h in input pixels, then
+    class scores), decoded here with class-wise NMS so that PyTorch and ONNX weights give the same boxes.
+    `multi_label` keeps every class above the threshold per box (for mAP), else the top class (for drawing);
+    `flip` averages the outputs of the image and its mirror image (2x the time)."""
+
+    imgsz: int
+    names: list[str] | None = None  # the model's own class names, when it carries them
+
+    def __init__(self, multi_label: bool = False, max_det: int = 300, flip: bool = False):
+        self.multi_label, self.max_det, self.flip = multi_label, max_det, flip
+
+    def raw(self, x: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def __call__(self, image: np.ndarray, conf: float, iou: float) -> np.ndarray:
+        """(n, 6) class, score, x1, y1, x2, y2 in pixels of `image`, best first."""
+        return self.with_scores(image, conf, iou)[0]
+
+    def with_scores(self, image: np.ndarray, conf: float, iou: float) -> tuple[np.ndarray, np.ndarray]:
+        """What __call__ returns, and each box's score for every class (n, classes): the emotion distribution
+        an app shows per face."""
+        padded, (sx, sy), (left, top) = letterbox(image, self.imgsz)
+        x = np.ascontiguousarray(padded[:, :, ::-1].transpose(2, 0, 1)[None], dtype=np.float32) / 255.0
+        out = self.raw(x)
+        if self.flip:
+            out = flip_averaged(out, self.raw(np.ascontiguousarray(x[..., ::-1])), self.imgsz)
+        anchor, cls, score = candidate_detections(out[4:], self.multi_label, conf)
+        cx, cy, w, h = out[:4, anchor]
+        boxes = np.stack([cx - w / 2, cy - h / 2, w, h], 1)
+        idx = cv2.dnn.NMSBoxesBatched(boxes.tolist(), score.tolist(), cls.tolist(), conf, iou) if len(anchor) else []
+        idx = np.asarray(idx, int).reshape(-1)
+        idx = idx[np.argsort(-score[idx], kind="stable")][:self.max_det]
+        b = boxes[idx]
+        x1, y1 = (b[:, 0] - left) / sx, (b[:, 1] - top) / sy
+        x2, y2 = x1 + b[:, 2] / sx, y1 + b[:, 3] / sy
+        hh, ww = image.shape[:2]
+        det = np.c_[cls[idx], score[idx], np.clip(x1, 0, ww), np.clip(y1, 0, hh), np.clip(x2, 0, ww),
+                    np.clip(y2, 0, hh)]
+        return det, out[4:, anchor[idx]].T
+
+
+def _names_from_metadata(text: str | None) -> list[str] | None:
+    """Class names from an Ultralytics ONNX export's metadata (`{0: 'neutral', ...}`), if present."""
+    import ast
+    try:
+        names = ast.literal_eval(text) if text else None
+    except (ValueError, SyntaxError):
+        return None
+    return [names[i] for i in sorted(names)] if isinstance(names, dict) else None
+
+
+class OnnxDetector(LetterboxDetector):
+    """An Ultralytics detector exported to ONNX (output (1, 4 + classes, anchors)), run with ONNX Runtime."""
+
+    def __init__(self, path: Path, imgsz: int, threads: int | None = None, **decode):
+        import onnxruntime as ort
+        super().__init__(**decode)
+        opts = ort.SessionOptions()
+        if threads:
+            opts.intra_op_num_threads = threads
+        try:
+            self.sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        except Exception as exc:
+            raise EmoDetError(f"{path}: not a loadable ONNX model ({type(exc).__name__})") from None
+        self.input = self.sess.get_inputs()[0].name
+        shape = self.sess.get_inputs()[0].shape
+        self.imgsz = shape[-1] if isinstance(shape[-1], int) else checked_imgsz(imgsz or 256, path)
+        meta = self.sess.get_modelmeta().custom_metadata_map.get("names")
+        self.names = _names_from_metadata(meta)
+
+    def raw(self, x: np.ndarray) -> np.ndarray:
+        return self.sess.run(None, {self.input: x})[0][0]
+
+
+STRIDE = 32  # the largest stride of every detector here: the input side must be a multiple of it
+
+
+def checked_imgsz(imgsz: int, where) -> int:
+    """`imgsz` if the detector can take it; one line otherwise (a side that is not a multiple of the stride fails
+    inside torch, or silently finds nothing)."""
+    if imgsz < STRIDE or imgsz % STRIDE:
+        raise EmoDetError(f"{where}: input size {imgsz} is not a positive multiple of {STRIDE}")
+    return int(imgsz)
+
+
+def checkpoint_imgsz(net) -> int | None:
+    """The input size an Ultralytics model was trained at (its checkpoint's train_args), if it says."""
+    size = (getattr(net, "args", None) or {}).get("imgsz")
+    return int(size[0] if isinstance(size, (list, tuple)) else size) if size else None
+
+
+class TorchDetector(LetterboxDetector):
+    """An Ultralytics detector checkpoint (.pt), its network run directly in PyTorch; by default at the input size
+    and with the class names it was trained with."""
+
+    def __init__(self, path: Path, imgsz: int | None, **decode):
+        from scripts.ultra_env import ultralytics
+        super().__init__(**decode)
+        try:
+            self.net = ultralytics().YOLO(str(path), task="detect").model.float().eval()
+        except Exception as exc:  # a text file, a truncated download, another framework's pickle
+            raise EmoDetError(f"{path}: not an Ultralytics checkpoint ({type(exc).__name__})") from None
+        self.imgsz = checked_imgsz(imgsz or checkpoint_imgsz(self.net) or 256, path)
+        names = getattr(self.net, "names", None)
+        self.names = [names[i] for i in sorted(names)] if isinstance(names, dict) else None
+
+    def raw(self, x: np.ndarray) -> np.ndarray:
+        import torch
+        with torch.inference_mode():
+            out = self.net(torch.from_numpy(x))
+        return (out[0] if isinstance(out, (list, tuple)) else out)[0].numpy()
+
+
+def load_detector(weights: Path, imgsz: int | None = None, **decode) -> LetterboxDetector:
+    weights = Path(weights)
+    if not weights.exists():
+        raise EmoDetError(f"{weights}: no such weights file")
+    return (OnnxDetector if weights.suffix == ".onnx" else TorchDetector)(weights, imgsz, **decode)
