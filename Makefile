@@ -2,6 +2,7 @@
 # First use of any target sets up .venv (pinned packages) and Debian's darknet: see scripts/setup.sh.
 SHELL := /bin/bash
 PY := .venv/bin/python
+EMODET := .venv/bin/emodet
 STAMP := .venv/.emodet-setup-$(shell cat requirements.txt scripts/setup.sh 2>/dev/null | cksum | cut -d' ' -f1)
 
 # Data and conversion settings (override on the command line: make convert SPLIT=training SIZES="48 96")
@@ -31,7 +32,7 @@ CROPS ?= $(OUT)/crops/48
 DATA_YAML ?= $(OUT)/yolo/data.yaml
 
 .PHONY: setup sample convert convert-fer2013 scenes scenes-bench merge balance test demo bench clean help \
-        train-classifier partial train-detector export predict app
+        train train-classifier partial train-detector export predict app
 
 help:
 	@echo "make demo      - the whole pipeline on the embedded synthetic sample (sets everything up first)"
@@ -48,77 +49,82 @@ $(STAMP):
 	@rm -f .venv/.emodet-setup-*; touch $@
 
 sample: $(STAMP)
-	$(PY) -m converters.synthetic --out $(AFFECTNET) --train-images $(SAMPLE_TRAIN) --val-images $(SAMPLE_VAL) --seed $(SEED)
+	$(EMODET) sample --out $(AFFECTNET) --train-images $(SAMPLE_TRAIN) --val-images $(SAMPLE_VAL) --seed $(SEED)
 
 $(AFFECTNET)/training.csv:
 	$(MAKE) sample
 
 convert: $(STAMP) $(if $(INPUT),,$(if $(filter data/sample/affectnet,$(AFFECTNET)),$(AFFECTNET)/training.csv))
-	$(PY) -m converters.convert --input $(or $(INPUT),$(AFFECTNET)) --out $(OUT) --split $(SPLIT) --sizes $(SIZES) \
+	$(EMODET) convert --input $(or $(INPUT),$(AFFECTNET)) --out $(OUT) --split $(SPLIT) --sizes $(SIZES) \
 	  --classes $(CLASSES) --color $(COLOR) --box-scale $(BOX_SCALE) --formats $(FORMATS) $(if $(filter 1,$(ALIGN)),--align)
 
 convert-fer2013: $(STAMP)
-	$(PY) -m converters.fer2013 $(if $(FER2013),--fer2013 $(FER2013)) $(if $(FERPLUS),--ferplus $(FERPLUS))
+	$(EMODET) convert-fer2013 $(if $(FER2013),--fer2013 $(FER2013)) $(if $(FERPLUS),--ferplus $(FERPLUS))
 
 # train scenes: 3000 use about a third of the FER2013 Training faces; 8200 use each of them once
 SCENES_TRAIN ?= 3000
 scenes: $(STAMP)
-	$(PY) -m converters.scenes --train $(SCENES_TRAIN) $(if $(FER2013),--fer2013 $(FER2013))
-	$(PY) -m converters.convert --affectnet data/scenes --out data/scenes-converted --split training validation test \
+	$(EMODET) scenes --train $(SCENES_TRAIN) $(if $(FER2013),--fer2013 $(FER2013))
+	$(EMODET) convert --affectnet data/scenes --out data/scenes-converted --split training validation test \
 	  --sizes 48 --formats yolo crops --overwrite
 
 # one-stage detector vs Haar + classifier on the test scenes (trains the detector for HOURS unless REUSE=1)
 HOURS ?= 1.0
 scenes-bench: $(STAMP)
-	$(PY) -m scripts.bench --parts scenes --hours $(HOURS) $(if $(IMGSZ),--imgsz $(IMGSZ)) $(if $(filter 1,$(REUSE)),--reuse) \
+	$(EMODET) bench --parts scenes --hours $(HOURS) $(if $(IMGSZ),--imgsz $(IMGSZ)) $(if $(filter 1,$(REUSE)),--reuse) \
 	  $(if $(SOFT),--soft $(SOFT)) $(if $(CLS_PW),--cls-pw $(CLS_PW)) $(if $(CLOSE_MOSAIC),--close-mosaic $(CLOSE_MOSAIC)) \
 	  $(if $(FREEZE),--freeze $(FREEZE))
 
 merge: $(STAMP)
-	$(PY) -m converters.merge --affectnet $(OUT)
+	$(EMODET) merge --affectnet $(OUT)
 
 balance: $(STAMP)
-	$(PY) -m converters.balance --data data/fer2013 --weights --folds 5
+	$(EMODET) balance --data data/fer2013 --weights --folds 5
 
 train-classifier: $(STAMP)
-	$(PY) -m scripts.train_classifier --backend $(BACKEND) $(if $(filter ultralytics,$(BACKEND)),--crops $(CROPS) --model $(MODEL),$(if $(filter torch,$(BACKEND)),$(if $(filter-out v8n,$(MODEL)),--model $(MODEL)),--darknet-data $(OUT)/darknet/48 $(if $(filter-out v8n,$(MODEL)),--model $(MODEL)))) \
+	$(EMODET) train-classifier --backend $(BACKEND) $(if $(filter ultralytics,$(BACKEND)),--crops $(CROPS) --model $(MODEL),$(if $(filter torch,$(BACKEND)),$(if $(filter-out v8n,$(MODEL)),--model $(MODEL)),--darknet-data $(OUT)/darknet/48 $(if $(filter-out v8n,$(MODEL)),--model $(MODEL)))) \
 	  $(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(IMGSZ),--imgsz $(IMGSZ)) $(if $(SOFT),--soft $(SOFT))
+
+# a shipped model from its recipe file: make train RECIPE=cfg/recipes/real-det.yaml [HOURS=0.1]
+RECIPE ?= cfg/recipes/real-det.yaml
+train: $(STAMP)
+	$(EMODET) train --recipe $(RECIPE) $(if $(filter command line,$(origin HOURS)),--hours $(HOURS))
 
 LAYERS ?= 9
 
 partial: $(STAMP)
-	$(PY) -m scripts.partial --backend $(BACKEND) --cfg $(CFG) --classes $(CLASSES) $(if $(filter darknet,$(BACKEND)),--layers $(LAYERS)) \
+	$(EMODET) partial --backend $(BACKEND) --cfg $(CFG) --classes $(CLASSES) $(if $(filter darknet,$(BACKEND)),--layers $(LAYERS)) \
 	  $(if $(CLS_WEIGHTS),--cls-weights $(CLS_WEIGHTS))
 
 train-detector: $(STAMP)
-	$(PY) -m scripts.train_detector --backend $(BACKEND) --cfg $(CFG) --data $(DATA_YAML) $(if $(INIT),--init $(INIT)) \
+	$(EMODET) train-detector --backend $(BACKEND) --cfg $(CFG) --data $(DATA_YAML) $(if $(INIT),--init $(INIT)) \
 	  $(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(IMGSZ),--imgsz $(IMGSZ))
 
 WEIGHTS ?= weights/det.pt weights/cls.pt
 SOURCE ?= data/affectnet/yolo/val
 
 export: $(STAMP)
-	$(PY) -m scripts.export $(WEIGHTS) $(if $(IMGSZ),--imgsz $(IMGSZ))
+	$(EMODET) export $(WEIGHTS) $(if $(IMGSZ),--imgsz $(IMGSZ))
 
 predict: $(STAMP)
-	$(PY) -m scripts.predict $(SOURCE) $(if $(filter 1,$(TWO_STAGE)),--two-stage $(if $(CLASSIFIER),--classifier $(CLASSIFIER))) \
+	$(EMODET) predict $(SOURCE) $(if $(filter 1,$(TWO_STAGE)),--two-stage $(if $(CLASSIFIER),--classifier $(CLASSIFIER))) \
 	  $(if $(filter command line,$(origin WEIGHTS)),--weights $(firstword $(WEIGHTS))) $(if $(IMGSZ),--imgsz $(IMGSZ)) \
 	  $(if $(filter 1,$(FLIP)),--flip)
 
 # the local web app on http://127.0.0.1:$(PORT) (photos, video, webcam); Ctrl-C stops it
 PORT ?= 7860
 app: $(STAMP)
-	$(PY) -m scripts.app --port $(PORT) $(if $(filter command line,$(origin WEIGHTS)),--detector $(firstword $(WEIGHTS))) \
+	$(EMODET) app --port $(PORT) $(if $(filter command line,$(origin WEIGHTS)),--detector $(firstword $(WEIGHTS))) \
 	  $(if $(CLASSIFIER),--classifier $(CLASSIFIER))
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests
 
 demo: $(STAMP)
-	$(PY) -m scripts.demo --backend $(BACKEND)
+	$(EMODET) demo --backend $(BACKEND)
 
 bench: $(STAMP)
-	$(PY) -m scripts.bench
+	$(EMODET) bench
 
 clean:
 	rm -rf runs data/sample data/affectnet data/fer2013 data/ferplus

@@ -23,10 +23,12 @@ echo "[setup] installing pinned Python packages (torch is a CUDA build from loca
 .venv/bin/pip install --quiet --disable-pip-version-check -r requirements.txt 2>&1 | grep -v "is ignored: it is neither" || true
 .venv/bin/python -c "import torch, ultralytics, cv2, onnxruntime" 2>/dev/null \
   || { echo "[setup] package install failed (see pip's message above); run make again once it is fixed"; exit 1; }
-# The project itself goes on the venv's path (what an editable install does, without a build step), so
-# `python eval/confusion.py` and `python -m converters.convert` import converters/, eval/, scripts/.
-site=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
-pwd > "$site/emodet.pth"
+# The project itself: an editable install (pyproject.toml), which also puts the `emodet` command in .venv/bin;
+# `python eval/confusion.py` and `python -m converters.convert` import converters/, eval/, scripts/ through it.
+.venv/bin/pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e . 2>&1 \
+  | grep -v "is ignored: it is neither" || true
+.venv/bin/python -c "import converters, scripts.cli" 2>/dev/null \
+  || { echo "[setup] the editable install of the project failed (see pip's message above)"; exit 1; }
 if ! command -v darknet >/dev/null 2>&1 && [ -z "${DARKNET:-}" ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "[setup] installing Debian's darknet (pjreddie 2018, CPU)"
