@@ -7,7 +7,6 @@ joined by `;`. Valence/arousal lie in [-1, 1], -2 meaning not applicable.
 from __future__ import annotations
 
 import csv
-import io
 import math
 from collections import Counter
 from pathlib import Path
@@ -37,6 +36,10 @@ R_CONTEMPT = "contempt in 7-class mode"
 R_LANDMARKS = "landmarks malformed"
 R_VA = "valence/arousal not numeric"
 R_DUPLICATE = "duplicate row"
+R_OUTSIDE = "path outside the image folder"
+R_UNPARSABLE = "line not parsable as CSV"
+R_TRUNCATED = "image truncated (no JPEG end marker)"
+R_TOO_LARGE = "image too large to decode"
 FIX_CLIPPED = "box clipped to image"
 
 
@@ -59,9 +62,10 @@ def parse_landmarks(text: str) -> np.ndarray | None:
         values = np.array(fields, dtype=np.float64)
     except ValueError:
         raise ValueError("non-numeric landmark") from None
-    if not np.isfinite(values).all():
+    points = values.astype(np.float32)  # 1e39 is finite in float64 and inf in float32: check what we keep
+    if not np.isfinite(points).all():
         raise ValueError("non-finite landmark")
-    return values.astype(np.float32).reshape(68, 2)
+    return points.reshape(68, 2)
 
 
 def format_landmarks(points: np.ndarray | None) -> str:
@@ -87,14 +91,22 @@ def image_size(path: Path) -> tuple[int, int]:
 
 
 def _rows(csv_path: Path):
-    """(line number, fields) for every data row; tolerates files with or without the header line."""
+    """(line number, fields) for every data row; tolerates files with or without the header line. Each physical
+    line is parsed on its own: AffectNet's fields never span lines, and a stray quote must cost one row (reported)
+    instead of swallowing the rows after it. A line that csv cannot parse at all (a field over csv's 128 KiB
+    limit) yields None, reported by the caller."""
     try:
         text = csv_path.read_bytes().decode("utf-8-sig", errors="replace")
     except OSError as exc:
         from .errors import EmoDetError
         raise EmoDetError(f"{csv_path}: cannot read ({exc.strerror})") from None
     text = text.replace("\x00", "")  # csv refuses NUL bytes; a NUL-damaged row is then reported, not fatal
-    for number, fields in enumerate(csv.reader(io.StringIO(text, newline="")), start=1):
+    for number, line in enumerate(text.splitlines(), start=1):
+        try:
+            fields = next(csv.reader([line]), [])
+        except csv.Error:
+            yield number, None
+            continue
         if number == 1 and fields and fields[0].strip() == HEADER[0]:
             continue
         if not fields or all(not f.strip() for f in fields):
@@ -117,10 +129,14 @@ def read_affectnet(csv_path: Path, images_root: Path | None = None, n_classes: i
     seen: dict[tuple, int] = {}
 
     def reject(row: int, reason: str, detail: str = "") -> None:
-        image = str(images_root / fields[0].strip()) if fields and fields[0].strip() else ""
+        rel = fields[0].strip() if fields else ""
+        image = str(path_inside(images_root, rel) or "") if rel else ""
         rejects.append(Reject(source, row, reason, detail, image))
 
     for row, fields in _rows(csv_path):
+        if fields is None:
+            rejects.append(Reject(source, row, R_UNPARSABLE, "a field over 128 KiB"))
+            continue
         if len(fields) != len(HEADER):
             reject(row, R_COLUMNS, f"{len(fields)} instead of {len(HEADER)}")
             continue
@@ -162,7 +178,10 @@ def read_affectnet(csv_path: Path, images_root: Path | None = None, n_classes: i
         if not rel:
             reject(row, R_MISSING, "empty path")
             continue
-        image = images_root / rel
+        image = path_inside(images_root, rel)
+        if image is None:
+            reject(row, R_OUTSIDE, rel)
+            continue
         key = (rel, box)
         if key in seen:
             reject(row, R_DUPLICATE, f"same image and box as row {seen[key]}")
@@ -188,14 +207,41 @@ def read_affectnet(csv_path: Path, images_root: Path | None = None, n_classes: i
     return ReadResult(records, rejects, fixes)
 
 
+def path_inside(root: Path, rel: str) -> Path | None:
+    """`root / rel` if it stays inside `root` once `..` and symbolic links are resolved, else None: a CSV row must
+    not make the converter read (and hard-link into the output) /etc/passwd or a file beside the dataset."""
+    path = Path(root) / rel
+    try:
+        resolved, base = path.resolve(), Path(root).resolve()
+    except (OSError, RuntimeError):  # a symlink loop
+        return None
+    return path if resolved.is_relative_to(base) else None
+
+
+def _jpeg_complete(path: Path) -> bool:
+    """Whether a JPEG file ends with the end-of-image marker (FF D9), allowing trailing padding; libjpeg only
+    warns on a truncated file and fills the missing rows with grey."""
+    with open(path, "rb") as f:
+        f.seek(0, 2)
+        size = f.tell()
+        f.seek(max(0, size - 4096))
+        tail = f.read().rstrip(b"\x00")
+    return tail.endswith(b"\xff\xd9")
+
+
 def _probe_image(path: Path) -> tuple[int, int] | str:
-    """Image size, or the reject reason when the file is missing, empty or not an image."""
+    """Image size, or the reject reason when the file is missing, empty, truncated, too large or not an image."""
     try:
         if path.stat().st_size == 0:
             return R_EMPTY
-        return image_size(path)
+        size = image_size(path)
+        if path.suffix.lower() in (".jpg", ".jpeg") and not _jpeg_complete(path):
+            return R_TRUNCATED
+        return size
     except FileNotFoundError:
         return R_MISSING
+    except Image.DecompressionBombError:
+        return R_TOO_LARGE
     except (UnidentifiedImageError, OSError, EOFError, SyntaxError, ValueError):
         return R_UNDECODABLE
 

@@ -34,6 +34,8 @@ PHOTO_BOX_FIT = WEIGHTS_DIR / "haar-box-fit-photos.json"
 def input_shape(root: Path) -> str:
     """Which reader a dataset folder (or labels CSV) needs; one line naming what was looked for otherwise."""
     root = Path(root)
+    if not root.exists():
+        raise EmoDetError(f"{root}: no such file or folder")
     if root.is_dir() and (root / "data.yaml").is_file():
         return "yolo"
     if root.is_dir() and (root / IMAGES_DIRNAME).is_dir():

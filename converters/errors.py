@@ -19,3 +19,14 @@ def run_cli(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[s
     except KeyboardInterrupt:
         print("interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `| head -1`: the reader left; nothing to say and nobody to say it to
+        import os
+        try:  # Python would report the closed pipe again while flushing stdout at exit
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):  # stdout is not a file (captured, replaced)
+            pass
+        return 141
+    except OSError as exc:  # a full or read-only disk, an output path that is a file: the OS says which file
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 2

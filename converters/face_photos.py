@@ -20,7 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .affectnet import R_CONTEMPT, _probe_image
+from .affectnet import R_CONTEMPT, R_OUTSIDE, _probe_image, path_inside
 from .errors import EmoDetError
 from .face_boxes import BoxFit, haar_cascade, haar_faces
 from .labels import canonical_code
@@ -101,7 +101,10 @@ def read_face_photos(root: Path, split: str | None = None, n_classes: int = 7, v
         if len(fields) < 2:
             rejects.append(Reject(source, n, R_COLUMNS, f"{len(fields)}; expected image,emotion[,identity]"))
             continue
-        image = images / fields[0]
+        image = path_inside(images, fields[0])
+        if image is None:
+            rejects.append(Reject(source, n, R_OUTSIDE, fields[0]))
+            continue
         identity = fields[2] if len(fields) > 2 and fields[2] else Path(fields[0]).stem
         if split is not None and identity_split(identity, val_fraction, seed) != split:
             continue

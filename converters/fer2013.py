@@ -258,7 +258,10 @@ def main(argv=None) -> int:
         for rep in reps:
             print(summary_text(rep, opts))
     if rejects:
+        from collections import Counter
         print(f"FER2013 rows skipped by the reader: {len(rejects)}; first: {rejects[0].line()}")
+        for reason, n in Counter(r.reason for r in rejects).most_common():
+            print(f"  {n:6d}  {reason}")
     print(f"done in {time.perf_counter() - t0:.1f} s")
     return 0
 

@@ -36,6 +36,7 @@ FORMATS = ("crops", "darknet", "table", "yolo")
 TABLE_SIZE = 48  # FER2013 faces are 48x48
 PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 1]  # fast; fixed so reruns are byte-identical
 R_DECODE = "image undecodable"
+MAX_CROP = 1024  # px; a face crop larger than this is a typo (--sizes 100000 would allocate gigabytes per face)
 
 
 @dataclass(frozen=True)
@@ -55,10 +56,10 @@ class ConvertOptions:
         unknown = set(self.formats) - set(FORMATS)
         if unknown:
             raise EmoDetError(f"unknown format(s) {sorted(unknown)}; choose from {', '.join(FORMATS)}")
-        if not self.sizes or min(self.sizes) < 8:
-            raise EmoDetError(f"crop sizes must be >= 8 px, got {self.sizes}")
-        if self.box_scale <= 0:
-            raise EmoDetError(f"box scale must be positive, got {self.box_scale}")
+        if not self.sizes or min(self.sizes) < 8 or max(self.sizes) > MAX_CROP:
+            raise EmoDetError(f"crop sizes must lie in 8..{MAX_CROP} px, got {self.sizes}")
+        if not (math.isfinite(self.box_scale) and 0 < self.box_scale <= 10):
+            raise EmoDetError(f"box scale must be a number in (0, 10], got {self.box_scale}")
 
     def signature(self) -> dict:
         """The options that change output bytes (a rerun with other values must not reuse files)."""
@@ -268,12 +269,25 @@ class SplitReport:
 MANIFEST = ".emodet-convert.json"
 
 
+def _file_stamp(path: Path) -> str:
+    """Size and modification time of a file (cheap at AffectNet's 420,000 images, unlike hashing them)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return "missing"
+    return f"{st.st_size}:{st.st_mtime_ns}"
+
+
 def records_digest(records: list[FaceRecord]) -> str:
-    """What identifies a split's input: each face's image, row, box and label, in order. Output files are named
-    after CSV rows, so a changed CSV converted into the same folder must not reuse them."""
+    """What a split's outputs depend on: each face's image (path, size and mtime), row, box, label and landmarks,
+    in order. Output files are named after CSV rows, so a changed CSV, a replaced image or moved landmarks
+    converted into the same folder must not reuse the old files."""
     h = hashlib.sha1()
+    stamps: dict[Path, str] = {}
     for r in records:
-        h.update(f"{r.image}|{r.row}|{r.box}|{r.expression}\n".encode())
+        stamp = stamps.get(r.image) or stamps.setdefault(r.image, _file_stamp(r.image))
+        marks = "" if r.landmarks is None else hashlib.sha1(np.ascontiguousarray(r.landmarks).tobytes()).hexdigest()
+        h.update(f"{r.image}|{stamp}|{r.row}|{r.box}|{r.expression}|{marks}\n".encode())
     return h.hexdigest()
 
 
