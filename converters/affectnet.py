@@ -102,14 +102,14 @@ def _rows(csv_path: Path):
         raise EmoDetError(f"{csv_path}: cannot read ({exc.strerror})") from None
     text = text.replace("\x00", "")  # csv refuses NUL bytes; a NUL-damaged row is then reported, not fatal
     for number, line in enumerate(text.splitlines(), start=1):
+        if not line.replace(",", "").strip():  # blank (or only separators): nothing to convert or report
+            continue
         try:
             fields = next(csv.reader([line]), [])
         except csv.Error:
             yield number, None
             continue
         if number == 1 and fields and fields[0].strip() == HEADER[0]:
-            continue
-        if not fields or all(not f.strip() for f in fields):
             continue
         yield number, fields
 

@@ -6,6 +6,7 @@ FER+ (Barsoum et al. 2016) gives 10 crowd votes per original FER2013 row, in the
 from __future__ import annotations
 
 import argparse
+import csv
 import time
 from pathlib import Path
 
@@ -49,10 +50,15 @@ def original_rows(csv_path: Path, n_rows: int, rows_path: Path | None = None) ->
 def read_fer2013(csv_path: Path, rows_path: Path | None = None) -> tuple[dict[str, list[FaceRecord]], list[Reject]]:
     """Records per split (train/val/test from Usage), labels in canonical order; bad rows rejected with reasons."""
     csv_path = Path(csv_path)
-    df = _read_csv(csv_path, dtype=str, keep_default_na=False)
+    # One data row per physical line, so a reject's line number is the file's: split on \n only (a stray \r
+    # inside a field must not make two rows), keep blank lines (reported, not skipped), drop CRLF's \r.
+    df = _read_csv(csv_path, dtype=str, keep_default_na=False, lineterminator="\n", skip_blank_lines=False,
+                   quoting=csv.QUOTE_NONE)  # FER2013 quotes nothing: a stray " must not join lines
+    df.columns = [c.strip() for c in df.columns]
     missing = {"emotion", "pixels", "Usage"} - set(df.columns)
     if missing:
         raise EmoDetError(f"{csv_path}: missing column(s) {sorted(missing)}; expected emotion,pixels,Usage")
+    df["Usage"] = df["Usage"].str.rstrip("\r")
     orig = original_rows(csv_path, len(df), rows_path)
     source = csv_path.name
     rejects: list[Reject] = []
@@ -73,7 +79,7 @@ def read_fer2013(csv_path: Path, rows_path: Path | None = None) -> tuple[dict[st
         if usage not in USAGE_TO_SPLIT:
             rejects.append(Reject(source, i + 2, "unknown Usage", repr(usage)))
             continue
-        if code != code or int(code) not in FER2013_TO_CANONICAL:
+        if code != code or not 0 <= int(code) <= 6:  # FER2013 itself has 7 classes (7 is our contempt extension)
             rejects.append(Reject(source, i + 2, "emotion not in 0..6", repr(df.emotion.iat[i])))
             continue
         by_split[USAGE_TO_SPLIT[usage]].append(FaceRecord(

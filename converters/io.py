@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -42,3 +43,36 @@ def atomic_write_text(path: Path, text: str) -> bool:
 def write_json(path: Path, data) -> Path:
     atomic_write_text(path, json.dumps(data, indent=1) + "\n")
     return Path(path)
+
+
+LOCK_NAME = ".emodet.lock"
+
+
+@contextmanager
+def output_lock(out: Path):
+    """Hold an exclusive lock on an output folder while writing into it: a second conversion into the same
+    folder is refused in one line instead of interleaving its files with ours."""
+    import fcntl
+    from .errors import EmoDetError
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / LOCK_NAME, "a") as handle:  # "a": an existing lock file is not touched (reruns change nothing)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise EmoDetError(f"{out}: another EmoDet run is writing into this folder ({LOCK_NAME}); wait for it "
+                              "or choose another output folder") from None
+        try:
+            yield out
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def remove_leftovers(out: Path) -> int:
+    """Delete the temporary files an interrupted run left under `out` (every writer here names them *.tmp);
+    call it holding output_lock, so no live writer's file is removed. Returns how many went."""
+    n = 0
+    for path in Path(out).rglob("*.tmp"):
+        path.unlink(missing_ok=True)
+        n += 1
+    return n

@@ -13,7 +13,9 @@ AFFECTNET_NON_EXPRESSIONS = {8: "none", 9: "uncertain", 10: "no-face"}
 
 # FER2013 `emotion` column (Goodfellow et al. 2013): 0 Angry ... 6 Neutral.
 FER2013_NAMES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
-FER2013_TO_CANONICAL = {0: 6, 1: 5, 2: 4, 3: 1, 4: 2, 5: 3, 6: 0}
+# Contempt (canonical 7), which FER2013 lacks, takes the next free code, 7, so 8-class tables (AffectNet or FER+
+# with --classes 8) can still be written in FER2013's CSV format.
+FER2013_TO_CANONICAL = {0: 6, 1: 5, 2: 4, 3: 1, 4: 2, 5: 3, 6: 0, 7: 7}
 CANONICAL_TO_FER2013 = {c: f for f, c in FER2013_TO_CANONICAL.items()}
 
 # FER+ `fer2013new.csv` vote columns (Barsoum et al. 2016), in file order.

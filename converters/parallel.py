@@ -2,12 +2,16 @@
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 from typing import Callable, Iterator
+
+from .orphan_guard import POOL_PARENT, die_with_parent
 
 
 def _init_worker():
     import cv2
     cv2.setNumThreads(1)  # one process per core already; OpenCV's own threads would oversubscribe
+    die_with_parent()
 
 
 def parallel_map(fn: Callable, jobs: list, workers: int, chunksize: int | None = None) -> Iterator:
@@ -20,5 +24,9 @@ def parallel_map(fn: Callable, jobs: list, workers: int, chunksize: int | None =
         yield from map(fn, jobs)
         return
     chunk = chunksize or max(1, min(32, len(jobs) // (8 * workers)))
-    with mp.get_context("forkserver").Pool(workers, initializer=_init_worker) as pool:
+    ctx = mp.get_context("forkserver")
+    # the forkserver process (the workers' parent) must die with us too: it imports this module first
+    ctx.set_forkserver_preload(["converters.orphan_guard"])
+    os.environ[POOL_PARENT] = str(os.getpid())
+    with ctx.Pool(workers, initializer=_init_worker) as pool:
         yield from pool.imap(fn, jobs, chunksize=chunk)

@@ -25,7 +25,7 @@ import numpy as np
 from . import crops as geo
 from .darknet_files import check_classifier_path, check_detector_image_path
 from .errors import EmoDetError
-from .io import atomic_write_bytes
+from .io import atomic_write_bytes, output_lock, remove_leftovers
 from .parallel import parallel_map
 from .labels import class_names
 from .records import FaceRecord, Reject
@@ -130,6 +130,18 @@ def _decode(task: ImageTask, factor: int, color: str) -> np.ndarray | None:
     return cv2.imread(str(task.image), reduced | cv2.IMREAD_IGNORE_ORIENTATION)
 
 
+def _exif_rotated(path: Path) -> bool:
+    """Whether a JPEG carries an EXIF orientation other than 'as stored'. Our boxes are in the stored pixel grid,
+    but Ultralytics and OpenCV load such a file rotated, so its YOLO copy is re-encoded without the tag (pixels as
+    stored) instead of hard-linked."""
+    from PIL import Image
+    try:
+        with Image.open(path) as im:
+            return im.getexif().get(0x0112, 1) not in (0, 1)
+    except Exception:  # unreadable EXIF: the decoder decides later
+        return False
+
+
 def _png(crop: np.ndarray) -> bytes:
     ok, buf = cv2.imencode(".png", crop, PNG_PARAMS)
     if not ok:
@@ -150,6 +162,8 @@ def _link_or_write(src: Path | None, data: bytes | None, dst: Path) -> None:
     except OSError:
         shutil.copyfile(src, tmp)
     os.replace(tmp, dst)
+    # rename() between two links of one file does nothing (POSIX), leaving tmp behind when dst already links src
+    tmp.unlink(missing_ok=True)
 
 
 def convert_group(task: ImageTask, layout: Layout, options: ConvertOptions) -> GroupOut:
@@ -217,7 +231,7 @@ def convert_group(task: ImageTask, layout: Layout, options: ConvertOptions) -> G
         img_dst, txt_dst = layout.yolo(task.split, task.stem)
         check_detector_image_path(str(img_dst))
         if img_dst in missing:
-            if task.records[0].pixels is not None or not _is_jpeg(task.image):
+            if task.records[0].pixels is not None or not _is_jpeg(task.image) or _exif_rotated(task.image):
                 full = task.records[0].pixels if task.records[0].pixels is not None else cv2.imread(
                     str(task.image), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
                 ok, buf = cv2.imencode(".jpg", full, [cv2.IMWRITE_JPEG_QUALITY, 95])
@@ -311,11 +325,16 @@ def _check_manifest(out: Path, split: str, signature: dict, overwrite: bool) -> 
 
 def convert_split(records: list[FaceRecord], split: str, out: Path, options: ConvertOptions,
                   rejects: list[Reject] = (), overwrite: bool = False) -> tuple[SplitReport, list[Reject]]:
-    """Write all requested formats for one split; returns the report and every rejected row (reader's + ours)."""
+    """Write all requested formats for one split; returns the report and every rejected row (reader's + ours).
+    Holds the output folder's lock throughout, and first removes what an interrupted run left behind."""
+    with output_lock(out):
+        remove_leftovers(out)
+        return _convert_split(records, split, Path(out), options, rejects, overwrite)
+
+
+def _convert_split(records, split, out, options, rejects, overwrite):
     from . import writers
     t0 = time.perf_counter()
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     _check_manifest(out, split, options.signature() | {"records": records_digest(records)}, overwrite)
     layout = Layout(out, options)
     tasks = image_tasks(records, split)

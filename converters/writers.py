@@ -1,12 +1,13 @@
 """Split- and dataset-level files of each output format, written after the per-image work of the pipeline."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 
 from .darknet_files import data_file_text, write_list, write_names
-from .io import atomic_write_bytes, atomic_write_text
+from .io import atomic_write_bytes, atomic_write_text, output_lock
 from .labels import SPLIT_TO_USAGE, canonical_to_fer2013
 from .ultralytics_files import write_detection_yaml
 
@@ -74,7 +75,8 @@ def finalize_table(out: Path, names) -> None:
     rebuilding them per split would rewrite the large CSV each time)."""
     parts = Path(out) / "table" / "parts"
     if parts.is_dir():
-        write_table(Path(out) / "table", load_table_parts(parts), names)
+        with output_lock(out):
+            write_table(Path(out) / "table", load_table_parts(parts), names)
 
 
 def load_table_parts(parts: Path) -> dict[str, tuple[np.ndarray, np.ndarray, list[str]]]:
@@ -108,16 +110,18 @@ def write_h5(path: Path, table, names) -> bool:
     bytes differ, so a rerun leaves the file untouched.
     """
     import h5py
-    import tempfile
-    with tempfile.NamedTemporaryFile(suffix=".h5", dir=path.parent) as tmp:
-        with h5py.File(tmp.name, "w", track_order=True) as h5:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # *.tmp: removed by the next run if we are killed
+    try:
+        with h5py.File(tmp, "w", track_order=True) as h5:
             h5.attrs["label_order"] = ",".join(names)
             for split, (pixels, labels, ids) in table.items():
                 usage = SPLIT_TO_USAGE[split]
                 h5.create_dataset(f"{usage}_pixel", data=pixels, track_times=False)
                 h5.create_dataset(f"{usage}_label", data=labels, track_times=False)
                 h5.create_dataset(f"{usage}_id", data=np.array(ids, dtype="S"), track_times=False)
-        return atomic_write_bytes(path, Path(tmp.name).read_bytes())
+        return atomic_write_bytes(path, tmp.read_bytes())
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def write_table(folder: Path, table, names) -> None:

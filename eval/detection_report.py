@@ -34,6 +34,8 @@ def evaluate_folders(gt: Path, pred: Path, style: str = "darknet", names_file: P
         raise EmoDetError(f"style must be one of {', '.join(STYLES)}")
     chosen = STYLES[style] if interpolation is None else replace(STYLES[style], interpolation=interpolation)
     gts = read_ground_truth(gt)
+    if not gts:
+        raise EmoDetError(f"{gt}: no ground-truth label files (.txt) to score against")
     names = read_names(names_file, gts)
     check_class_ids(gts, len(names), Path(gt))
     preds = load_predictions(pred, fmt, names, gt)

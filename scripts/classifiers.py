@@ -82,7 +82,10 @@ def _onnx_classifier(path: Path, threads: int | None = None) -> Classifier:
     if threads:
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
-    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    try:
+        sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own types for a truncated or foreign file
+        raise EmoDetError(f"{path}: not a loadable ONNX model ({type(exc).__name__})") from None
     meta = sess.get_modelmeta().custom_metadata_map
     if "names" not in meta:
         raise EmoDetError(f"{path}: ONNX model has no 'names' metadata (export it with `make export`)")
@@ -125,11 +128,22 @@ def _ultralytics_classifier(path: Path) -> Classifier:
     return Classifier(names, dict(input_size=imgsz), run, "ultralytics", path)
 
 
-def _is_ultralytics_checkpoint(path: Path) -> bool:
+def checkpoint(path: Path):
+    """torch.load of a checkpoint, or one line naming the file when it is text, truncated or not a checkpoint."""
+    import pickle
+    import zipfile
     import torch
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except (pickle.UnpicklingError, zipfile.BadZipFile, EOFError, RuntimeError, ValueError, AttributeError,
+            ModuleNotFoundError) as exc:
+        raise EmoDetError(f"{path}: not a PyTorch checkpoint ({type(exc).__name__})") from None
+
+
+def _is_ultralytics_checkpoint(path: Path) -> bool:
     from scripts.ultra_env import offline_env
     offline_env()
-    ck = torch.load(path, map_location="cpu", weights_only=False)
+    ck = checkpoint(path)
     return isinstance(ck, dict) and "arch" not in ck and ("model" in ck or "ema" in ck)
 
 

@@ -115,3 +115,63 @@ def test_a_nan_in_a_prediction_or_label_file_names_its_line(tmp_path):
         read_yolo_file(tmp_path / "p.txt", True)
     with pytest.raises(EmoDetError, match=r"g.txt:1: not finite"):
         read_yolo_file(tmp_path / "g.txt", False)
+
+
+def test_contempt_goes_into_the_fer2013_format_table_with_8_classes(tmp_path):
+    from converters.synthetic import generate_sample
+    generate_sample(tmp_path / "s8", n_train=24, n_val=4, seed=3, n_classes=8, workers=1, progress=False)
+    convert_affectnet(tmp_path / "s8", ["training"], tmp_path / "out",
+                      ConvertOptions(sizes=(48,), formats=("table",), n_classes=8, workers=1, progress=False))
+    codes = [line.split(",")[0] for line in (tmp_path / "out" / "table" / "fer2013.csv").read_text().splitlines()[1:]]
+    assert "7" in codes  # contempt, FER2013's missing class, under the next code
+
+
+def test_a_second_conversion_into_the_same_folder_is_refused_while_one_runs(dataset, tmp_path):
+    from converters.io import output_lock
+    out = tmp_path / "out"
+    with output_lock(out):
+        with pytest.raises(EmoDetError, match="another EmoDet run is writing into this folder"):
+            convert_affectnet(dataset, ["training"], out, ConvertOptions(**OPTS))
+    convert_affectnet(dataset, ["training"], out, ConvertOptions(**OPTS))  # free again
+
+
+def test_leftovers_of_a_killed_run_are_removed_and_links_leave_no_temp_file(dataset, tmp_path):
+    from converters.pipeline import _link_or_write
+    out = tmp_path / "out"
+    (out / "table").mkdir(parents=True)
+    (out / "table" / ".fer2013.h5.4242.tmp").write_bytes(b"half")
+    (out / "table" / "fer2013.csv.4242.tmp").write_bytes(b"half")
+    convert_affectnet(dataset, ["training"], out, ConvertOptions(**OPTS))
+    assert list(out.rglob("*.tmp")) == []
+    src = tmp_path / "src.jpg"
+    src.write_bytes(b"jpeg")
+    _link_or_write(src, None, tmp_path / "dst.jpg")
+    _link_or_write(src, None, tmp_path / "dst.jpg")  # dst is already a link of src: rename() does nothing
+    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".tmp" or p.name.startswith(".")) == []
+
+
+def test_an_exif_rotated_photo_gets_a_yolo_image_whose_pixels_match_its_label(tmp_path):
+    """The YOLO copy of a JPEG with EXIF orientation 6 is written upright as stored, so Ultralytics' own image
+    loader sees the face where the label says (a hard link would load rotated by 90 degrees)."""
+    from PIL import Image
+    from ultralytics.utils.patches import imread
+    from converters.settings import PROJECT_ROOT  # noqa: F401  (project on the path)
+    root = tmp_path / "affectnet"
+    images = root / "Manually_Annotated_Images" / "1"
+    images.mkdir(parents=True)
+    stored = np.zeros((200, 300, 3), np.uint8)
+    stored[40:100, 200:260] = 255  # the "face": x 200-260, y 40-100 in the stored pixel grid
+    pil = Image.fromarray(stored)
+    exif = pil.getexif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise when shown
+    pil.save(images / "r.jpg", exif=exif, quality=95)
+    header = ",".join(HEADER)
+    (root / "training.csv").write_text(f"{header}\n1/r.jpg,200,40,60,60,,1,0.5,0.1\n")
+    convert_affectnet(root, ["training"], tmp_path / "out", ConvertOptions(sizes=(48,), formats=("yolo",), workers=1,
+                                                                          progress=False))
+    yolo = tmp_path / "out" / "yolo" / "train"
+    img = imread(str(next(yolo.glob("*.jpg"))))
+    _, cx, cy, w, h = map(float, next(yolo.glob("*.txt")).read_text().split())
+    H, W = img.shape[:2]
+    x1, y1, x2, y2 = int((cx - w / 2) * W), int((cy - h / 2) * H), int((cx + w / 2) * W), int((cy + h / 2) * H)
+    assert (W, H) == (300, 200) and img[y1 + 5:y2 - 5, x1 + 5:x2 - 5].mean() > 200
