@@ -175,3 +175,23 @@ def test_an_exif_rotated_photo_gets_a_yolo_image_whose_pixels_match_its_label(tm
     H, W = img.shape[:2]
     x1, y1, x2, y2 = int((cx - w / 2) * W), int((cy - h / 2) * H), int((cx + w / 2) * W), int((cy + h / 2) * H)
     assert (W, H) == (300, 200) and img[y1 + 5:y2 - 5, x1 + 5:x2 - 5].mean() > 200
+
+
+def test_eval_of_an_empty_folder_is_one_line(tmp_path, capsys):
+    from eval import detection
+    (tmp_path / "gt").mkdir()
+    (tmp_path / "pred").mkdir()
+    assert run_cli(detection.main, ["--gt", str(tmp_path / "gt"), "--pred", str(tmp_path / "pred")]) == 2
+    assert "no ground-truth label files" in capsys.readouterr().err
+
+
+def test_a_text_file_as_a_classifier_is_one_line(tmp_path, capsys):
+    from eval import confusion
+    from converters.labels import class_names
+    from converters.writers import write_h5
+    write_h5(tmp_path / "t.h5", {"test": (np.zeros((2, 2304), np.uint8), np.array([0, 1]), ["a", "b"])},
+             class_names(7))
+    fake = tmp_path / "m.pt"
+    fake.write_text("hello")
+    assert run_cli(confusion.main, ["--weights", str(fake), "--data", str(tmp_path / "t.h5")]) == 2
+    assert "not a PyTorch checkpoint" in capsys.readouterr().err

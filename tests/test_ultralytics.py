@@ -275,3 +275,20 @@ def test_a_recipe_trains_on_a_mix_of_folders(pipeline, tmp_path, monkeypatch):
     from scripts.detectors import load_detector
     best = tmp_path / "runs" / "ultralytics" / "tiny" / "weights" / "best.pt"
     assert load_detector(best).imgsz == 96
+
+
+def test_eval_with_weights_on_two_ground_truths_keeps_their_predictions_apart(pipeline, tmp_path):
+    """Each --gt gets a prediction folder of its own: the second run does not trip over the first's files."""
+    import shutil
+    from eval import detection
+    val = pipeline["root"] / "data" / "yolo" / "val"
+    a, b = tmp_path / "a", tmp_path / "b"
+    shutil.copytree(val, a)
+    b.mkdir()
+    for p in sorted(val.iterdir())[:4]:
+        shutil.copy(p, b / p.name)
+    weights = tmp_path / "det.pt"
+    shutil.copy(pipeline["det"], weights)
+    for gt in (a, b):
+        assert detection.main(["--weights", str(weights), "--gt", str(gt)]) == 0
+    assert (tmp_path / "pred_det_a").is_dir() and (tmp_path / "pred_det_b").is_dir()
