@@ -252,14 +252,10 @@ def validate_classifier(cfg: Path, weights: Path, data_file: Path, run: Path) ->
 
 def yolo_anchors(train_list: Path, size: int) -> str:
     """Anchor string for the cfg: k-means of the training boxes at the network input size."""
-    wh = []
-    for image in Path(train_list).read_text().split():
-        label = Path(image).with_suffix(".txt")
-        if label.exists():
-            for line in label.read_text().splitlines():
-                parts = line.split()
-                if len(parts) == 5:
-                    wh.append([float(parts[3]) * size, float(parts[4]) * size])
+    from converters.yolo_format import read_yolo_rows
+    rows = [read_yolo_rows(label) for image in Path(train_list).read_text().split()
+            if (label := Path(image).with_suffix(".txt")).exists()]
+    wh = np.concatenate(rows)[:, 3:5] * size if rows else np.zeros((0, 2))
     if len(wh) < 6:
         raise EmoDetError(f"{train_list}: fewer than 6 labelled boxes; cannot fit anchors")
     anchors = kmeans_anchors(np.array(wh), 6)
@@ -269,6 +265,7 @@ def yolo_anchors(train_list: Path, size: int) -> str:
 def check_detection_set(data_file: Path, n_classes: int) -> None:
     """Darknet silently trains on blank images or corrupt ids; refuse a set with missing labels or bad class ids."""
     from converters.darknet_files import read_data_file
+    from converters.yolo_format import read_yolo_rows
     entries = read_data_file(data_file)
     bad = []
     for image in Path(entries["train"]).read_text().split():
@@ -276,10 +273,14 @@ def check_detection_set(data_file: Path, n_classes: int) -> None:
         if not Path(image).exists() or not label.exists():
             bad.append(f"{image}: image or label missing")
             continue
-        for k, line in enumerate(label.read_text().splitlines(), start=1):
-            parts = line.split()
-            if len(parts) != 5 or not parts[0].isdigit() or int(parts[0]) >= n_classes:
-                bad.append(f"{label}:{k}: {line.strip()!r}")
+        try:
+            ids = read_yolo_rows(label)[:, 0]
+        except EmoDetError as exc:
+            bad.append(str(exc))
+            continue
+        wrong = ids[(ids < 0) | (ids >= n_classes) | (ids != np.round(ids))]
+        if len(wrong):
+            bad.append(f"{label}: class id {wrong[0]:g} outside 0..{n_classes - 1}")
     if bad:
         raise EmoDetError(f"{len(bad)} bad training label(s) for Darknet, first: {bad[0]}")
 

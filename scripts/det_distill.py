@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from converters.errors import EmoDetError
+from converters.yolo_format import read_yolo_rows
 
 CODE = 8  # above every class index (7 or 8 classes)
 
@@ -46,7 +47,7 @@ def scene_soft_rows(scenes: Path, yolo_train: Path, table_index: dict[int, int])
         label = Path(yolo_train) / f"{task.stem}.txt"
         if not label.exists():
             raise EmoDetError(f"{label}: missing; convert {scenes} again (its sources and YOLO set disagree)")
-        classes = [int(line.split()[0]) for line in label.read_text().splitlines() if line.strip()]
+        classes = read_yolo_rows(label)[:, 0].astype(int).tolist()
         if classes != [r.expression for r in task.records]:
             raise EmoDetError(f"{label}: classes {classes} differ from {scenes}/training.csv")
         out[str(label.with_suffix(".jpg").resolve())] = np.array(
