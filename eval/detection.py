@@ -81,9 +81,8 @@ def main(argv=None) -> int:
     if args.plots:
         for p in write_plots(m, args.plots):
             print(f"plot: {p}")
-    m.pop("_data")
     if args.json:
-        print(f"json: {write_json(args.json, m)}")
+        print(f"json: {write_json(args.json, m.to_json())}")
     return 0
 
 

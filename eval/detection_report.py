@@ -16,6 +16,18 @@ from eval.detection_metrics import STYLES, detection_confusion, detection_metric
 from eval.plots import plot_confusion, plot_pr_curves
 
 
+class DetectionMetrics(dict):
+    """The metrics of one convention as a dict of JSON values (map50, per_class, ...), plus what the plots need
+    (the ranked predictions, class names, style) as an attribute that never reaches JSON."""
+
+    def __init__(self, values: dict, plot_data: tuple):
+        super().__init__(values)
+        self.plot_data = plot_data
+
+    def to_json(self) -> dict:
+        return dict(self)
+
+
 def load_predictions(pred: Path, fmt: str, names, gt: Path) -> dict[str, np.ndarray]:
     pred = Path(pred)
     if not pred.is_dir():
@@ -28,7 +40,7 @@ def load_predictions(pred: Path, fmt: str, names, gt: Path) -> dict[str, np.ndar
 
 
 def evaluate_folders(gt: Path, pred: Path, style: str = "darknet", names_file: Path | None = None,
-                     conf: float = 0.25, interpolation: str | None = None, fmt: str = "auto") -> dict:
+                     conf: float = 0.25, interpolation: str | None = None, fmt: str = "auto") -> DetectionMetrics:
     """Metrics dict for ground-truth labels vs predictions on disk (see module doc)."""
     if style not in STYLES:
         raise EmoDetError(f"style must be one of {', '.join(STYLES)}")
@@ -47,12 +59,11 @@ def evaluate_folders(gt: Path, pred: Path, style: str = "darknet", names_file: P
     metrics = detection_metrics(gts, preds, names, chosen, conf, ranked=ranked)
     metrics["names"] = list(names)
     metrics["confusion"] = detection_confusion(gts, preds, len(names), conf).tolist()
-    metrics["_data"] = (ranked, names, chosen)  # for write_plots; not JSON
-    return metrics
+    return DetectionMetrics(metrics, (ranked, names, chosen))
 
 
-def write_plots(metrics: dict, out: Path) -> list[Path]:
-    r, names, style = metrics["_data"]
+def write_plots(metrics: DetectionMetrics, out: Path) -> list[Path]:
+    r, names, style = metrics.plot_data
     curves = {}
     for c, name in enumerate(names):
         sel = r.cls == c

@@ -162,8 +162,6 @@ def main(argv=None) -> int:
         rows = rows[rows[:, 1] >= 0.25]
         (out / "plots").mkdir(exist_ok=True)
         cv2.imwrite(str(out / "plots" / f"annotated_{image.stem}.jpg"), annotated_image(cv2.imread(str(image)), rows, names))
-    for m in dets.values():
-        m.pop("_data", None)
     summary = dict(classifier=dict(top1=cls["top1"], top2=cls["topk"], macro_f1=cls.get("macro_f1"), n=cls["n"],
                                    model=cls["model"]),
                    detector={s: {k: m[k] for k in ("map50", "map50_95", "precision", "recall", "f1", "conf")}

@@ -65,9 +65,8 @@ def score_detector(detector, gt: Path, out: Path) -> dict:
         if style == "darknet":
             write_plots(m, out)
         reports.append(report_text(m))
-        m.pop("_data")
         m["ms_per_image"] = ms
-        write_json(out / f"metrics-{style}.json", m)
+        write_json(out / f"metrics-{style}.json", m.to_json())
         result[style] = m
     result["report"] = "\n\n".join(reports) + f"\n{ms:.1f} ms per image (model only), {len(images)} images; in {out}"
     (out / "report.txt").write_text(result["report"] + "\n")

@@ -43,8 +43,7 @@ def train_darknet(args) -> int:
     results = darknet.validate_detector(cfg, weights, run / "emotion.data", run)
     m = evaluate_folders(yolo / "val", results, "darknet", yolo / "emotion.names")
     print(report_text(m))
-    m.pop("_data")
-    print(f"weights {weights}; metrics {write_json(run / 'metrics.json', m)}; loss curve {run / 'train-detector.png'}")
+    print(f"weights {weights}; metrics {write_json(run / 'metrics.json', m.to_json())}; loss curve {run / 'train-detector.png'}")
     return 0
 
 

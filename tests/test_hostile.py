@@ -155,7 +155,6 @@ def test_an_exif_rotated_photo_gets_a_yolo_image_whose_pixels_match_its_label(tm
     loader sees the face where the label says (a hard link would load rotated by 90 degrees)."""
     from PIL import Image
     from ultralytics.utils.patches import imread
-    from converters.settings import PROJECT_ROOT  # noqa: F401  (project on the path)
     root = tmp_path / "affectnet"
     images = root / "Manually_Annotated_Images" / "1"
     images.mkdir(parents=True)

@@ -3,7 +3,6 @@
 label/prediction reader and the FER2013 reader."""
 from __future__ import annotations
 
-import shutil
 
 import numpy as np
 import pytest
