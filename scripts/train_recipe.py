@@ -25,10 +25,33 @@ def load_recipe(path: Path) -> dict:
         recipe = yaml.safe_load(Path(path).read_text())
     except FileNotFoundError:
         raise EmoDetError(f"{path}: no such recipe (see cfg/recipes/)") from None
-    for key in ("name", "task", "init", "imgsz", "train", "val"):
+    required = {"detect": ("name", "task", "init", "imgsz", "train", "val"), "classify": ("name", "task", "args")}
+    if recipe.get("task") not in required:
+        raise EmoDetError(f"{path}: task must be one of {', '.join(required)}")
+    for key in required[recipe["task"]]:
         if key not in recipe:
             raise EmoDetError(f"{path}: recipe has no `{key}`")
     return recipe
+
+
+def classifier_argv(recipe: dict, out: Path) -> list[str]:
+    """scripts.torch_classifier's command line for a classify recipe (its `args`, written as options)."""
+    argv = []
+    for key, value in recipe["args"].items():
+        values = value if isinstance(value, list) else [value]
+        argv += [f"--{key}", *map(str, values)]
+    return argv + ["--out", str(out), "--quiet"]
+
+
+def train_classifier_recipe(recipe: dict, name: str | None = None) -> Path:
+    from scripts import torch_classifier
+    out = RUNS_DIR / "torch" / (name or recipe["name"])
+    for table in recipe.get("data", []):
+        if not (PROJECT_ROOT / table).exists():
+            raise EmoDetError(f"{PROJECT_ROOT / table}: missing; make it first (see the recipe's comment)")
+    torch_classifier.main(classifier_argv(recipe, out))
+    (out / "recipe.json").write_text(json.dumps(recipe, indent=1))
+    return out
 
 
 def _first_class(image: Path) -> int:
@@ -99,9 +122,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     recipe = load_recipe(args.recipe)
-    if recipe["task"] != "detect":
-        raise EmoDetError(f"{args.recipe}: task {recipe['task']!r}; only detect recipes train here so far")
-    run = train_detector_recipe(recipe, args.name, args.hours)
+    if recipe["task"] == "classify":
+        run = train_classifier_recipe(recipe, args.name)
+    else:
+        run = train_detector_recipe(recipe, args.name, args.hours)
     print(f"trained {run}")
     return 0
 

@@ -1,0 +1,40 @@
+"""Every recipe file loads, names files that exist or that a make target writes, and its options are ones the
+trainer knows (a typo in a recipe fails here, not an hour into a training)."""
+from pathlib import Path
+
+import pytest
+
+from converters.errors import EmoDetError
+from converters.settings import CFG_DIR, PROJECT_ROOT
+from scripts.train_recipe import classifier_argv, load_recipe
+
+RECIPES = sorted((CFG_DIR / "recipes").glob("*.yaml"))
+
+
+def test_there_are_recipes():
+    assert {p.stem for p in RECIPES} >= {"real-det", "faces-vggc"}
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.stem)
+def test_a_recipe_is_complete_and_its_options_are_known(path):
+    recipe = load_recipe(path)
+    if recipe["task"] == "classify":
+        from scripts.torch_classifier import build_parser
+        args = build_parser().parse_args(classifier_argv(recipe, Path("/tmp/x")))
+        assert args.model == recipe["args"]["model"]
+    else:
+        from scripts.ultra import defaults
+        known = set(defaults("detect")) | {"cls", "cls_pw", "scale", "close_mosaic", "lr0", "batch", "workers",
+                                           "epochs", "mosaic", "fliplr", "hsv_s", "plots"}
+        assert set(recipe.get("hyp", {})) <= known
+        assert (PROJECT_ROOT / recipe["init"]).suffix == ".pt"
+        assert all("path" in e for e in recipe["train"] + recipe["val"])
+
+
+def test_a_recipe_without_its_task_fields_is_refused(tmp_path):
+    (tmp_path / "r.yaml").write_text("name: x\ntask: classify\n")
+    with pytest.raises(EmoDetError, match="no `args`"):
+        load_recipe(tmp_path / "r.yaml")
+    (tmp_path / "r.yaml").write_text("name: x\ntask: segment\n")
+    with pytest.raises(EmoDetError, match="task must be one of"):
+        load_recipe(tmp_path / "r.yaml")
