@@ -20,7 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from converters.errors import EmoDetError, run_cli
+from converters.errors import run_cli
 from converters.settings import DEFAULT_DETECTOR, FER2013_BACKBONE, FER2013_MODEL, PROJECT_ROOT, RESULTS_DIR
 from eval.results import append_result
 
@@ -290,67 +290,48 @@ def _soft_target_trainer(soft: Path, yolo_train: Path):
 
 
 RECIPE_FILE = "emodet-recipe.json"  # beside a scenes detector run: what Ultralytics' args.yaml cannot say
+SCENES_RECIPE = PROJECT_ROOT / "cfg" / "recipes" / "scenes-det.yaml"
 
 
-def train_scenes_detector(yolo: Path, name: str = SCENES_DET, hours: float = 1.0, imgsz: int = 320,
+def train_scenes_detector(yolo: Path, name: str = SCENES_DET, hours: float | None = None, imgsz: int | None = None,
                           backbone: Path | None = None, freeze: int | None = None, soft: Path | None = None,
-                          cls_pw: float = 0.0, close_mosaic: int = 10, model: str | None = None) -> Path:
-    """The scenes bench's one-stage detector: `model` (v8n, v8s, vggdet; by default the family of the backbone's
-    classifier) from a FER classifier's backbone, trained `hours` on the scenes of `yolo`; writes its recipe beside
-    the run and returns the run folder."""
+                          cls_pw: float | None = None, close_mosaic: int | None = None, model: str | None = None) -> Path:
+    """The scenes bench's one-stage detector: cfg/recipes/scenes-det.yaml, with any field the bench was given
+    instead (an experiment); writes what it trained beside the run and returns the run folder."""
     import json
 
-    from converters.labels import class_names
-    from converters.settings import RUNS_DIR
-    from scripts import ultra
-    backbone = Path(backbone or FER2013_BACKBONE)
-    if not backbone.exists():
-        raise EmoDetError(f"{backbone}: no FER backbone; train one with `python -m scripts.torch_classifier "
-                          f"--model vggdet-cls --epochs 90 --train-sizes 24 32 40 48 64 80 --balance 0.5` "
-                          f"(weights/fer2013-vggdet-cls.md)")
-    model = model or ultra.backbone_detector(backbone)
-    detector, report = ultra.transfer_backbone(backbone, model, 7)
-    freeze = report.layers() if freeze is None else freeze  # default: the whole transferred backbone
-    init = ultra.save_detection_init(detector, class_names(7), RUNS_DIR / "ultralytics" / f"{name}-init.pt")
-    # emotion is the hard part here (the boxes are found: recall 0.99 at conf 0.1), so the class loss weighs 4x
-    # Ultralytics' default; less scale jitter keeps small faces from shrinking below what shows an expression.
-    # Against the defaults, same hour: val mAP@0.5 0.34 vs 0.30 after 6 epochs. A frozen backbone keeps the
-    # classifier's expression features (trainable, they were worn down: val mAP@0.5 0.17 vs 0.37 after 3
-    # epochs) and makes an epoch 1.5x faster. A backbone trained at several face resolutions (fer2013-v8ncls-ms)
-    # and bf16 training (37 epochs in the hour instead of 23): best val mAP@0.5 0.504 vs 0.468, faces under 32 px
-    # found 0.79 vs 0.62 on the test scenes. The class-balanced backbone (fer2013-v8ncls-msb), every Training face
-    # once (8,200 scenes), class weights ** 0.5 and the backbone's last two layers trainable (--freeze 7): 0.521.
-    # The vggdet backbone (full-resolution VGG stem, as a classifier mean AP 0.66 vs 0.61), frozen whole
-    # (--freeze 16), half the images/s: 0.558 after 8 epochs; the same backbone trained 90 epochs instead of 60
-    # (mean AP 0.675 vs 0.660): 0.585.
-    ultra.train_detector(yolo / "data.yaml", init, imgsz=imgsz, workers=1, name=name, time=hours, cls=2.0,
-                         scale=0.3, freeze=freeze, cls_pw=cls_pw, close_mosaic=close_mosaic,
-                         trainer=soft and _soft_target_trainer(soft, yolo / "train"))
-    run = RUNS_DIR / "ultralytics" / name
-    where = backbone.resolve()
-    recipe = dict(backbone=str(where.relative_to(PROJECT_ROOT) if where.is_relative_to(PROJECT_ROOT) else where),
-                  model=model, soft=soft and str(soft),
+    from scripts import train_recipe
+    recipe = train_recipe.load_recipe(SCENES_RECIPE)
+    hyp = dict(recipe["hyp"]) | {k: v for k, v in (("cls_pw", cls_pw), ("close_mosaic", close_mosaic)) if v is not None}
+    given = dict(imgsz=imgsz, freeze=freeze, model=model, init_backbone=backbone and str(backbone))
+    recipe = recipe | {k: v for k, v in given.items() if v is not None} | {"hyp": hyp}
+    run = train_recipe.train_detector_recipe(recipe, name, hours,
+                                             trainer=soft and _soft_target_trainer(soft, yolo / "train"))
+    where = (PROJECT_ROOT / recipe["init_backbone"]).resolve()
+    record = dict(backbone=str(where.relative_to(PROJECT_ROOT) if where.is_relative_to(PROJECT_ROOT) else where),
+                  model=recipe.get("model"), soft=soft and str(soft),
                   train_images=len(list((yolo / "train").glob("*.jpg"))))
-    (run / RECIPE_FILE).write_text(json.dumps(recipe, indent=1))
+    (run / RECIPE_FILE).write_text(json.dumps(record, indent=1))
     return run
 
 
-def _scenes_command(recipe: dict, n_train: int) -> str:
-    """The commands that compose the scenes and train the detector as recorded."""
-    backbone = recipe.get("backbone") or FER2013_BACKBONE.name
-    opts = "".join([f" --backbone {backbone}" if Path(backbone).name != FER2013_BACKBONE.name else "",
-                    f" --model {recipe['model']}" if recipe.get("model", "v8n") != "v8n" else "",
-                    # always named: the default (the whole transferred backbone) depends on the backbone
-                    f" --freeze {recipe['freeze']}" if recipe.get("freeze") is not None else "",
-                    f" --cls-pw {recipe['cls_pw']}" if recipe.get("cls_pw") else "",
-                    f" --close-mosaic {recipe['close_mosaic']}" if recipe.get("close_mosaic") not in (None, 10) else "",
-                    f" --soft {recipe['soft']}" if recipe.get("soft") else ""])
+def _scenes_command(trained: dict, n_train: int) -> str:
+    """The commands that compose the scenes and train the detector as recorded: the bench's options name only
+    what differs from cfg/recipes/scenes-det.yaml."""
+    import yaml
+    spec = yaml.safe_load(SCENES_RECIPE.read_text())
+    base = dict(spec["hyp"], freeze=spec.get("freeze"), model=spec.get("model"))
+    backbone = trained.get("backbone") or spec["init_backbone"]
+    opts = "".join([f" --backbone {backbone}" if Path(backbone).name != Path(spec["init_backbone"]).name else "",
+                    *(f" --{k.replace('_', '-')} {trained[k]}" for k in ("model", "freeze", "cls_pw", "close_mosaic")
+                      if trained.get(k) is not None and trained.get(k) != base.get(k)),
+                    f" --soft {trained['soft']}" if trained.get("soft") else ""])
     return f"`make scenes SCENES_TRAIN={n_train}`, then `python -m scripts.bench --parts scenes{opts}`"
 
 
-def bench_scenes(reuse: bool, hours: float = 1.0, imgsz: int = 320, backbone: Path | None = None,
-                 freeze: int | None = None, soft: Path | None = None, cls_pw: float = 0.0, close_mosaic: int = 10,
-                 model: str | None = None) -> dict:
+def bench_scenes(reuse: bool, hours: float | None = None, imgsz: int | None = None, backbone: Path | None = None,
+                 freeze: int | None = None, soft: Path | None = None, cls_pw: float | None = None,
+                 close_mosaic: int | None = None, model: str | None = None) -> dict:
     """Real FER faces in composed scenes (`make scenes`): the one-stage detector (train_scenes_detector) vs Haar +
     the shipped FER classifier, both scored on the test scenes by the same code. With `reuse`, weights already
     trained under runs/ultralytics are scored again."""
@@ -500,8 +481,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reuse", action="store_true",
                    help="demo parts: record the last run's summary instead of rerunning; scenes: score the last "
                         "trained detector")
-    p.add_argument("--hours", type=float, default=1.0, help="scenes part: detector training budget")
-    p.add_argument("--imgsz", type=int, default=320, help="scenes part: detector input size (with --reuse: as trained)")
+    p.add_argument("--hours", type=float, default=None,
+                   help="scenes part: detector training budget (default: cfg/recipes/scenes-det.yaml's)")
+    p.add_argument("--imgsz", type=int, default=None,
+                   help="scenes part: detector input size (default: the recipe's; with --reuse: as trained)")
     p.add_argument("--freeze", type=int, default=None, help="scenes part: keep the first N detector layers frozen "
                    "for the whole training (default: the transferred backbone, 9 layers of v8n/v8s, 16 of vggdet); "
                    "0 trains them too")
@@ -514,10 +497,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--soft", type=Path, default=None,
                    help="scenes part: distillation targets of the FER2013 Training faces (scripts/distill.py's CSV) "
                         "for the detector's class loss instead of one-hot classes")
-    p.add_argument("--cls-pw", type=float, default=0.0,
-                   help="scenes part: Ultralytics' class-weight power (inverse class frequency ** cls_pw, 0 = off)")
-    p.add_argument("--close-mosaic", type=int, default=10,
-                   help="scenes part: last N epochs without mosaic (Ultralytics' default 10; fewer for long epochs)")
+    p.add_argument("--cls-pw", type=float, default=None,
+                   help="scenes part: Ultralytics' class-weight power (inverse class frequency ** cls_pw, 0 = off; "
+                        "default: the recipe's)")
+    p.add_argument("--close-mosaic", type=int, default=None,
+                   help="scenes part: last N epochs without mosaic (default: the recipe's)")
     p.add_argument("--detector", type=Path, default=None, help="real part: detector (default: the shipped default)")
     p.add_argument("--classifier", type=Path, default=None, help="real part: classifier (default: the shipped FER model)")
     p.add_argument("--also", type=Path, nargs="*", default=[], help="real part: more classifiers for its faces table")

@@ -25,12 +25,14 @@ def load_recipe(path: Path) -> dict:
         recipe = yaml.safe_load(Path(path).read_text())
     except FileNotFoundError:
         raise EmoDetError(f"{path}: no such recipe (see cfg/recipes/)") from None
-    required = {"detect": ("name", "task", "init", "imgsz", "train", "val"), "classify": ("name", "task", "args")}
+    required = {"detect": ("name", "task", "imgsz", "train", "val"), "classify": ("name", "task", "args")}
     if recipe.get("task") not in required:
         raise EmoDetError(f"{path}: task must be one of {', '.join(required)}")
     for key in required[recipe["task"]]:
         if key not in recipe:
             raise EmoDetError(f"{path}: recipe has no `{key}`")
+    if recipe["task"] == "detect" and ("init" in recipe) == ("init_backbone" in recipe):
+        raise EmoDetError(f"{path}: a detect recipe starts from `init` (a detector) or `init_backbone` (a classifier)")
     return recipe
 
 
@@ -92,21 +94,40 @@ def data_yaml(recipe: dict, folder: Path) -> Path:
     return folder / "data.yaml"
 
 
-def train_detector_recipe(recipe: dict, name: str | None = None, hours: float | None = None) -> Path:
-    """Train the recipe's detector; returns the run folder (recipe.json beside Ultralytics' args.yaml)."""
+def detector_init(recipe: dict, name: str) -> tuple[Path, int | None]:
+    """(initial checkpoint, layers to freeze) of a detect recipe: its `init` checkpoint, or a fresh `model` with the
+    backbone of the classifier `init_backbone` copied in (then `freeze` defaults to that whole backbone)."""
+    if "init_backbone" not in recipe:
+        init = PROJECT_ROOT / recipe["init"]
+        if not init.exists():
+            raise EmoDetError(f"{init}: the recipe's initial weights are missing")
+        return init, recipe.get("freeze")
+    from scripts import ultra
+    backbone = PROJECT_ROOT / recipe["init_backbone"]
+    if not backbone.exists():
+        raise EmoDetError(f"{backbone}: no FER backbone classifier (see its model card for the command)")
+    model = recipe.get("model") or ultra.backbone_detector(backbone)
+    detector, report = ultra.transfer_backbone(backbone, model, recipe.get("classes", 7))
+    init = ultra.save_detection_init(detector, class_names(recipe.get("classes", 7)),
+                                     RUNS_DIR / "ultralytics" / f"{name}-init.pt")
+    freeze = recipe.get("freeze")
+    return init, report.layers() if freeze is None else freeze
+
+
+def train_detector_recipe(recipe: dict, name: str | None = None, hours: float | None = None,
+                          trainer=None) -> Path:
+    """Train the recipe's detector; returns the run folder (recipe.json beside Ultralytics' args.yaml).
+    `trainer`: an Ultralytics DetectionTrainer subclass (e.g. the distillation trainer of the scenes bench)."""
     from scripts import ultra
     name = name or recipe["name"]
-    run_data = RUNS_DIR / "recipes" / name
-    yaml_path = data_yaml(recipe, run_data)
-    init = PROJECT_ROOT / recipe["init"]
-    if not init.exists():
-        raise EmoDetError(f"{init}: the recipe's initial weights are missing")
+    yaml_path = data_yaml(recipe, RUNS_DIR / "recipes" / name)
+    init, freeze = detector_init(recipe, name)
     hyp = dict(recipe.get("hyp", {}))
     ultra.train_detector(yaml_path, init, imgsz=recipe["imgsz"], name=name, time=hours or recipe.get("hours"),
-                         freeze=recipe.get("freeze"), seed=recipe.get("seed", 0), project=RUNS_DIR / "ultralytics",
-                         **hyp)
+                         freeze=freeze, seed=recipe.get("seed", 0), project=RUNS_DIR / "ultralytics",
+                         trainer=trainer, **hyp)
     run = RUNS_DIR / "ultralytics" / name
-    (run / "recipe.json").write_text(json.dumps(recipe, indent=1))
+    (run / "recipe.json").write_text(json.dumps(recipe | {"freeze": freeze}, indent=1))
     return run
 
 

@@ -12,7 +12,7 @@ RECIPES = sorted((CFG_DIR / "recipes").glob("*.yaml"))
 
 
 def test_there_are_recipes():
-    assert {p.stem for p in RECIPES} >= {"real-det", "faces-vggc"}
+    assert {p.stem for p in RECIPES} >= {"real-det", "faces-vggc", "scenes-det"}
 
 
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.stem)
@@ -27,7 +27,7 @@ def test_a_recipe_is_complete_and_its_options_are_known(path):
         known = set(defaults("detect")) | {"cls", "cls_pw", "scale", "close_mosaic", "lr0", "batch", "workers",
                                            "epochs", "mosaic", "fliplr", "hsv_s", "plots"}
         assert set(recipe.get("hyp", {})) <= known
-        assert (PROJECT_ROOT / recipe["init"]).suffix == ".pt"
+        assert (PROJECT_ROOT / (recipe.get("init") or recipe["init_backbone"])).suffix == ".pt"
         assert all("path" in e for e in recipe["train"] + recipe["val"])
 
 

@@ -132,17 +132,16 @@ def test_multi_label_scoring_reproduces_ultralytics_val_on_the_shipped_detector(
         assert m["map50_95"] == pytest.approx(engine.box.map, abs=0.001)
 
 
-def test_scenes_command_names_every_choice_that_differs_from_the_defaults():
+def test_scenes_command_names_every_choice_that_differs_from_the_recipe():
     from scripts.bench import _scenes_command
     shipped = dict(backbone="weights/fer2013-vggdet-cls.pt", model="vggdet", cls_pw=0.5, close_mosaic=2, freeze=16)
     assert _scenes_command(shipped, 8200) == ("`make scenes SCENES_TRAIN=8200`, then `python -m scripts.bench "
-                                              "--parts scenes --model vggdet --freeze 16 --cls-pw 0.5 "
-                                              "--close-mosaic 2`")
-    other = dict(backbone="runs/torch/x/best.pt", model="v8s", freeze=7, close_mosaic=10)
-    assert _scenes_command(other, 3000).endswith("--parts scenes --backbone runs/torch/x/best.pt --model v8s --freeze 7`")
-    # 9 frozen layers are v8n's whole backbone but only part of vggdet's 16, so the count is always named
-    partly = dict(backbone="weights/fer2013-vggdet-cls.pt", model="vggdet", freeze=9)
-    assert _scenes_command(partly, 8200).endswith("--parts scenes --model vggdet --freeze 9`")
+                                              "--parts scenes`")
+    other = dict(backbone="runs/torch/x/best.pt", model="v8s", freeze=7, close_mosaic=10, cls_pw=0.0)
+    assert _scenes_command(other, 3000).endswith(
+        "--parts scenes --backbone runs/torch/x/best.pt --model v8s --freeze 7 --cls-pw 0.0 --close-mosaic 10`")
+    partly = dict(backbone="weights/fer2013-vggdet-cls.pt", model="vggdet", freeze=9, cls_pw=0.5, close_mosaic=2)
+    assert _scenes_command(partly, 8200).endswith("--parts scenes --freeze 9`")
 
 
 @pytest.mark.parametrize("budget, seconds", [(1.0, 100.0), (None, 80.0)])

@@ -291,3 +291,22 @@ def test_eval_with_weights_on_two_ground_truths_keeps_their_predictions_apart(pi
     for gt in (a, b):
         assert detection.main(["--weights", str(weights), "--gt", str(gt)]) == 0
     assert (tmp_path / "pred_det_a").is_dir() and (tmp_path / "pred_det_b").is_dir()
+
+
+def test_a_recipe_starting_from_a_classifier_backbone_freezes_that_backbone(pipeline, tmp_path, monkeypatch):
+    """init_backbone: the classifier's backbone moves into a fresh detector, which trains with it frozen (9
+    layers of v8n) unless the recipe says otherwise; what was frozen is recorded beside the run."""
+    import json
+    import yaml
+    from scripts import train_recipe
+    _backbone_cls_checkpoint(tmp_path / "cls.pt", arch="v8n-cls")
+    monkeypatch.setattr(train_recipe, "PROJECT_ROOT", tmp_path)
+    monkeypatch.setattr(train_recipe, "RUNS_DIR", tmp_path / "runs")
+    (tmp_path / "a").symlink_to(pipeline["root"] / "data" / "yolo" / "train")
+    recipe = dict(name="bb", task="detect", init_backbone="cls.pt", model="v8n", imgsz=64, train=[dict(path="a")],
+                  val=[dict(path="a")], hyp=dict(epochs=1, batch=8, workers=0, plots=False))
+    (tmp_path / "bb.yaml").write_text(yaml.safe_dump(recipe))
+    assert train_recipe.main(["--recipe", str(tmp_path / "bb.yaml")]) == 0
+    run = tmp_path / "runs" / "ultralytics" / "bb"
+    assert json.loads((run / "recipe.json").read_text())["freeze"] == 9
+    assert yaml.safe_load((run / "args.yaml").read_text())["freeze"] == 9
