@@ -12,7 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from converters.darknet_files import expected_floats, layer_shapes, parse_cfg, read_weights, render_template
+from converters.darknet_files import data_file_text, read_data_file
+from scripts.darknet_model import (expected_floats, layer_shapes, parse_cfg, read_weights, render_template,
+                                   write_weights)
 from converters.errors import EmoDetError
 from converters.settings import CFG_DIR
 
@@ -91,7 +93,6 @@ CFG_PROBLEMS = ("Unused field", "Couldn't find activation", "Type not recognized
 def cfg_problems(cfg: Path) -> list[str]:
     """What the chosen binary's parser complains about in `cfg` (pjreddie Darknet ignores YOLOv4 fields such
     as route groups or scale_x_y with a warning and would train a different network): empty when it parses."""
-    from converters.darknet_files import write_weights
     probe = cfg.parent / ".cfg-probe"
     probe.mkdir(parents=True, exist_ok=True)
     write_weights(probe / "empty.weights", [])
@@ -160,7 +161,6 @@ def kmeans_anchors(wh: np.ndarray, k: int = 6, iterations: int = 50, seed: int =
 
 def data_file_copy(src: Path, dst: Path, **override) -> Path:
     """A run-local copy of a converter-written .data file (backup/results moved into the run folder)."""
-    from converters.darknet_files import data_file_text, read_data_file
     entries = {**read_data_file(src), **{k: str(v) for k, v in override.items()}}
     for key in ("backup", "results"):
         if key in entries:
@@ -208,7 +208,6 @@ def train_classifier(data: Path, run: Path, epochs: float = 10, batch: int = 32,
     `csdarknet53-omega`: CSPDarknet53 for newer builds) on a converter-written classifier set
     (`darknet/<size>/`); resumes from the run's `.backup` when present. Returns (cfg, final weights)."""
     template = _template("classifier", model, CLASSIFIER_TEMPLATES)
-    from converters.darknet_files import read_data_file
     data = Path(data)
     entries = read_data_file(data / "emotion-classifier.data")
     n_train = list_length(entries["train"])
@@ -264,7 +263,6 @@ def yolo_anchors(train_list: Path, size: int) -> str:
 
 def check_detection_set(data_file: Path, n_classes: int) -> None:
     """Darknet silently trains on blank images or corrupt ids; refuse a set with missing labels or bad class ids."""
-    from converters.darknet_files import read_data_file
     from converters.yolo_format import read_yolo_rows
     entries = read_data_file(data_file)
     bad = []
@@ -296,7 +294,6 @@ def train_detector(data: Path, run: Path, init: Path | None = None, epochs: floa
     optionally from a partial backbone (`init`, seen=0); resumes from the run's `.backup`.
     Returns (cfg, final weights)."""
     template = _template("detector", model, DETECTOR_TEMPLATES)
-    from converters.darknet_files import read_data_file
     data = Path(data)
     entries = read_data_file(data / "emotion.data")
     classes = int(entries["classes"])
@@ -314,7 +311,6 @@ def train_detector(data: Path, run: Path, init: Path | None = None, epochs: floa
 def validate_detector(cfg: Path, weights: Path, data_file: Path, run: Path) -> Path:
     """`darknet detector valid` -> results/comp4_det_test_<class>.txt (pjreddie has no `detector map`; our eval
     scores these files)."""
-    from converters.darknet_files import read_data_file
     results = Path(read_data_file(data_file)["results"])
     results.mkdir(parents=True, exist_ok=True)
     for old in results.glob("comp4_det_test_*.txt"):

@@ -7,7 +7,7 @@ import shutil
 import pytest
 
 from converters.convert import convert_affectnet
-from converters.darknet_files import check_weights, read_weights
+from scripts.darknet_model import check_weights, read_weights
 from converters.errors import EmoDetError
 from converters.pipeline import ConvertOptions
 from eval.detection_report import evaluate_folders
@@ -80,7 +80,7 @@ def test_missing_binary_is_one_clear_line(monkeypatch):
 
 
 def test_v4_tiny_is_refused_in_one_line_by_a_build_that_cannot_parse_it(tmp_path):
-    from converters.darknet_files import layer_shapes, parse_cfg
+    from scripts.darknet_model import layer_shapes, parse_cfg
     cfg = darknet.render_cfg("yolov4-tiny", tmp_path / "v4.cfg", batch=1, subdivisions=1, size=160,
                              learning_rate=0.001, burn_in=1, max_batches=1, steps="1,1", filters=36, classes=7,
                              anchors="10,14, 23,27, 37,58, 81,82, 135,169, 344,319")
@@ -97,7 +97,7 @@ def test_v4_tiny_is_refused_in_one_line_by_a_build_that_cannot_parse_it(tmp_path
 
 
 def test_csdarknet53_omega_template_has_the_csp_layout_and_is_refused_by_an_old_build(chain, tmp_path):
-    from converters.darknet_files import layer_shapes, parse_cfg
+    from scripts.darknet_model import layer_shapes, parse_cfg
     cfg = darknet.render_cfg("csdarknet53-omega", tmp_path / "csp.cfg", batch=1, size=64, max_crop=72,
                              learning_rate=0.1, max_batches=10, classes=7)
     shapes = layer_shapes(parse_cfg(cfg.read_text()))

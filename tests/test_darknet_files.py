@@ -5,8 +5,8 @@ import shutil
 import numpy as np
 import pytest
 
-from converters.darknet_files import (check_weights, cut_weights, expected_floats, layer_shapes, parse_cfg,
-                                      read_weights, write_weights)
+from scripts.darknet_model import (check_weights, cut_weights, expected_floats, layer_shapes, parse_cfg, read_weights,
+                                   write_weights)
 from converters.errors import EmoDetError
 from scripts import darknet
 
