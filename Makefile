@@ -5,21 +5,12 @@ PY := .venv/bin/python
 EMODET := .venv/bin/emodet
 STAMP := .venv/.emodet-setup-$(shell cat requirements.txt scripts/setup.sh 2>/dev/null | cksum | cut -d' ' -f1)
 
-# Data and conversion settings (override on the command line: make convert SPLIT=training SIZES="48 96")
+# Settings: each default is declared once, in the command's own options (emodet <command> --help) or cfg/; a
+# target passes only what you set (make convert SPLIT=training SIZES="48 96" CLASSES=8 COLOR=rgb ...). The two
+# folders below are also where later targets look for the converted data.
 AFFECTNET ?= data/sample/affectnet
 OUT ?= data/affectnet
-SPLIT ?= training validation
-SIZES ?= 48 96
-CLASSES ?= 7
-COLOR ?= gray
-BOX_SCALE ?= 1.0
-FORMATS ?= crops darknet table yolo
-ALIGN ?= 0
-SEED ?= 0
-SAMPLE_TRAIN ?= 240
-SAMPLE_VAL ?= 60
-FER2013 ?=
-FERPLUS ?=
+opt = $(if $(strip $(1)),$(2) $(1))
 
 # Training settings
 BACKEND ?= ultralytics
@@ -49,14 +40,16 @@ $(STAMP):
 	@rm -f .venv/.emodet-setup-*; touch $@
 
 sample: $(STAMP)
-	$(EMODET) sample --out $(AFFECTNET) --train-images $(SAMPLE_TRAIN) --val-images $(SAMPLE_VAL) --seed $(SEED)
+	$(EMODET) sample --out $(AFFECTNET) $(call opt,$(SAMPLE_TRAIN),--train-images) $(call opt,$(SAMPLE_VAL),--val-images) \
+	  $(call opt,$(SEED),--seed)
 
 $(AFFECTNET)/training.csv:
 	$(MAKE) sample
 
 convert: $(STAMP) $(if $(INPUT),,$(if $(filter data/sample/affectnet,$(AFFECTNET)),$(AFFECTNET)/training.csv))
-	$(EMODET) convert --input $(or $(INPUT),$(AFFECTNET)) --out $(OUT) --split $(SPLIT) --sizes $(SIZES) \
-	  --classes $(CLASSES) --color $(COLOR) --box-scale $(BOX_SCALE) --formats $(FORMATS) $(if $(filter 1,$(ALIGN)),--align)
+	$(EMODET) convert --input $(or $(INPUT),$(AFFECTNET)) --out $(OUT) $(call opt,$(SPLIT),--split) $(call opt,$(SIZES),--sizes) \
+	  $(call opt,$(CLASSES),--classes) $(call opt,$(COLOR),--color) $(call opt,$(BOX_SCALE),--box-scale) \
+	  $(call opt,$(FORMATS),--formats) $(if $(filter 1,$(ALIGN)),--align)
 
 convert-fer2013: $(STAMP)
 	$(EMODET) convert-fer2013 $(if $(FER2013),--fer2013 $(FER2013)) $(if $(FERPLUS),--ferplus $(FERPLUS))
@@ -93,7 +86,7 @@ train: $(STAMP)
 LAYERS ?= 9
 
 partial: $(STAMP)
-	$(EMODET) partial --backend $(BACKEND) --cfg $(CFG) --classes $(CLASSES) $(if $(filter darknet,$(BACKEND)),--layers $(LAYERS)) \
+	$(EMODET) partial --backend $(BACKEND) --cfg $(CFG) $(call opt,$(CLASSES),--classes) $(if $(filter darknet,$(BACKEND)),--layers $(LAYERS)) \
 	  $(if $(CLS_WEIGHTS),--cls-weights $(CLS_WEIGHTS))
 
 train-detector: $(STAMP)
