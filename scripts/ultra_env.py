@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from pathlib import Path
 
 from converters.settings import RUNS_DIR
@@ -19,6 +20,11 @@ def offline_env(config_dir: Path | None = None) -> None:
     os.environ["YOLO_OFFLINE"] = "1"
     os.environ["YOLO_AUTOINSTALL"] = "false"
     os.environ.setdefault("MPLBACKEND", "Agg")
+    if not sys.stderr.isatty():
+        # Ultralytics' progress bars redraw with \r every 0.1 s, hundreds of fragments per line in a log file or
+        # CI; it prints one plain line per bar only where it believes it runs in CI, which its utils/tqdm.py
+        # decides from this variable's presence alone (its other CI checks need GITHUB_WORKFLOW and RUNNER_OS too)
+        os.environ.setdefault("GITHUB_ACTIONS", "0")
     font = cfg / "Ultralytics" / "Arial.ttf"
     if not font.exists():
         import matplotlib
