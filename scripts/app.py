@@ -156,6 +156,13 @@ def analyze_uploads(analyzer: Analyzer, files: list, method: str, conf: float):
     return gallery, table, bars, csv_path, status
 
 
+def capture_file(rgb: np.ndarray) -> Path:
+    """A webcam picture (RGB, as the browser sends it) saved as a PNG upload, so it takes the uploads' path."""
+    path = Path(tempfile.mkdtemp(prefix="emodet-cam-")) / "webcam.png"
+    cv2.imwrite(str(path), cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGR))
+    return path
+
+
 def build_app(analyzer: Analyzer):
     offline_env()
     import gradio as gr
@@ -172,9 +179,7 @@ def build_app(analyzer: Analyzer):
     def run_webcam(image, method, conf):
         if image is None:
             return [], pd.DataFrame(columns=TABLE_COLUMNS), None, None, "No capture yet: take a picture first."
-        path = Path(tempfile.mkdtemp(prefix="emodet-cam-")) / "webcam.png"
-        cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
-        return run([path], method, conf)
+        return run([capture_file(image)], method, conf)
 
     with gr.Blocks(title="EmoDet", analytics_enabled=False) as app:
         gr.Markdown("## EmoDet: facial expressions in photos, video and the webcam\nUpload photos or a video, or "

@@ -116,3 +116,13 @@ def test_in_a_real_browser_a_photo_is_annotated_and_a_corrupt_file_gets_a_messag
     assert urls and all(u.startswith(("http://127.0.0.1", "data:", "blob:")) for u in urls), \
         [u for u in urls if not u.startswith("http://127.0.0.1")][:5]
     assert outward == []
+
+
+def test_a_webcam_picture_takes_the_uploads_path_with_its_colours_kept(analyzer):
+    from scripts.app import analyze_uploads, capture_file
+    rgb = np.zeros((120, 160, 3), np.uint8)
+    rgb[..., 0] = 200  # red in RGB
+    path = capture_file(rgb)
+    assert cv2.imread(str(path))[0, 0].tolist() == [0, 0, 200]  # BGR on disk
+    gallery, *_, status = analyze_uploads(analyzer, [path], "one-stage", 0.25)
+    assert len(gallery) == 1 and gallery[0][0][0, 0].tolist() == [200, 0, 0] and status.startswith("1 image(s)")
