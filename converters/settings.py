@@ -7,9 +7,9 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = PROJECT_ROOT / "data"
 WEIGHTS_DIR = PROJECT_ROOT / "weights"
-# the most accurate shipped FER2013 classifier (selected on PublicTest): eval/confusion.py's default weights and the
-# two-stage detector's default classifier
-FER2013_MODEL = WEIGHTS_DIR / "fer2013-vggc.onnx"
+# the default FER classifier: eval/confusion.py's default weights, the two-stage and hybrid detectors' classifier
+# and the app's
+DEFAULT_CLASSIFIER = WEIGHTS_DIR / "fer2013-vggc.onnx"
 # the FER classifier whose layers initialise the one-stage emotion detector (the vggdet backbone, cfg/vggdet.yaml)
 FER2013_BACKBONE = WEIGHTS_DIR / "fer2013-vggdet-cls.pt"
 # the default one-stage emotion detector of predict/eval/export: trained for real photos (cfg/recipes/real-det.yaml)

@@ -13,14 +13,14 @@ from pathlib import Path
 
 from converters.errors import EmoDetError, run_cli
 from converters.io import write_json
-from converters.settings import FER2013_MODEL, FER2013_TABLE, RUNS_DIR
+from converters.settings import DEFAULT_CLASSIFIER, FER2013_TABLE, RUNS_DIR
 from eval.classification_report import report_text, write_outputs
 from eval.classify_data import split_name
 from scripts.scoring import ensure_default_data, evaluate_classifier
 
 # A front door: the command line over scripts.scoring (which loads the classifier), so nothing imports this file.
 DEFAULT_DATA = FER2013_TABLE
-SHIPPED = (FER2013_MODEL, FER2013_MODEL.with_suffix(".pt"))
+SHIPPED = (DEFAULT_CLASSIFIER, DEFAULT_CLASSIFIER.with_suffix(".pt"))
 
 
 def default_weights() -> Path:

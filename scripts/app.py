@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from converters.errors import EmoDetError, run_cli
-from converters.settings import DEFAULT_DETECTOR, FER2013_MODEL
+from converters.settings import DEFAULT_DETECTOR, DEFAULT_CLASSIFIER
 from eval.plots import annotated_image
 
 METHODS = ("one-stage", "two-stage", "hybrid")
@@ -46,7 +46,7 @@ class UploadError(Exception):
 class Analyzer:
     """The three detection methods over one detector and one classifier, built on first use."""
 
-    def __init__(self, detector: Path = DEFAULT_DETECTOR, classifier: Path = FER2013_MODEL):
+    def __init__(self, detector: Path = DEFAULT_DETECTOR, classifier: Path = DEFAULT_CLASSIFIER):
         self.detector_path, self.classifier_path = Path(detector), Path(classifier)
         self._built: dict = {}
 
@@ -213,7 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--port", type=int, default=7860)
     p.add_argument("--detector", type=Path, default=DEFAULT_DETECTOR)
-    p.add_argument("--classifier", type=Path, default=FER2013_MODEL)
+    p.add_argument("--classifier", type=Path, default=DEFAULT_CLASSIFIER)
     return p
 
 

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from converters.errors import EmoDetError, run_cli
-from converters.settings import DEFAULT_DETECTOR, FER2013_MODEL
+from converters.settings import DEFAULT_DETECTOR, DEFAULT_CLASSIFIER
 
 
 def chromium_paths() -> tuple[str, str] | None:
@@ -109,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shot", type=Path, required=True, help="PNG screenshot to write")
     p.add_argument("--method", choices=("one-stage", "two-stage", "hybrid"), default="one-stage")
     p.add_argument("--detector", type=Path, default=DEFAULT_DETECTOR)
-    p.add_argument("--classifier", type=Path, default=FER2013_MODEL)
+    p.add_argument("--classifier", type=Path, default=DEFAULT_CLASSIFIER)
     return p
 
 

@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 
 from converters.errors import run_cli
-from converters.settings import DEFAULT_DETECTOR, FER2013_BACKBONE, FER2013_MODEL, PROJECT_ROOT, RESULTS_DIR
+from converters.settings import DEFAULT_DETECTOR, FER2013_BACKBONE, DEFAULT_CLASSIFIER, PROJECT_ROOT, RESULTS_DIR
 from eval.results import append_result
 
 BENCH_DIR = RESULTS_DIR / "bench"
@@ -549,7 +549,7 @@ def main(argv=None) -> int:
         print(r.get("markdown") or r["skipped"])
     if "real" in args.parts:
         from scripts.bench_real import bench_real
-        r = bench_real(args.detector or DEFAULT_DETECTOR, args.classifier or FER2013_MODEL, args.also)
+        r = bench_real(args.detector or DEFAULT_DETECTOR, args.classifier or DEFAULT_CLASSIFIER, args.also)
         save("real", r)
         print(r["markdown"])
     (PROJECT_ROOT / "BENCHMARKS.md").write_text(benchmarks_markdown())

@@ -22,7 +22,7 @@ import numpy as np
 
 from converters.errors import EmoDetError, run_cli
 from converters.face_boxes import load_fit
-from converters.settings import (DATA_DIR, DEFAULT_DETECTOR, FER2013_MODEL, FER2013_TABLE, PROJECT_ROOT,
+from converters.settings import (DATA_DIR, DEFAULT_DETECTOR, DEFAULT_CLASSIFIER, FER2013_TABLE, PROJECT_ROOT,
                                  RESULTS_DIR, RUNS_DIR)
 
 PHOTO_FIT = PROJECT_ROOT / "weights" / "haar-box-fit-photos.json"
@@ -143,7 +143,7 @@ def markdown(r: dict) -> str:
     return "\n".join(lines)
 
 
-def bench_real(detector: Path = DEFAULT_DETECTOR, classifier: Path = FER2013_MODEL,
+def bench_real(detector: Path = DEFAULT_DETECTOR, classifier: Path = DEFAULT_CLASSIFIER,
                extra_classifiers: list[Path] = ()) -> dict:
     from scripts.detectors import load_detector
     cv2.setNumThreads(1)
@@ -161,7 +161,7 @@ def bench_real(detector: Path = DEFAULT_DETECTOR, classifier: Path = FER2013_MOD
     r["classifiers"] = classifier_rows([classifier, *extra_classifiers])
     r["command"] = "python -m scripts.bench --parts real" + (
         f" --detector {r['detector']}" if detector != DEFAULT_DETECTOR else "") + (
-        f" --classifier {classifier}" if classifier != FER2013_MODEL else "")
+        f" --classifier {classifier}" if classifier != DEFAULT_CLASSIFIER else "")
     r["markdown"] = markdown(r)
     return r
 
@@ -170,7 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m scripts.bench_real", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--detector", type=Path, default=DEFAULT_DETECTOR)
-    p.add_argument("--classifier", type=Path, default=FER2013_MODEL)
+    p.add_argument("--classifier", type=Path, default=DEFAULT_CLASSIFIER)
     p.add_argument("--also", type=Path, nargs="*", default=[], help="more classifiers for the faces table")
     p.add_argument("--json", type=Path, default=RESULTS_DIR / "bench" / "real.json")
     return p

@@ -21,13 +21,12 @@ import numpy as np
 
 from converters.errors import EmoDetError, run_cli
 from converters.io import atomic_write_text
-from converters.settings import FER2013_MODEL, RUNS_DIR, WEIGHTS_DIR
+from converters.settings import DEFAULT_CLASSIFIER, RUNS_DIR, WEIGHTS_DIR
 from converters.face_boxes import DEFAULT_CASCADE, BoxFit, fitted_box, haar_cascade, haar_faces, load_fit
 from converters.progress import tracked
 from scripts.detectors import candidate_detections
 from scripts.scoring import score_detector
 
-DEFAULT_CLASSIFIER = FER2013_MODEL
 DEFAULT_FIT = WEIGHTS_DIR / "haar-box-fit.json"
 FACE_SIZE = 48  # the FER classifiers' input
 
