@@ -38,9 +38,11 @@ def load_split(h5_path: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
     return x.reshape(-1, side, side), y.astype(np.int64)
 
 
-def training_mix(main: Path, extras: list[str]) -> tuple[np.ndarray, np.ndarray]:
+def training_mix(main: Path, extras: list[str], even: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """The main table's train faces plus each `TABLE.h5[:REPEAT]`'s train faces, listed REPEAT times (default 1):
-    how real face photos join FER2013 without being drowned by its 28,558 faces."""
+    how real face photos join FER2013 without being drowned by its 28,558 faces. With `even` > 1, each class of an
+    extra table is also listed up to `even` times more, towards its largest class: real photos of sad or disgusted
+    faces are a few hundred, and the main table's classes would otherwise hide them."""
     x, y = load_split(main, "train")
     xs, ys = [x], [y]
     for spec in extras:
@@ -48,6 +50,11 @@ def training_mix(main: Path, extras: list[str]) -> tuple[np.ndarray, np.ndarray]
         ex, ey = load_split(Path(path), "train")
         if ex.shape[1:] != x.shape[1:]:
             raise EmoDetError(f"{path}: faces {ex.shape[1]} px, the main table's are {x.shape[1]} px")
+        if even > 1:
+            counts = np.bincount(ey)
+            times = np.clip(np.rint(counts.max() / np.maximum(counts, 1)), 1, even).astype(int)
+            idx = np.concatenate([np.flatnonzero(ey == c).repeat(times[c]) for c in range(len(counts))])
+            ex, ey = ex[np.sort(idx)], ey[np.sort(idx)]
         n = int(repeat or 1)
         xs += [ex] * n
         ys += [ey] * n
@@ -231,6 +238,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--init", type=Path, default=None, help="start from this checkpoint's weights (fine-tuning)")
     p.add_argument("--extra", nargs="+", default=[], metavar="H5[:REPEAT]",
                    help="more training faces: the train split of these tables, each listed REPEAT times")
+    p.add_argument("--extra-even", type=int, default=0, metavar="N",
+                   help="list each class of the --extra tables up to N times more, towards their largest class")
     p.add_argument("--select-extra", type=Path, default=None, metavar="H5",
                    help="select on the mean of PublicTest top-1 and this table's val macro recall (classes with "
                         "--min-support faces), e.g. real face photos")
@@ -250,7 +259,7 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     gen = torch.Generator().manual_seed(args.seed)
-    x_train, y_train = training_mix(args.data, args.extra)
+    x_train, y_train = training_mix(args.data, args.extra, args.extra_even)
     x_val, y_val = load_split(args.data, "val")
     model, prep = build_model(args.model, args.classes)
     if args.init:

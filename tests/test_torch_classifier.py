@@ -62,3 +62,20 @@ def test_balance_draws_classes_by_count_to_the_minus_power():
     assert torch.isclose(half[:900].sum() / half[900:].sum(), torch.tensor(3.0, dtype=half.dtype))  # sqrt(9)
     drawn = labels[epoch_order(len(labels), full, torch.Generator().manual_seed(0)).numpy()]
     assert len(drawn) == 1000 and 0.44 < (drawn == 5).mean() < 0.56  # was 0.10 before balancing
+
+
+def test_extra_tables_join_the_training_faces_with_their_rare_classes_evened(tmp_path):
+    """--extra T:2 lists table T's faces twice; --extra-even 5 first lists each of T's classes up to 5 times more,
+    towards its largest class (rounded), never fewer than once."""
+    import numpy as np
+    from converters.labels import class_names
+    from converters.writers import write_h5
+    from scripts.torch_classifier import training_mix
+    faces = lambda n: np.zeros((n, 2304), np.uint8)  # noqa: E731
+    write_h5(tmp_path / "main.h5", {"train": (faces(3), np.array([0, 1, 2]), ["a", "b", "c"])}, class_names(7))
+    labels = np.array([0] * 10 + [1] * 9 + [2] * 1)
+    write_h5(tmp_path / "x.h5", {"train": (faces(20), labels, [str(i) for i in range(20)])}, class_names(7))
+    _, y = training_mix(tmp_path / "main.h5", [f"{tmp_path / 'x.h5'}:2"])
+    assert np.bincount(y).tolist() == [1 + 20, 1 + 18, 1 + 2]
+    _, y = training_mix(tmp_path / "main.h5", [f"{tmp_path / 'x.h5'}:2"], even=5)
+    assert np.bincount(y).tolist() == [1 + 20, 1 + 18, 1 + 2 * 5]
