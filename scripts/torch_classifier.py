@@ -310,7 +310,8 @@ def main(argv=None) -> int:
               f"{val:.4f} (best {best:.4f})  ({history[-1]['seconds']:.0f} s)", flush=True)
     (args.out / "history.json").write_text(json.dumps(history, indent=1))
     minutes = sum(h["seconds"] for h in history) / 60
-    print(f"trained {len(history)} epochs in {minutes:.1f} min; best PublicTest top-1 {best:.4f}; "
+    what = "selection score (PublicTest top-1 + val macro recall) / 2" if args.select_extra else "PublicTest top-1"
+    print(f"trained {len(history)} epochs in {minutes:.1f} min; best {what} {best:.4f}; "
           f"weights {args.out / 'best.pt'}  (this run: {time.perf_counter() - t0:.0f} s)")
     return 0
 
