@@ -76,12 +76,12 @@ balance: $(STAMP)
 
 train-classifier: $(STAMP)
 	$(EMODET) train-classifier --backend $(BACKEND) $(if $(filter ultralytics,$(BACKEND)),--crops $(CROPS) --model $(MODEL),$(if $(filter torch,$(BACKEND)),$(if $(filter-out v8n,$(MODEL)),--model $(MODEL)),--darknet-data $(OUT)/darknet/48 $(if $(filter-out v8n,$(MODEL)),--model $(MODEL)))) \
-	  $(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(IMGSZ),--imgsz $(IMGSZ)) $(if $(SOFT),--soft $(SOFT))
+	  $(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(IMGSZ),--imgsz $(IMGSZ)) $(if $(SOFT),--soft $(SOFT)) $(call opt,$(DEVICE),--device)
 
 # a shipped model from its recipe file: make train RECIPE=cfg/recipes/real-det.yaml [HOURS=0.1]
 RECIPE ?= cfg/recipes/real-det.yaml
 train: $(STAMP)
-	$(EMODET) train --recipe $(RECIPE) $(if $(filter command line,$(origin HOURS)),--hours $(HOURS))
+	$(EMODET) train --recipe $(RECIPE) $(if $(filter command line,$(origin HOURS)),--hours $(HOURS)) $(call opt,$(DEVICE),--device)
 
 LAYERS ?= 9
 
@@ -91,7 +91,7 @@ partial: $(STAMP)
 
 train-detector: $(STAMP)
 	$(EMODET) train-detector --backend $(BACKEND) --cfg $(CFG) --data $(DATA_YAML) $(if $(INIT),--init $(INIT)) \
-	  $(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(IMGSZ),--imgsz $(IMGSZ))
+	  $(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(IMGSZ),--imgsz $(IMGSZ)) $(call opt,$(DEVICE),--device)
 
 WEIGHTS ?= weights/det.pt weights/cls.pt
 SOURCE ?= data/affectnet/yolo/val
@@ -102,7 +102,7 @@ export: $(STAMP)
 predict: $(STAMP)
 	$(EMODET) predict $(SOURCE) $(if $(filter 1,$(TWO_STAGE)),--two-stage $(if $(CLASSIFIER),--classifier $(CLASSIFIER))) \
 	  $(if $(filter command line,$(origin WEIGHTS)),--weights $(firstword $(WEIGHTS))) $(if $(IMGSZ),--imgsz $(IMGSZ)) \
-	  $(if $(filter 1,$(FLIP)),--flip)
+	  $(if $(filter 1,$(FLIP)),--flip) $(call opt,$(DEVICE),--device)
 
 # the local web app on http://127.0.0.1:$(PORT) (photos, video, webcam); Ctrl-C stops it
 PORT ?= 7860

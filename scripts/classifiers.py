@@ -14,6 +14,7 @@ import numpy as np
 
 from converters.errors import EmoDetError
 from converters.labels import CANONICAL_NAMES
+from scripts.device import onnx_providers
 
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
@@ -83,7 +84,7 @@ def _onnx_classifier(path: Path, threads: int | None = None) -> Classifier:
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
     try:
-        sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        sess = ort.InferenceSession(str(path), opts, providers=onnx_providers())
     except Exception as exc:  # onnxruntime raises its own types for a truncated or foreign file
         raise EmoDetError(f"{path}: not a loadable ONNX model ({type(exc).__name__})") from None
     meta = sess.get_modelmeta().custom_metadata_map

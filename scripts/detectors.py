@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 
 from converters.errors import EmoDetError
+from scripts.device import onnx_providers
 
 
 def letterbox(image: np.ndarray, size: int) -> tuple[np.ndarray, tuple[float, float], tuple[int, int]]:
@@ -131,7 +132,7 @@ class OnnxDetector(LetterboxDetector):
         if threads:
             opts.intra_op_num_threads = threads
         try:
-            self.sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+            self.sess = ort.InferenceSession(str(path), opts, providers=onnx_providers())
         except Exception as exc:
             raise EmoDetError(f"{path}: not a loadable ONNX model ({type(exc).__name__})") from None
         self.input = self.sess.get_inputs()[0].name
@@ -165,11 +166,13 @@ class TorchDetector(LetterboxDetector):
     """An Ultralytics detector checkpoint (.pt), its network run directly in PyTorch; by default at the input size
     and with the class names it was trained with."""
 
-    def __init__(self, path: Path, imgsz: int | None, **decode):
+    def __init__(self, path: Path, imgsz: int | None, device: str = "cpu", **decode):
+        from scripts.device import torch_device
         from scripts.ultra_env import ultralytics
         super().__init__(**decode)
+        self.device = torch_device(device)
         try:
-            self.net = ultralytics().YOLO(str(path), task="detect").model.float().eval()
+            self.net = ultralytics().YOLO(str(path), task="detect").model.float().eval().to(self.device)
         except Exception as exc:  # a text file, a truncated download, another framework's pickle
             raise EmoDetError(f"{path}: not an Ultralytics checkpoint ({type(exc).__name__})") from None
         self.imgsz = checked_imgsz(imgsz or checkpoint_imgsz(self.net) or 256, path)
@@ -179,12 +182,16 @@ class TorchDetector(LetterboxDetector):
     def raw(self, x: np.ndarray) -> np.ndarray:
         import torch
         with torch.inference_mode():
-            out = self.net(torch.from_numpy(x))
-        return (out[0] if isinstance(out, (list, tuple)) else out)[0].numpy()
+            out = self.net(torch.from_numpy(x).to(self.device))
+        return (out[0] if isinstance(out, (list, tuple)) else out)[0].float().cpu().numpy()
 
 
-def load_detector(weights: Path, imgsz: int | None = None, **decode) -> LetterboxDetector:
+def load_detector(weights: Path, imgsz: int | None = None, device: str | None = None, **decode) -> LetterboxDetector:
+    """A detector file as a callable detector: ONNX Runtime for .onnx (CUDA provider when onnxruntime-gpu and a GPU
+    are there), PyTorch for an Ultralytics .pt on `device` (resolved: cpu, 0, ...; default the CPU)."""
     weights = Path(weights)
     if not weights.exists():
         raise EmoDetError(f"{weights}: no such weights file")
-    return (OnnxDetector if weights.suffix == ".onnx" else TorchDetector)(weights, imgsz, **decode)
+    if weights.suffix == ".onnx":
+        return OnnxDetector(weights, imgsz, **decode)
+    return TorchDetector(weights, imgsz, device or "cpu", **decode)

@@ -20,6 +20,7 @@ from converters.settings import DEFAULT_DETECTOR, RUNS_DIR
 from converters.progress import tracked
 from eval.plots import annotated_image, contact_sheet
 from scripts.detectors import load_detector
+from scripts.device import DEVICE_HELP, describe, onnx_providers, resolve_device
 
 IMAGES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 VIDEOS = {".mp4", ".avi", ".mov", ".mkv", ".webm"}
@@ -195,6 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--show", action=argparse.BooleanOptionalAction, default=None,
                    help="live window (default: when a display exists; headless otherwise)")
     p.add_argument("--max-frames", type=int, default=None, help="stop after this many frames (live sources)")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument("--flip", action="store_true",
                    help="average the detector's outputs on the image and its mirror image (2x the time; FER-scenes "
                         "val: mAP@0.5 +0.01)")
@@ -205,7 +207,10 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     if not (args.two_stage or args.weights):
         args.weights = DEFAULT_DETECTOR
-    detector = args.weights and load_detector(args.weights, args.imgsz, flip=args.flip)
+    device = resolve_device(args.device)
+    print(f"device {describe(device)}" + (" (ONNX Runtime providers: " + ", ".join(onnx_providers()) + ")"
+                                         if args.weights and Path(args.weights).suffix == ".onnx" else ""))
+    detector = args.weights and load_detector(args.weights, args.imgsz, device, flip=args.flip)
     if args.two_stage:
         from scripts import two_stage
         faces = two_stage.DetectorFaces(detector) if detector else None

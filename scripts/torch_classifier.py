@@ -21,6 +21,7 @@ from converters.errors import EmoDetError, run_cli
 from converters.labels import SPLIT_TO_USAGE, class_names
 from converters.settings import FER2013_TABLE, RUNS_DIR
 from converters.progress import tracked
+from scripts.device import DEVICE_HELP, describe, resolve_device, torch_device
 from scripts.torch_models import Preprocess, build_model
 
 
@@ -152,11 +153,12 @@ def tta_views(x, size: int, tta: str = "none") -> list:
 def predict_logits(model, faces: np.ndarray, prep: Preprocess, tta: str = "none", batch: int = 512) -> np.ndarray:
     """Logits (N, C) for uint8 faces (N, 48, 48), averaged over the views of `tta` (see tta_views)."""
     model.eval()
+    device = next(model.parameters()).device
     out = []
     for i in range(0, len(faces), batch):
-        x = normalise(torch.from_numpy(faces[i:i + batch])[:, None], prep)
+        x = normalise(torch.from_numpy(faces[i:i + batch])[:, None], prep).to(device)
         views = tta_views(x, prep.input_size, tta)
-        out.append(torch.stack([model(v) for v in views]).mean(0).float().numpy())
+        out.append(torch.stack([model(v) for v in views]).mean(0).float().cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
 
 
@@ -182,6 +184,9 @@ def epoch_order(n: int, weights: torch.Tensor | None, gen: torch.Generator) -> t
 
 
 def train_one_epoch(model, opt, sched, x_all, targets, prep, args, gen, epoch, weights=None) -> float:
+    device = next(model.parameters()).device
+    amp = training_autocast(device, args.bf16)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
     model.train()
     n = len(x_all)
     order = epoch_order(n, weights, gen)
@@ -192,21 +197,32 @@ def train_one_epoch(model, opt, sched, x_all, targets, prep, args, gen, epoch, w
     for i in bar:
         idx = order[i:i + args.batch]
         size = sizes[int(torch.randint(len(sizes), (1,), generator=gen))] if len(sizes) > 1 else sizes[0]
-        x = augment(normalise(x_all[idx][:, None], prep), prep, gen, size).contiguous(
-            memory_format=torch.channels_last)
-        t = targets[idx]
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
+        # augmentation draws from one CPU generator (reproducible on any device); the batch then moves over
+        x = augment(normalise(x_all[idx][:, None], prep), prep, gen, size).to(
+            device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+        t = targets[idx].to(device, non_blocking=True)
+        with torch.autocast(device.type, dtype=amp or torch.bfloat16, enabled=amp is not None):
             logits = model(x)
         logp = F.log_softmax(logits.float(), 1)
         loss = -(t * logp).sum(1).mean()
         opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        scaler.scale(loss).backward()  # a no-op scale unless float16 (older GPUs), whose small gradients underflow
+        scaler.step(opt)
+        scaler.update()
         sched.step()
         total += float(loss.detach()) * len(idx)
         seen += len(idx)
         bar.set_postfix(loss=f"{total / seen:.3f}")
     return total / max(seen, 1)
+
+
+def training_autocast(device: torch.device, bf16: bool):
+    """The autocast type for training on `device`: on a CPU bfloat16 when --bf16 (and the CPU has it); on a GPU
+    bfloat16 where supported, else float16 (with a gradient scaler); None for full float32."""
+    from scripts.device import autocast_dtype
+    if device.type == "cpu":
+        return torch.bfloat16 if bf16 else None
+    return autocast_dtype(str(device.index))
 
 
 def smoothed(labels: np.ndarray, n_classes: int, eps: float) -> torch.Tensor:
@@ -244,6 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="select on the mean of PublicTest top-1 and this table's val macro recall (classes with "
                         "--min-support faces), e.g. real face photos")
     p.add_argument("--min-support", type=int, default=50)
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=True,
                    help="bfloat16 autocast (about 2x faster on CPUs with AVX-512 BF16)")
@@ -267,7 +284,10 @@ def main(argv=None) -> int:
     if args.select_extra:
         x_sel, y_sel = load_split(args.select_extra, "val")
         sel_classes = supported_classes(args.select_extra, args.min_support)
-    model = model.to(memory_format=torch.channels_last)
+    device = resolve_device(args.device)
+    args.device = describe(device)
+    print(f"device {args.device}", flush=True)
+    model = model.to(torch_device(device), memory_format=torch.channels_last)
     targets = smoothed(y_train, args.classes, args.smoothing)
     if args.soft:
         soft = torch.from_numpy(load_soft_targets(args.soft, len(y_train)))
@@ -279,12 +299,14 @@ def main(argv=None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     start, best, history = 0, -1.0, []
     if args.resume and (args.out / "last.pt").exists():
-        ck = torch.load(args.out / "last.pt", weights_only=False)
+        ck = torch.load(args.out / "last.pt", weights_only=False, map_location=torch_device(device))
         model.load_state_dict(ck["model"]), opt.load_state_dict(ck["optimizer"]), sched.load_state_dict(ck["scheduler"])
         start, best, history = ck["epoch"] + 1, ck["best_val"], ck["history"]
         gen.set_state(ck["rng"])
         print(f"resumed at epoch {start} (best PublicTest {best:.4f})")
     x_t = torch.from_numpy(x_train)
+    if device != "cpu":
+        x_t = x_t.pin_memory()  # page-locked: each batch's copy to the GPU overlaps the next step
     weights = class_balance_weights(y_train, args.balance)
     t0 = time.perf_counter()
     for epoch in range(start, args.epochs):
@@ -295,7 +317,7 @@ def main(argv=None) -> int:
         if args.select_extra:
             history[-1]["extra_macro_recall"] = macro_recall(predict_logits(model, x_sel, prep), y_sel, sel_classes)
             val = (top1 + history[-1]["extra_macro_recall"]) / 2
-        ck = dict(model=model.state_dict(), optimizer=opt.state_dict(), scheduler=sched.state_dict(), epoch=epoch,
+        ck = dict(model={k: v.detach().cpu() for k, v in model.state_dict().items()}, optimizer=opt.state_dict(), scheduler=sched.state_dict(), epoch=epoch,
                   args={k: str(v) for k, v in vars(args).items()}, best_val=max(best, val), history=history,
                   rng=gen.get_state(), arch=args.model, classes=list(class_names(args.classes)),
                   preprocess=prep.__dict__)

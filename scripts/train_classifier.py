@@ -11,6 +11,7 @@ from pathlib import Path
 
 from converters.errors import run_cli
 from converters.settings import DATA_DIR, RUNS_DIR
+from scripts.device import DEVICE_HELP
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=None)
     p.add_argument("--hours", type=float, default=None,
                    help="ultralytics: wall-clock budget; overrides --epochs and fits the schedule to it")
+    p.add_argument("--device", default=None, help=DEVICE_HELP.replace("default: auto", "default: cfg/ultralytics.yaml"))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--name", default="cls", help="run name under runs/ultralytics/ and weights/<name>.pt")
     return p
@@ -61,7 +63,7 @@ def main(argv=None) -> int:
         return train_darknet(args)
     from scripts import ultra
     best = ultra.train_classifier(args.crops, args.model, args.epochs, args.imgsz, args.batch, args.workers,
-                                  args.seed, RUNS_DIR / "ultralytics", args.name, time=args.hours)
+                                  args.seed, RUNS_DIR / "ultralytics", args.name, time=args.hours, device=args.device)
     print(f"classifier: {best} (copied to {ultra.publish(best, args.name)}; Ultralytics {ultra.version()})")
     return 0
 

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from converters.errors import EmoDetError, run_cli
+from scripts.device import DEVICE_HELP
 from converters.settings import DATA_DIR, RUNS_DIR
 
 
@@ -25,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --init: keep the transferred backbone (layers 0-8) frozen for the first K epochs only")
     p.add_argument("--hours", type=float, default=None,
                    help="ultralytics: wall-clock budget; overrides --epochs and fits the schedule to it")
+    p.add_argument("--device", default=None, help=DEVICE_HELP.replace("default: auto", "default: cfg/ultralytics.yaml"))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--name", default="det")
     return p
@@ -58,11 +60,12 @@ def main(argv=None) -> int:
         epochs = args.epochs or ultra.defaults("detect")["epochs"]
         best = ultra.train_detector_frozen_first(args.data, args.init, args.freeze_epochs, epochs,
                                                  project=RUNS_DIR / "ultralytics", name=args.name, imgsz=args.imgsz,
-                                                 batch=args.batch, workers=args.workers, seed=args.seed)
+                                                 batch=args.batch, workers=args.workers, seed=args.seed,
+                                                 device=args.device)
     else:
         best = ultra.train_detector(args.data, args.init or args.cfg, args.epochs, args.imgsz, args.batch,
                                     args.workers, args.seed, RUNS_DIR / "ultralytics", args.name,
-                                    freeze=args.freeze or None, time=args.hours)
+                                    freeze=args.freeze or None, time=args.hours, device=args.device)
     print(f"detector: {best} (copied to {ultra.publish(best, args.name)}; Ultralytics {ultra.version()})")
     return 0
 

@@ -16,6 +16,7 @@ from converters.errors import EmoDetError, run_cli
 from converters.labels import class_names
 from converters.settings import PROJECT_ROOT, RUNS_DIR
 from converters.yolo_format import read_yolo_rows
+from scripts.device import DEVICE_HELP
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
@@ -137,12 +138,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--recipe", type=Path, required=True, help="cfg/recipes/<model>.yaml")
     p.add_argument("--name", default=None, help="run name (default: the recipe's)")
     p.add_argument("--hours", type=float, default=None, help="override the recipe's training time (a short try)")
+    p.add_argument("--device", default=None, help=DEVICE_HELP.replace("default: auto", "default: the recipe's, else auto"))
     return p
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     recipe = load_recipe(args.recipe)
+    if args.device:  # where to train is the machine's business, not the recipe's
+        key = "args" if recipe["task"] == "classify" else "hyp"
+        recipe[key] = dict(recipe.get(key, {}), device=args.device)
     if recipe["task"] == "classify":
         run = train_classifier_recipe(recipe, args.name)
     else:

@@ -37,9 +37,22 @@ def version() -> str:
 
 def _train_kwargs(task: str, project: Path, name: str, **given) -> dict:
     """cfg/ultralytics.yaml defaults, overridden by the caller's values that are not None."""
+    from scripts.device import describe, resolve_device
     kw = defaults(task)
     kw.update({k: v for k, v in given.items() if v is not None})
+    kw["device"] = resolve_device(str(kw.get("device", "auto")))
+    if kw["device"] != "cpu":
+        kw["amp"] = given.get("amp", True)  # mixed precision is a GPU feature (our bf16 hook covers the CPU)
+        if given.get("cache") is None:
+            kw["cache"] = cache_choice(kw["device"])
+    print(f"Ultralytics {task} training on {describe(kw['device'])}", flush=True)
     return dict(kw, project=str(Path(project).resolve()), name=name, exist_ok=True, verbose=False)
+
+
+def cache_choice(device: str) -> str | bool:
+    """Decoded images kept in RAM only on the CPU machines this project sizes for (small sets, input-bound
+    training); on a GPU machine with AffectNet-scale data the RAM copy would be tens of GB, so cache on disk."""
+    return True if device == "cpu" else "disk"
 
 
 def defaults(task: str) -> dict:
