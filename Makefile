@@ -74,9 +74,12 @@ merge: $(STAMP)
 balance: $(STAMP)
 	$(EMODET) balance --data data/fer2013 --weights --folds 5
 
+# BACKEND=torch GPUS=N: N processes under torchrun (DistributedDataParallel, one GPU each; gloo on CPUs)
 train-classifier: $(STAMP)
-	$(EMODET) train-classifier --backend $(BACKEND) $(if $(filter ultralytics,$(BACKEND)),--crops $(CROPS) --model $(MODEL),$(if $(filter torch,$(BACKEND)),$(if $(filter-out v8n,$(MODEL)),--model $(MODEL)),--darknet-data $(OUT)/darknet/48 $(if $(filter-out v8n,$(MODEL)),--model $(MODEL)))) \
-	  $(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(IMGSZ),--imgsz $(IMGSZ)) $(if $(SOFT),--soft $(SOFT)) $(call opt,$(DEVICE),--device)
+	$(if $(and $(GPUS),$(filter torch,$(BACKEND))),$(PY) -m torch.distributed.run --nproc_per_node $(GPUS) -m scripts.torch_classifier \
+	  $(if $(filter-out v8n,$(MODEL)),--model $(MODEL)) $(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(SOFT),--soft $(SOFT)) \
+	  $(call opt,$(DEVICE),--device),$(EMODET) train-classifier --backend $(BACKEND) $(if $(filter ultralytics,$(BACKEND)),--crops $(CROPS) --model $(MODEL),$(if $(filter torch,$(BACKEND)),$(if $(filter-out v8n,$(MODEL)),--model $(MODEL)),--darknet-data $(OUT)/darknet/48 $(if $(filter-out v8n,$(MODEL)),--model $(MODEL)))) \
+	  $(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(IMGSZ),--imgsz $(IMGSZ)) $(if $(SOFT),--soft $(SOFT)) $(call opt,$(DEVICE),--device))
 
 # a shipped model from its recipe file: make train RECIPE=cfg/recipes/real-det.yaml [HOURS=0.1]
 RECIPE ?= cfg/recipes/real-det.yaml

@@ -189,13 +189,18 @@ def train_one_epoch(model, opt, sched, x_all, targets, prep, args, gen, epoch, w
     scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
     model.train()
     n = len(x_all)
+    rank, world = process_share()
+    # every process draws the same epoch order (same seed) and takes every world-th face of it, as
+    # DistributedSampler does; the global batch stays args.batch, split evenly between the processes
     order = epoch_order(n, weights, gen)
+    order = order[:len(order) - len(order) % world][rank::world]  # equal shares: every process takes as many steps
+    batch = args.batch // world
     total, seen = 0.0, 0
-    bar = tracked(range(0, n - args.batch + 1, args.batch), desc=f"epoch {epoch}", unit="batch", leave=False,
-               disable=args.quiet)
+    bar = tracked(range(0, len(order) - batch + 1, batch), desc=f"epoch {epoch}", unit="batch", leave=False,
+                  disable=args.quiet or rank > 0)
     sizes = args.train_sizes or [prep.input_size]
     for i in bar:
-        idx = order[i:i + args.batch]
+        idx = order[i:i + batch]
         size = sizes[int(torch.randint(len(sizes), (1,), generator=gen))] if len(sizes) > 1 else sizes[0]
         # augmentation draws from one CPU generator (reproducible on any device); the batch then moves over
         x = augment(normalise(x_all[idx][:, None], prep), prep, gen, size).to(
@@ -214,6 +219,23 @@ def train_one_epoch(model, opt, sched, x_all, targets, prep, args, gen, epoch, w
         seen += len(idx)
         bar.set_postfix(loss=f"{total / seen:.3f}")
     return total / max(seen, 1)
+
+
+def process_share() -> tuple[int, int]:
+    """(rank, world size) under torchrun (DistributedDataParallel), (0, 1) in a plain run."""
+    import torch.distributed as dist
+    return (dist.get_rank(), dist.get_world_size()) if dist.is_available() and dist.is_initialized() else (0, 1)
+
+
+def start_processes(device: str) -> str:
+    """Join torchrun's process group when started by it (WORLD_SIZE > 1): NCCL between GPUs, gloo between CPU
+    processes; each process drives the GPU of its LOCAL_RANK. Returns this process's device."""
+    import os
+    import torch.distributed as dist
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return device
+    dist.init_process_group("gloo" if device == "cpu" else "nccl")
+    return device if device == "cpu" else os.environ.get("LOCAL_RANK", "0")
 
 
 def training_autocast(device: torch.device, bf16: bool):
@@ -284,15 +306,21 @@ def main(argv=None) -> int:
     if args.select_extra:
         x_sel, y_sel = load_split(args.select_extra, "val")
         sel_classes = supported_classes(args.select_extra, args.min_support)
-    device = resolve_device(args.device)
-    args.device = describe(device)
-    print(f"device {args.device}", flush=True)
+    device = start_processes(resolve_device(args.device))
+    rank, world = process_share()
+    args.device = describe(device) + (f" x {world} processes" if world > 1 else "")
+    if rank == 0:
+        print(f"device {args.device}", flush=True)
     model = model.to(torch_device(device), memory_format=torch.channels_last)
+    net = model
+    if world > 1:  # gradients averaged across processes on each step; `model` stays the plain module we save
+        from torch.nn.parallel import DistributedDataParallel
+        net = DistributedDataParallel(model, device_ids=None if device == "cpu" else [torch_device(device)])
     targets = smoothed(y_train, args.classes, args.smoothing)
     if args.soft:
         soft = torch.from_numpy(load_soft_targets(args.soft, len(y_train)))
         targets = (1 - args.smoothing) * soft + args.smoothing / args.classes
-    steps = args.epochs * (len(x_train) // args.batch)
+    steps = args.epochs * ((len(x_train) // world) // (args.batch // world))
     opt = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9, nesterov=True, weight_decay=args.wd)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=steps, pct_start=0.15,
                                                 anneal_strategy="cos", div_factor=20, final_div_factor=200)
@@ -311,13 +339,16 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     for epoch in range(start, args.epochs):
         e0 = time.perf_counter()
-        loss = train_one_epoch(model, opt, sched, x_t, targets, prep, args, gen, epoch, weights)
+        loss = train_one_epoch(net, opt, sched, x_t, targets, prep, args, gen, epoch, weights)
+        if rank > 0:  # validation, checkpoints and logs are the first process's
+            continue
         val = top1 = accuracy(predict_logits(model, x_val, prep), y_val)
         history.append(dict(epoch=epoch, loss=loss, val_top1=top1, seconds=time.perf_counter() - e0))
         if args.select_extra:
             history[-1]["extra_macro_recall"] = macro_recall(predict_logits(model, x_sel, prep), y_sel, sel_classes)
             val = (top1 + history[-1]["extra_macro_recall"]) / 2
-        ck = dict(model={k: v.detach().cpu() for k, v in model.state_dict().items()}, optimizer=opt.state_dict(), scheduler=sched.state_dict(), epoch=epoch,
+        ck = dict(model={k: v.detach().cpu() for k, v in model.state_dict().items()}, optimizer=opt.state_dict(),
+                  scheduler=sched.state_dict(), epoch=epoch,
                   args={k: str(v) for k, v in vars(args).items()}, best_val=max(best, val), history=history,
                   rng=gen.get_state(), arch=args.model, classes=list(class_names(args.classes)),
                   preprocess=prep.__dict__)
@@ -330,6 +361,12 @@ def main(argv=None) -> int:
             if args.select_extra else ""
         print(f"epoch {epoch + 1}/{args.epochs}: loss {loss:.4f}  PublicTest top-1 {top1:.4f}{extra}  selection "
               f"{val:.4f} (best {best:.4f})  ({history[-1]['seconds']:.0f} s)", flush=True)
+    if world > 1:
+        import torch.distributed as dist
+        dist.barrier()
+        dist.destroy_process_group()
+    if rank > 0:
+        return 0
     (args.out / "history.json").write_text(json.dumps(history, indent=1))
     minutes = sum(h["seconds"] for h in history) / 60
     what = "selection score (PublicTest top-1 + val macro recall) / 2" if args.select_extra else "PublicTest top-1"

@@ -79,3 +79,39 @@ def test_extra_tables_join_the_training_faces_with_their_rare_classes_evened(tmp
     assert np.bincount(y).tolist() == [1 + 20, 1 + 18, 1 + 2]
     _, y = training_mix(tmp_path / "main.h5", [f"{tmp_path / 'x.h5'}:2"], even=5)
     assert np.bincount(y).tolist() == [1 + 20, 1 + 18, 1 + 2 * 5]
+
+
+def _tiny_table(path, n=96, seed=0):
+    import numpy as np
+    from converters.labels import class_names
+    from converters.writers import write_h5
+    rng = np.random.default_rng(seed)
+    faces = rng.integers(0, 255, (n, 2304), dtype=np.uint8)
+    labels = rng.integers(0, 7, n)
+    write_h5(path, {"train": (faces, labels, [f"t{i}" for i in range(n)]),
+                    "val": (faces[:32], labels[:32], [f"v{i}" for i in range(32)])}, class_names(7))
+    return path
+
+
+def test_two_process_ddp_on_the_cpu_writes_a_checkpoint_like_a_single_process_run(tmp_path):
+    """torchrun --nproc_per_node 2 with the gloo backend: one checkpoint, written by the first process, in the
+    single-process format, which loads and predicts like one."""
+    import subprocess
+    import sys
+    import numpy as np
+    from scripts.classifiers import load_classifier
+    from scripts.torch_classifier import main
+    table = _tiny_table(tmp_path / "t.h5")
+    common = ["--data", str(table), "--model", "fertiny", "--epochs", "1", "--batch", "16", "--device", "cpu",
+              "--threads", "1", "--quiet", "--no-bf16"]
+    assert main(common + ["--out", str(tmp_path / "one")]) == 0
+    ddp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+                          "29533", "-m", "scripts.torch_classifier", *common, "--out", str(tmp_path / "two")],
+                         capture_output=True, text=True, timeout=300)
+    assert ddp.returncode == 0, ddp.stderr[-2000:]
+    assert ddp.stdout.count("epoch 1/1") == 1 and "x 2 processes" in ddp.stdout  # logged once, by rank 0
+    one, two = (torch.load(tmp_path / d / "best.pt", weights_only=False) for d in ("one", "two"))
+    assert one.keys() == two.keys() and one["model"].keys() == two["model"].keys()
+    assert all(one["model"][k].shape == two["model"][k].shape for k in one["model"])
+    faces = np.random.default_rng(1).integers(0, 255, (5, 48, 48), dtype=np.uint8)
+    assert load_classifier(tmp_path / "two" / "best.pt").probabilities(faces, 7).shape == (5, 7)
