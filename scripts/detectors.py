@@ -78,6 +78,7 @@ class LetterboxDetector:
 
     imgsz: int
     names: list[str] | None = None  # the model's own class names, when it carries them
+    extra_sizes: tuple[int, ...] = ()  # further input sizes whose candidates join the main size's before NMS
 
     def __init__(self, multi_label: bool = False, max_det: int = 300, flip: bool = False):
         self.multi_label, self.max_det, self.flip = multi_label, max_det, flip
@@ -89,27 +90,40 @@ class LetterboxDetector:
         """(n, 6) class, score, x1, y1, x2, y2 in pixels of `image`, best first."""
         return self.with_scores(image, conf, iou)[0]
 
-    def with_scores(self, image: np.ndarray, conf: float, iou: float) -> tuple[np.ndarray, np.ndarray]:
-        """What __call__ returns, and each box's score for every class (n, classes): the emotion distribution
-        an app shows per face."""
-        padded, (sx, sy), (left, top) = letterbox(image, self.imgsz)
+    def candidates(self, image: np.ndarray, size: int, conf: float):
+        """(boxes x, y, w, h in pixels of `image`, class, score, class scores) of every anchor at >= conf, with
+        the image letterboxed to `size`."""
+        padded, (sx, sy), (left, top) = letterbox(image, size)
         x = np.ascontiguousarray(padded[:, :, ::-1].transpose(2, 0, 1)[None], dtype=np.float32) / 255.0
         out = self.raw(x)
         if self.flip:
-            out = flip_averaged(out, self.raw(np.ascontiguousarray(x[..., ::-1])), self.imgsz)
+            out = flip_averaged(out, self.raw(np.ascontiguousarray(x[..., ::-1])), size)
         anchor, cls, score = candidate_detections(out[4:], self.multi_label, conf)
         cx, cy, w, h = out[:4, anchor]
-        boxes = np.stack([cx - w / 2, cy - h / 2, w, h], 1)
-        idx = cv2.dnn.NMSBoxesBatched(boxes.tolist(), score.tolist(), cls.tolist(), conf, iou) if len(anchor) else []
+        boxes = np.stack([(cx - w / 2 - left) / sx, (cy - h / 2 - top) / sy, w / sx, h / sy], 1)
+        return boxes, cls, score, out[4:, anchor].T
+
+    def with_scores(self, image: np.ndarray, conf: float, iou: float) -> tuple[np.ndarray, np.ndarray]:
+        """What __call__ returns, and each box's score for every class (n, classes): the emotion distribution
+        an app shows per face. With extra sizes, the candidates of every size are suppressed together: a
+        detector whose backbone learned expressions on small faces also sees a large face at a size it knows."""
+        parts = [self.candidates(image, size, conf) for size in (self.imgsz, *self.extra_sizes)]
+        boxes, cls, score, scores = (np.concatenate(p) for p in zip(*parts))
+        idx = cv2.dnn.NMSBoxesBatched(boxes.tolist(), score.tolist(), cls.tolist(), conf, iou) if len(score) else []
         idx = np.asarray(idx, int).reshape(-1)
         idx = idx[np.argsort(-score[idx], kind="stable")][:self.max_det]
         b = boxes[idx]
-        x1, y1 = (b[:, 0] - left) / sx, (b[:, 1] - top) / sy
-        x2, y2 = x1 + b[:, 2] / sx, y1 + b[:, 3] / sy
         hh, ww = image.shape[:2]
-        det = np.c_[cls[idx], score[idx], np.clip(x1, 0, ww), np.clip(y1, 0, hh), np.clip(x2, 0, ww),
-                    np.clip(y2, 0, hh)]
-        return det, out[4:, anchor[idx]].T
+        det = np.c_[cls[idx], score[idx], np.clip(b[:, 0], 0, ww), np.clip(b[:, 1], 0, hh),
+                    np.clip(b[:, 0] + b[:, 2], 0, ww), np.clip(b[:, 1] + b[:, 3], 0, hh)]
+        return det, scores[idx]
+
+
+SCALES_KEY = "emodet_extra_sizes"  # ONNX metadata / checkpoint key: the extra input sizes a model is used at
+
+
+def _sizes(text) -> tuple[int, ...]:
+    return tuple(int(v) for v in str(text).replace(" ", "").split(",") if v) if text not in (None, "") else ()
 
 
 def _names_from_metadata(text: str | None) -> list[str] | None:
@@ -125,7 +139,7 @@ def _names_from_metadata(text: str | None) -> list[str] | None:
 class OnnxDetector(LetterboxDetector):
     """An Ultralytics detector exported to ONNX (output (1, 4 + classes, anchors)), run with ONNX Runtime."""
 
-    def __init__(self, path: Path, imgsz: int, threads: int | None = None, **decode):
+    def __init__(self, path: Path, imgsz: int, threads: int | None = None, extra_sizes=None, **decode):
         import onnxruntime as ort
         super().__init__(**decode)
         opts = ort.SessionOptions()
@@ -137,9 +151,14 @@ class OnnxDetector(LetterboxDetector):
             raise EmoDetError(f"{path}: not a loadable ONNX model ({type(exc).__name__})") from None
         self.input = self.sess.get_inputs()[0].name
         shape = self.sess.get_inputs()[0].shape
-        self.imgsz = shape[-1] if isinstance(shape[-1], int) else checked_imgsz(imgsz or 256, path)
-        meta = self.sess.get_modelmeta().custom_metadata_map.get("names")
-        self.names = _names_from_metadata(meta)
+        meta = self.sess.get_modelmeta().custom_metadata_map
+        self.dynamic = not isinstance(shape[-1], int)
+        trained = _sizes(str(meta.get("imgsz", "")).strip("[]").split(",")[0]) if meta.get("imgsz") else ()
+        self.imgsz = checked_imgsz(imgsz or (trained[0] if trained else 256), path) if self.dynamic else shape[-1]
+        self.names = _names_from_metadata(meta.get("names"))
+        # extra sizes need an export with dynamic axes (scripts.export --extra-sizes writes both)
+        self.extra_sizes = _sizes(meta.get(SCALES_KEY)) if self.dynamic and extra_sizes is None else tuple(
+            extra_sizes or ())
 
     def raw(self, x: np.ndarray) -> np.ndarray:
         return self.sess.run(None, {self.input: x})[0][0]
@@ -162,11 +181,18 @@ def checkpoint_imgsz(net) -> int | None:
     return int(size[0] if isinstance(size, (list, tuple)) else size) if size else None
 
 
+def _checkpoint_extra_sizes(path: Path) -> tuple[int, ...]:
+    """The extra input sizes stored in an Ultralytics checkpoint by scripts.export --extra-sizes, if any."""
+    import torch
+    ck = torch.load(path, map_location="cpu", weights_only=False)
+    return _sizes(ck.get(SCALES_KEY)) if isinstance(ck, dict) else ()
+
+
 class TorchDetector(LetterboxDetector):
     """An Ultralytics detector checkpoint (.pt), its network run directly in PyTorch; by default at the input size
     and with the class names it was trained with."""
 
-    def __init__(self, path: Path, imgsz: int | None, device: str = "cpu", **decode):
+    def __init__(self, path: Path, imgsz: int | None, device: str = "cpu", extra_sizes=None, **decode):
         from scripts.device import torch_device
         from scripts.ultra_env import ultralytics
         super().__init__(**decode)
@@ -178,6 +204,8 @@ class TorchDetector(LetterboxDetector):
         self.imgsz = checked_imgsz(imgsz or checkpoint_imgsz(self.net) or 256, path)
         names = getattr(self.net, "names", None)
         self.names = [names[i] for i in sorted(names)] if isinstance(names, dict) else None
+        self.extra_sizes = tuple(checked_imgsz(v, path) for v in (
+            extra_sizes if extra_sizes is not None else _checkpoint_extra_sizes(path)))
 
     def raw(self, x: np.ndarray) -> np.ndarray:
         import torch

@@ -90,6 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("weights", type=Path, nargs="+", help="EmoDet torch .pt or Ultralytics .pt files")
     p.add_argument("--imgsz", type=int, default=None,
                    help="Ultralytics models: input size (default: the size it was trained at, from its checkpoint)")
+    p.add_argument("--extra-sizes", type=int, nargs="+", default=None, metavar="PX",
+                   help="Ultralytics detectors: also run at these input sizes, candidates merged before NMS; recorded "
+                        "in the .pt and its (dynamic) .onnx, so predict, eval and the app use them")
     p.add_argument("--ship", default=None, help="torch classifier: also write weights/<SHIP>.pt (slim) and .onnx")
     p.add_argument("--int8", action="store_true",
                    help="torch classifier: also write <name>-int8.onnx, calibrated on training faces of --calib")
@@ -107,6 +110,18 @@ def calibration_faces(table: Path, n: int = 1024, seed: int = 0) -> np.ndarray:
         pixels = f["Training_pixel"]
         idx = np.sort(np.random.default_rng(seed).choice(len(pixels), min(n, len(pixels)), replace=False))
         return pixels[idx].reshape(-1, 48, 48)
+
+
+def set_onnx_metadata(path: Path, values: dict[str, str]) -> None:
+    """Add (or replace) custom metadata entries of an ONNX model, in place."""
+    import onnx
+    model = onnx.load(str(path))
+    kept = [p for p in model.metadata_props if p.key not in values]
+    del model.metadata_props[:]
+    model.metadata_props.extend(kept)
+    for k, v in values.items():
+        model.metadata_props.add(key=k, value=str(v))
+    onnx.save(model, str(path))
 
 
 def _trained_imgsz(checkpoint: dict) -> int:
@@ -134,6 +149,13 @@ def main(argv=None) -> int:
                 from converters.settings import FER2013_TABLE
                 calib = calibration_faces(args.calib or FER2013_TABLE)
                 print(f"{out} -> {quantize_classifier(out, calib)} (int8, calibrated on {len(calib)} training faces)")
+        elif args.extra_sizes:
+            from scripts.detectors import SCALES_KEY
+            sizes = ",".join(map(str, args.extra_sizes))
+            torch.save(dict(ck, **{SCALES_KEY: sizes}), w)  # the .pt carries them too
+            out = ultra.export_onnx(w, args.imgsz or _trained_imgsz(ck), dynamic=True)
+            set_onnx_metadata(out, {SCALES_KEY: sizes})
+            print(f"{w} -> {out} (dynamic input; extra inference sizes {sizes} recorded in both files)")
         else:
             print(f"{w} -> {ultra.export_onnx(w, args.imgsz or _trained_imgsz(ck))}")
     return 0

@@ -261,7 +261,8 @@ def train_detector_frozen_first(data_yaml: Path, init: Path, frozen_epochs: int,
     return train_detector(data_yaml, last, epochs - frozen_epochs, project=project, name=name, **kw)
 
 
-def export_onnx(weights: Path, imgsz: int) -> Path:
+def export_onnx(weights: Path, imgsz: int, dynamic: bool = False) -> Path:
+    """ONNX export beside the weights (input `imgsz`; `dynamic`: any input side, for several inference sizes)."""
     ul = ultralytics()
-    path = ul.YOLO(str(weights)).export(format="onnx", imgsz=imgsz, device="cpu", simplify=True, dynamic=False)
+    path = ul.YOLO(str(weights)).export(format="onnx", imgsz=imgsz, device="cpu", simplify=True, dynamic=dynamic)
     return Path(path)

@@ -103,3 +103,27 @@ def test_ctrl_c_stops_cleanly_and_keeps_what_was_written(tmp_path):
     rows = (tmp_path / "out" / "detections.csv").read_text().splitlines()
     assert {row.split(",")[1] for row in rows[1:]} == {"0", "1"}
     assert (tmp_path / "out" / "clip_annotated.mp4").stat().st_size > 0
+
+
+class _SeesOnlySmall(LetterboxDetector):
+    """Finds a face only when the input is 32 px (as a backbone trained on small faces might): one box over the
+    whole input, class 1."""
+    imgsz = 64
+
+    def raw(self, x):
+        size = x.shape[-1]
+        n = (size // 8) ** 2 + (size // 16) ** 2 + (size // 32) ** 2
+        out = np.zeros((4 + 2, n), np.float32)
+        out[:4, 0] = [size / 2, size / 2, size, size]
+        out[5, 0] = 0.9 if size == 32 else 0.0
+        return out
+
+
+def test_extra_sizes_join_their_candidates_in_image_pixels():
+    image = np.zeros((100, 100, 3), np.uint8)
+    assert len(_SeesOnlySmall()(image, 0.25, 0.5)) == 0
+    det = _SeesOnlySmall()
+    det.extra_sizes = (32,)
+    found = det(image, 0.25, 0.5)
+    assert found[:, :2].tolist() == [[1, pytest.approx(0.9)]]
+    assert found[0, 2:].tolist() == pytest.approx([0, 0, 100, 100])  # the 32 px box mapped back to the image

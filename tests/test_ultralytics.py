@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import socket
 
+import numpy as np
 import pytest
 import torch
 
@@ -310,3 +311,19 @@ def test_a_recipe_starting_from_a_classifier_backbone_freezes_that_backbone(pipe
     run = tmp_path / "runs" / "ultralytics" / "bb"
     assert json.loads((run / "recipe.json").read_text())["freeze"] == 9
     assert yaml.safe_load((run / "args.yaml").read_text())["freeze"] == 9
+
+
+def test_extra_sizes_travel_in_the_checkpoint_and_the_dynamic_onnx(pipeline, tmp_path):
+    import shutil
+    from scripts import export
+    from scripts.detectors import OnnxDetector, TorchDetector, load_detector
+    w = tmp_path / "det.pt"
+    shutil.copy(pipeline["det"], w)
+    assert export.main([str(w), "--extra-sizes", "64"]) == 0
+    torch_det, onnx_det = load_detector(w), load_detector(w.with_suffix(".onnx"), threads=1)
+    assert isinstance(torch_det, TorchDetector) and isinstance(onnx_det, OnnxDetector)
+    assert (torch_det.imgsz, torch_det.extra_sizes) == (128, (64,)) == (onnx_det.imgsz, onnx_det.extra_sizes)
+    import cv2
+    image = cv2.imread(str(sorted((pipeline["root"] / "data" / "yolo" / "val").glob("*.jpg"))[0]))
+    a, b = torch_det(image, 0.001, 0.7), onnx_det(image, 0.001, 0.7)
+    assert len(a) == len(b) and np.allclose(a[:5, 1], b[:5, 1], atol=1e-3)
