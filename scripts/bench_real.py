@@ -170,18 +170,20 @@ VAL_SETS = {"roboflow-valid": DATA_DIR / "roboflow" / "yolo" / "val",
             "fer-scenes-val": DATA_DIR / "scenes-converted" / "yolo" / "val"}
 
 
-def size_sweep(detector: Path, sizes: list[int]) -> dict:
-    """The one-stage detector at each input size on the validation sets only (how the shipped input size is
-    chosen): Darknet-style mAP@0.5 and face recall@0.5 at conf 0.25 per set and size."""
+def size_sweep(detector: Path, configs: list[str]) -> dict:
+    """The one-stage detector at each input-size configuration ("320", or "320+160": a main size and extra
+    sizes) on the validation sets only (how the shipped sizes are chosen): Darknet-style mAP@0.5 and face
+    recall@0.5 at conf 0.25 per set."""
     from scripts.detectors import load_detector
     from scripts.scoring import score_detector
     out = {}
-    for size in sizes:
+    for config in configs:
+        main, *extra = (int(v) for v in config.split("+"))
         for name, gt in VAL_SETS.items():
             if gt.is_dir():
-                r = score_detector(load_detector(detector, size, multi_label=True), gt,
-                                   RUNS_DIR / "real-sweep" / f"{name}-{size}")["darknet"]
-                out.setdefault(size, {})[name] = dict(map50=r["map50"], recall=r["agnostic_recall50"])
+                det = load_detector(detector, main, multi_label=True, extra_sizes=tuple(extra))
+                r = score_detector(det, gt, RUNS_DIR / "real-sweep" / f"{name}-{config}")["darknet"]
+                out.setdefault(config, {})[name] = dict(map50=r["map50"], recall=r["agnostic_recall50"])
     return out
 
 
@@ -192,8 +194,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--classifier", type=Path, default=DEFAULT_CLASSIFIER)
     p.add_argument("--also", type=Path, nargs="*", default=[], help="more classifiers for the faces table")
     p.add_argument("--json", type=Path, default=RESULTS_DIR / "bench" / "real.json")
-    p.add_argument("--sweep", type=int, nargs="+", default=None, metavar="PX",
-                   help="instead: score the detector at these input sizes on the validation sets (size selection)")
+    p.add_argument("--sweep", nargs="+", default=None, metavar="PX[+PX]",
+                   help="instead: score the detector at these input sizes (320, or 320+160 for a main and an extra "
+                        "size) on the validation sets (size selection)")
     return p
 
 
@@ -202,8 +205,8 @@ def main(argv=None) -> int:
     if args.sweep:
         import torch
         torch.set_num_threads(1)
-        for size, sets in size_sweep(args.detector, args.sweep).items():
-            print(f"{size} px: " + "  ".join(f"{n} mAP@0.5 {v['map50']:.3f} recall {v['recall']:.3f}"
+        for config, sets in size_sweep(args.detector, args.sweep).items():
+            print(f"{config} px: " + "  ".join(f"{n} mAP@0.5 {v['map50']:.3f} recall {v['recall']:.3f}"
                                              for n, v in sets.items()), flush=True)
         return 0
     r = bench_real(args.detector, args.classifier, args.also)
