@@ -61,10 +61,10 @@ scenes: $(STAMP)
 	$(EMODET) convert --affectnet data/scenes --out data/scenes-converted --split training validation test \
 	  --sizes 48 --formats yolo crops --overwrite
 
-# one-stage detector vs Haar + classifier on the test scenes (trains the detector for HOURS unless REUSE=1)
-HOURS ?= 1.0
+# the FER-scenes detector (cfg/recipes/scenes-det.yaml; HOURS=, CLS_PW=, ... override its fields) vs Haar +
+# classifier on the test scenes; REUSE=1 scores the last trained one
 scenes-bench: $(STAMP)
-	$(EMODET) bench --parts scenes --hours $(HOURS) $(if $(IMGSZ),--imgsz $(IMGSZ)) $(if $(filter 1,$(REUSE)),--reuse) \
+	$(EMODET) bench --parts scenes $(call opt,$(HOURS),--hours) $(if $(IMGSZ),--imgsz $(IMGSZ)) $(if $(filter 1,$(REUSE)),--reuse) \
 	  $(if $(SOFT),--soft $(SOFT)) $(if $(CLS_PW),--cls-pw $(CLS_PW)) $(if $(CLOSE_MOSAIC),--close-mosaic $(CLOSE_MOSAIC)) \
 	  $(if $(FREEZE),--freeze $(FREEZE))
 
