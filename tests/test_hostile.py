@@ -154,6 +154,8 @@ def test_an_exif_rotated_photo_gets_a_yolo_image_whose_pixels_match_its_label(tm
     """The YOLO copy of a JPEG with EXIF orientation 6 is written upright as stored, so Ultralytics' own image
     loader sees the face where the label says (a hard link would load rotated by 90 degrees)."""
     from PIL import Image
+    from scripts.ultra_env import ultralytics
+    ultralytics()  # offline before anything imports it (a plain import would let it look for the network)
     from ultralytics.utils.patches import imread
     root = tmp_path / "affectnet"
     images = root / "Manually_Annotated_Images" / "1"
