@@ -191,7 +191,7 @@ def read_affectnet(csv_path: Path, images_root: Path | None = None, n_classes: i
         if check_images:
             size = sizes.get(image)
             if size is None:
-                size = sizes[image] = _probe_image(image)
+                size = sizes[image] = probe_image(image)
             if isinstance(size, str):
                 reject(row, size)
                 continue
@@ -229,7 +229,7 @@ def _jpeg_complete(path: Path) -> bool:
     return tail.endswith(b"\xff\xd9")
 
 
-def _probe_image(path: Path) -> tuple[int, int] | str:
+def probe_image(path: Path) -> tuple[int, int] | str:
     """Image size, or the reject reason when the file is missing, empty, truncated, too large or not an image."""
     try:
         if path.stat().st_size == 0:

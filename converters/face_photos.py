@@ -20,14 +20,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .affectnet import R_CONTEMPT, R_OUTSIDE, _probe_image, path_inside
+from .affectnet import R_CONTEMPT, R_OUTSIDE, probe_image, path_inside
 from .errors import EmoDetError
+from .io import IMAGE_SUFFIXES
 from .face_boxes import BoxFit, haar_cascade, haar_faces
 from .labels import canonical_code
 from .parallel import parallel_map
 from .records import FaceRecord, ReadResult, Reject
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 # Median Haar box on 400 faces-in-the-wild photos, as fractions of the side (x, y, w, h): the cascade found a face
 # in 91.5 % of them; the 10th-90th percentile of its side was 0.79-0.88.
 FALLBACK_BOX = (0.075, 0.075, 0.8375, 0.8375)
@@ -115,7 +115,7 @@ def read_face_photos(root: Path, split: str | None = None, n_classes: int = 7, v
             rejects.append(Reject(source, n, R_CONTEMPT if contempt else R_CLASS,
                                   "" if contempt else exc.args[0].split(";")[0], str(image)))
             continue
-        size = _probe_image(image)
+        size = probe_image(image)
         if isinstance(size, str):
             rejects.append(Reject(source, n, size, "", str(image)))
             continue

@@ -45,6 +45,9 @@ def write_json(path: Path, data) -> Path:
     return Path(path)
 
 
+# image files the readers accept (lower-cased suffix); what OpenCV and PIL both decode
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+
 LOCK_NAME = ".emodet.lock"
 
 

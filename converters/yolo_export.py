@@ -8,13 +8,13 @@ from pathlib import Path
 
 import yaml
 
-from .affectnet import _probe_image
+from .affectnet import probe_image
 from .errors import EmoDetError
+from .io import IMAGE_SUFFIXES
 from .labels import canonical_code
 from .records import FaceRecord, ReadResult, Reject
 from .yolo_format import parse_yolo_line
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 # export split folder -> our split name
 SPLIT_FOLDERS = {"train": "train", "valid": "val", "val": "val", "test": "test"}
 
@@ -80,7 +80,7 @@ def read_yolo_export(root: Path, split: str, n_classes: int = 7) -> ReadResult:
         label = _label_file(image)
         if not label.exists():
             continue
-        size = _probe_image(image)
+        size = probe_image(image)
         lines = label.read_text(errors="replace").splitlines()
         if isinstance(size, str):
             rejects.extend(Reject(str(label), n, size, "", str(image)) for n, t in enumerate(lines, 1) if t.strip())

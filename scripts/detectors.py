@@ -181,13 +181,6 @@ def checkpoint_imgsz(net) -> int | None:
     return int(size[0] if isinstance(size, (list, tuple)) else size) if size else None
 
 
-def _checkpoint_extra_sizes(path: Path) -> tuple[int, ...]:
-    """The extra input sizes stored in an Ultralytics checkpoint by scripts.export --extra-sizes, if any."""
-    import torch
-    ck = torch.load(path, map_location="cpu", weights_only=False)
-    return _sizes(ck.get(SCALES_KEY)) if isinstance(ck, dict) else ()
-
-
 class TorchDetector(LetterboxDetector):
     """An Ultralytics detector checkpoint (.pt), its network run directly in PyTorch; by default at the input size
     and with the class names it was trained with."""
@@ -198,14 +191,15 @@ class TorchDetector(LetterboxDetector):
         super().__init__(**decode)
         self.device = torch_device(device)
         try:
-            self.net = ultralytics().YOLO(str(path), task="detect").model.float().eval().to(self.device)
+            yolo = ultralytics().YOLO(str(path), task="detect")
+            self.net = yolo.model.float().eval().to(self.device)
         except Exception as exc:  # a text file, a truncated download, another framework's pickle
             raise EmoDetError(f"{path}: not an Ultralytics checkpoint ({type(exc).__name__})") from None
         self.imgsz = checked_imgsz(imgsz or checkpoint_imgsz(self.net) or 256, path)
         names = getattr(self.net, "names", None)
         self.names = [names[i] for i in sorted(names)] if isinstance(names, dict) else None
         self.extra_sizes = tuple(checked_imgsz(v, path) for v in (
-            extra_sizes if extra_sizes is not None else _checkpoint_extra_sizes(path)))
+            extra_sizes if extra_sizes is not None else _sizes((yolo.ckpt or {}).get(SCALES_KEY))))
 
     def raw(self, x: np.ndarray) -> np.ndarray:
         import torch

@@ -20,9 +20,9 @@ from converters.settings import DEFAULT_DETECTOR, RUNS_DIR
 from converters.progress import tracked
 from eval.plots import annotated_image, contact_sheet
 from scripts.detectors import load_detector
+from scripts.scoring import IMAGES
 from scripts.device import DEVICE_HELP, describe, onnx_providers, resolve_device
 
-IMAGES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 VIDEOS = {".mp4", ".avi", ".mov", ".mkv", ".webm"}
 
 
