@@ -11,15 +11,23 @@ import sys
 PR_SET_PDEATHSIG = 1
 
 
-def die_with_parent() -> None:
+def die_with_parent(expected_parent: int | None = None) -> None:
+    """Arm the signal; and if the parent is already gone (it died before we could arm: the signal would never
+    come), or is not `expected_parent`, exit now."""
     if sys.platform.startswith("linux"):
+        parent = os.getppid()
         try:
             ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
         except OSError:
-            pass
+            return
+        if os.getppid() != parent or (expected_parent is not None and parent != expected_parent):
+            os._exit(0)
 
 
 POOL_PARENT = "EMODET_POOL_PARENT"  # pid of the process that starts a pool (set by converters.parallel)
 
-if os.environ.get(POOL_PARENT) == str(os.getppid()):  # we are that process's forkserver, preloading this module
-    die_with_parent()
+# Imported by that process's forkserver, preloading this module: it must die with the pool's creator, also when
+# the creator was killed while the forkserver was still starting.
+if (os.environ.get(POOL_PARENT, str(os.getpid())) != str(os.getpid())
+        and "multiprocessing.forkserver" in sys.modules):
+    die_with_parent(int(os.environ[POOL_PARENT]))

@@ -27,6 +27,10 @@ def parallel_map(fn: Callable, jobs: list, workers: int, chunksize: int | None =
     ctx = mp.get_context("forkserver")
     # the forkserver process (the workers' parent) must die with us too: it imports this module first
     ctx.set_forkserver_preload(["converters.orphan_guard"])
-    os.environ[POOL_PARENT] = str(os.getpid())
-    with ctx.Pool(workers, initializer=_init_worker) as pool:
+    os.environ[POOL_PARENT] = str(os.getpid())  # read by the forkserver, which starts with the first pool
+    try:
+        pool = ctx.Pool(workers, initializer=_init_worker)
+    finally:
+        del os.environ[POOL_PARENT]  # not inherited by anything else this process starts
+    with pool:
         yield from pool.imap(fn, jobs, chunksize=chunk)
