@@ -23,7 +23,7 @@ CROPS ?= $(OUT)/crops/48
 DATA_YAML ?= $(OUT)/yolo/data.yaml
 
 .PHONY: setup sample convert convert-fer2013 scenes scenes-bench merge balance test demo bench clean help \
-        train train-classifier partial train-detector export predict app
+        train train-classifier partial train-detector export predict app darknet
 
 help:
 	@echo "make demo      - the whole pipeline on the embedded synthetic sample (sets everything up first)"
@@ -32,7 +32,14 @@ help:
 	@echo "make convert   - AffectNet CSVs -> crops, Darknet classifier set, FER2013-style table, YOLO set"
 	@echo "make convert-fer2013 - FER2013 (+FER+) -> the same classifier formats"
 	@echo "make bench     - measure and write BENCHMARKS.md"
+	@echo "make darknet   - build AlexeyAB Darknet into build/darknet [DARKNET_SRC=clone-or-tarball GPU=1 CUDNN=1 OPENCV=1]"
 	@echo "make train-classifier [BACKEND=ultralytics|torch] / make partial / make train-detector CFG=v8n|11n|vggdet|v3-tiny"
+
+# AlexeyAB Darknet from source into build/darknet (CPU: AVX + OpenMP); the binary Darknet steps prefer.
+# DARKNET_SRC= a clone of AlexeyAB/darknet or its tarball (default: ../shared/engines); GPU=1 CUDNN=1 OPENCV=1
+darknet: $(STAMP)
+	$(EMODET) build-darknet $(call opt,$(DARKNET_SRC),--src) $(if $(filter 1,$(GPU)),--gpu) $(if $(filter 1,$(CUDNN)),--cudnn) \
+	  $(if $(filter 1,$(OPENCV)),--opencv)
 
 setup: $(STAMP)
 $(STAMP):

@@ -20,6 +20,9 @@ FER2013_TABLE = DATA_DIR / "fer2013" / "table" / "fer2013.h5"
 CFG_DIR = PROJECT_ROOT / "cfg"
 RESULTS_DIR = PROJECT_ROOT / "results"
 
+# `make darknet`: AlexeyAB's Darknet built from source (git-ignored); preferred over a darknet on PATH
+DARKNET_BUILD_DIR = PROJECT_ROOT / "build" / "darknet"
+
 SAMPLE_AFFECTNET = DATA_DIR / "sample" / "affectnet"
 
 
@@ -27,6 +30,12 @@ def datasets_root() -> Path:
     """Real datasets (read-only): $EMODET_DATASETS, else ../shared/datasets beside the project."""
     env = os.environ.get("EMODET_DATASETS")
     return Path(env) if env else PROJECT_ROOT.parent / "shared" / "datasets"
+
+
+def engines_root() -> Path:
+    """Engine source archives (read-only): $EMODET_ENGINES, else ../shared/engines beside the project."""
+    env = os.environ.get("EMODET_ENGINES")
+    return Path(env) if env else PROJECT_ROOT.parent / "shared" / "engines"
 
 
 def fer2013_dir() -> Path:

@@ -36,6 +36,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--style", choices=sorted(STYLES), default="darknet")
     p.add_argument("--interp", choices=INTERPOLATIONS, default=None, help="override the style's AP interpolation")
     p.add_argument("--conf", type=float, default=0.25, help="confidence for P/R/F1 (styles with a fixed threshold)")
+    p.add_argument("--map-view", action="store_true",
+                   help="score Darknet output as `detector map` does (conf > 0.005, NMS 0.45); on by itself with "
+                        "--darknet-map")
+    p.add_argument("--darknet-map", action="store_true",
+                   help="with Darknet --weights on AlexeyAB/Hank.ai builds: also run `detector map` on the same list "
+                        "and print both engines' numbers side by side")
     p.add_argument("--json", type=Path, default=None, help="write all metrics as JSON")
     p.add_argument("--plots", type=Path, default=None, help="folder for pr_curve.png and detection_confusion.png")
     return p
@@ -70,14 +76,30 @@ def predictions_from_weights(args) -> tuple[Path, Path]:
     return Path(gt), write_scoring_predictions(args.weights, images, Path(out), args.imgsz)
 
 
+def darknet_cross_check(args, ours) -> dict:
+    """AlexeyAB's `detector map` on the same weights and list, printed beside our Darknet-style numbers."""
+    from scripts import darknet
+    if not (args.weights and Path(args.weights).suffix == ".weights"):
+        raise EmoDetError("--darknet-map needs Darknet --weights with --cfg and --data")
+    run = Path(args.pred).parent  # predictions_from_weights' folder: eval.data and results/
+    theirs = darknet.detector_map(Path(args.cfg), Path(args.weights), run / "eval.data", run)
+    print(f"detector map ({theirs['engine']}): mAP@0.5 {theirs['map50']:.4f} against ours {ours['map50']:.4f} "
+          f"(difference {ours['map50'] - theirs['map50']:+.4f}); at conf 0.25 TP/FP/FN {theirs.get('tp')}/"
+          f"{theirs.get('fp')}/{theirs.get('fn')} against {ours['tp']}/{ours['fp']}/{ours['fn']}")
+    return theirs
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     if args.weights:
         args.gt, args.pred = predictions_from_weights(args)
     elif args.gt is None or args.pred is None:
         raise EmoDetError("give --gt and --pred, or --weights with --gt/--data")
-    m = evaluate_folders(args.gt, args.pred, args.style, args.names, args.conf, args.interp, args.format)
+    m = evaluate_folders(args.gt, args.pred, args.style, args.names, args.conf, args.interp, args.format,
+                         map_view=args.map_view or args.darknet_map)
     print(report_text(m))
+    if args.darknet_map:
+        m["darknet_map"] = darknet_cross_check(args, m)
     if args.plots:
         for p in write_plots(m, args.plots):
             print(f"plot: {p}")

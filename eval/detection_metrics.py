@@ -44,6 +44,37 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 
 
+def greedy_nms(rows: np.ndarray, iou: float) -> np.ndarray:
+    """Per-class greedy NMS of one image's predictions (m, 6: class, conf, box): highest confidence first, a box
+    whose IoU with a kept box of its class exceeds `iou` is dropped (Darknet's rule, strict >)."""
+    rows = np.asarray(rows, float).reshape(-1, 6)
+    keep = []
+    for c in np.unique(rows[:, 0]):
+        idx = np.flatnonzero(rows[:, 0] == c)
+        idx = idx[np.argsort(-rows[idx, 1], kind="stable")]
+        overlap = iou_matrix(rows[idx, 2:], rows[idx, 2:])
+        alive = np.ones(len(idx), bool)
+        for i in range(len(idx)):
+            if alive[i]:
+                alive[i + 1:] &= ~(overlap[i, i + 1:] > iou)
+        keep.extend(idx[alive])
+    return rows[sorted(keep)]
+
+
+# `darknet detector valid` keeps conf > 0.001 after NMS 0.6; `detector map` scores conf > 0.005 after NMS 0.45
+DARKNET_MAP_CONF, DARKNET_MAP_NMS = 0.005, 0.45
+
+
+def darknet_map_view(preds: dict, conf: float = DARKNET_MAP_CONF, nms: float = DARKNET_MAP_NMS) -> dict:
+    """`detector valid` output as `detector map` would have scored it: confidence above `conf`, then NMS at `nms`.
+    (Exact up to boxes that NMS 0.6 already removed; Darknet's own boxes are not clipped to the image.)"""
+    out = {}
+    for image, rows in preds.items():
+        rows = np.asarray(rows, float).reshape(-1, 6)
+        out[image] = greedy_nms(rows[rows[:, 1] > conf], nms)
+    return out
+
+
 def _passes(iou, t, strict: bool):
     return iou > t if strict else iou >= t - 1e-12
 

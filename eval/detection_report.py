@@ -12,7 +12,7 @@ from converters.errors import EmoDetError
 from eval.ap import pr_curve
 from eval.detection_io import (check_class_ids, image_sizes, read_darknet_results, read_ground_truth, read_names,
                                read_yolo_predictions)
-from eval.detection_metrics import STYLES, detection_confusion, detection_metrics, rank_predictions
+from eval.detection_metrics import STYLES, darknet_map_view, detection_confusion, detection_metrics, rank_predictions
 from eval.plots import plot_confusion, plot_pr_curves
 
 
@@ -40,8 +40,10 @@ def load_predictions(pred: Path, fmt: str, names, gt: Path) -> dict[str, np.ndar
 
 
 def evaluate_folders(gt: Path, pred: Path, style: str = "darknet", names_file: Path | None = None,
-                     conf: float = 0.25, interpolation: str | None = None, fmt: str = "auto") -> DetectionMetrics:
-    """Metrics dict for ground-truth labels vs predictions on disk (see module doc)."""
+                     conf: float = 0.25, interpolation: str | None = None, fmt: str = "auto",
+                     map_view: bool = False) -> DetectionMetrics:
+    """Metrics dict for ground-truth labels vs predictions on disk (see module doc). `map_view`: first keep what
+    AlexeyAB's `detector map` keeps of `detector valid` output (conf > 0.005, NMS 0.45), so the two agree."""
     if style not in STYLES:
         raise EmoDetError(f"style must be one of {', '.join(STYLES)}")
     chosen = STYLES[style] if interpolation is None else replace(STYLES[style], interpolation=interpolation)
@@ -55,6 +57,8 @@ def evaluate_folders(gt: Path, pred: Path, style: str = "darknet", names_file: P
     if unknown:
         raise EmoDetError(f"{pred}: predictions for {len(unknown)} image(s) without ground truth, e.g. {unknown[0]}")
     check_class_ids(preds, len(names), Path(pred))
+    if map_view:
+        preds = darknet_map_view(preds)
     ranked = rank_predictions(gts, preds, len(names), chosen)
     metrics = detection_metrics(gts, preds, names, chosen, conf, ranked=ranked)
     metrics["names"] = list(names)

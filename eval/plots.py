@@ -61,7 +61,9 @@ def plot_pr_curves(curves: dict[str, tuple[np.ndarray, np.ndarray, float]], path
 
 
 def plot_lines(series: dict[str, tuple[np.ndarray, np.ndarray]], path: Path, title: str, xlabel: str,
-               ylabel: str) -> Path:
+               ylabel: str, right: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
+               right_label: str = "") -> Path:
+    """Line plot; `right` series (e.g. accuracy beside a loss) go on a second y axis, drawn as marked lines."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6.5, 4))
     for name, (x, y) in series.items():
@@ -69,7 +71,16 @@ def plot_lines(series: dict[str, tuple[np.ndarray, np.ndarray]], path: Path, tit
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
-    ax.legend()
+    handles, labels = ax.get_legend_handles_labels()
+    if right:
+        ax2 = ax.twinx()
+        for i, (name, (x, y)) in enumerate(right.items()):
+            ax2.plot(x, y, "o-", color=f"C{len(series) + i}", label=name)
+        ax2.set_ylabel(right_label)
+        ax2.set_ylim(0, 1)
+        h2, l2 = ax2.get_legend_handles_labels()
+        handles, labels = handles + h2, labels + l2
+    ax.legend(handles, labels)
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

@@ -252,6 +252,11 @@ def bench_demo(backend: str, reuse: bool) -> dict:
              f"{d['map50']:.3f}, mAP@0.5:0.95 {d['map50_95']:.3f}, P {d['precision']:.3f}, R {d['recall']:.3f}, "
              f"F1 {d['f1']:.3f} at conf {d['conf']:.2f} (Darknet style); Ultralytics style mAP@0.5 "
              f"{s['detector']['ultralytics']['map50']:.3f}."]
+    if dm := s["detector"].get("detector_map"):
+        lines[-1] += (f" The engine's own `detector map` on the same weights and validation list: mAP@0.5 "
+                      f"{dm['map50']:.4f} against our evaluator's {d['map50']:.4f} (Darknet style on the `detector "
+                      f"valid` output, map view); TP/FP/FN at conf 0.25 {dm.get('tp')}/{dm.get('fp')}/{dm.get('fn')} "
+                      f"against {d.get('tp')}/{d.get('fp')}/{d.get('fn')}.")
     if scratch := s["detector"].get("darknet_scratch"):
         lines[-1] += (f" The same detector from scratch, trained side by side for the same iterations: mAP@0.5 "
                       f"{scratch['map50']:.3f}.")
@@ -461,6 +466,9 @@ def benchmarks_markdown() -> str:
     for backend in ("ultralytics", "darknet"):
         if extra := parts.get(f"demo-{backend}"):
             lines += [f"## make demo ({backend})", "", extra["markdown"], ""]
+    if extra := parts.get("darknet"):
+        lines += ["## Darknet engines: detector training speed, AlexeyAB vs pjreddie", "",
+                  extra.get("markdown") or f"skipped: {extra['skipped']}", ""]
     if extra := parts.get("transfer"):
         lines += ["## Ultralytics: classifier-initialised vs from-scratch detector", "", extra["markdown"], ""]
     if extra := parts.get("real"):
@@ -477,7 +485,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--parts", nargs="+", default=["convert", "fer2013", "classifier"],
                    choices=["convert", "fer2013", "classifier", "transfer", "scenes", "real", "demo-ultralytics",
-                            "demo-darknet", "none"])
+                            "demo-darknet", "darknet", "none"])
     p.add_argument("--reuse", action="store_true",
                    help="demo parts: record the last run's summary instead of rerunning; scenes: score the last "
                         "trained detector")
@@ -538,6 +546,11 @@ def main(argv=None) -> int:
             r = bench_demo(backend, args.reuse)
             save(f"demo-{backend}", r)
             print(r["markdown"])
+    if "darknet" in args.parts:
+        from scripts.bench_darknet import bench_darknet_speed
+        r = bench_darknet_speed()
+        save("darknet", r)
+        print(r.get("markdown") or r["skipped"])
     if "transfer" in args.parts:
         r = bench_transfer(args.det_epochs, 30)
         save("transfer", r)

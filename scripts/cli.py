@@ -27,6 +27,7 @@ COMMANDS = {
     "export": ("scripts.export", "ONNX export (and int8 copies of the FER classifiers)"),
     "bench": ("scripts.bench", "benchmarks -> BENCHMARKS.md"),
     "app": ("scripts.app", "the local web app"),
+    "build-darknet": ("scripts.darknet_build", "build AlexeyAB Darknet from source into build/darknet"),
     "demo": ("scripts.demo", "the whole pipeline on the synthetic sample"),
 }
 

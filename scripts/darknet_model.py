@@ -32,6 +32,39 @@ def parse_cfg(text: str) -> list[tuple[str, dict[str, str]]]:
     return sections
 
 
+def _section_starts(lines: list[str]) -> list[int]:
+    return [i for i, line in enumerate(lines) if line.strip().startswith("[")]
+
+
+def first_layers_text(template: str, n_layers: int) -> str:
+    """The raw text of a cfg (or template)'s first `n_layers` layer sections, comments kept."""
+    lines = template.splitlines()
+    starts = _section_starts(lines)[1:]  # [net] is not a layer
+    if len(starts) < n_layers:
+        raise EmoDetError(f"cfg has {len(starts)} layers, fewer than the {n_layers} asked for")
+    end = starts[n_layers] if n_layers < len(starts) else len(lines)
+    return "\n".join(lines[starts[0]:end]).rstrip() + "\n"
+
+
+def expand_backbones(template: str, read) -> str:
+    """Replace each `@backbone NAME N` line with the first N layers of template NAME (`read(NAME)` gives its text),
+    so a network built on another's layers holds no second copy of them; the copied layers must hold no
+    placeholders (their shapes may not depend on the dataset)."""
+    out = []
+    for line in template.splitlines():
+        parts = line.split()
+        if parts[:1] == ["@backbone"]:
+            if len(parts) != 3 or not parts[2].isdigit():
+                raise EmoDetError(f"cfg template: expected `@backbone NAME N`, got {line.strip()!r}")
+            layers = first_layers_text(expand_backbones(read(parts[1]), read), int(parts[2]))
+            if "{" in layers:
+                raise EmoDetError(f"cfg template: the first {parts[2]} layers of {parts[1]} hold placeholders")
+            out.append(layers)
+        else:
+            out.append(line)
+    return "\n".join(out) + "\n"
+
+
 def render_template(template: str, **values) -> str:
     """A cfg template with `{name}` placeholders filled and inline comments removed.
 

@@ -42,8 +42,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--det", default="v8n", help="detector family (v8n or 11n: both have a -cls twin)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--backend", choices=("ultralytics", "darknet"), default="ultralytics",
-                   help="darknet: Darknet classifier -> partial -> yolov3-tiny (single-threaded; about 20 min)")
-    p.add_argument("--dk-cls-epochs", type=float, default=60, help="darknet classifier epochs over the crops")
+                   help="darknet: Darknet classifier -> partial -> detector; AlexeyAB's build (make darknet) when "
+                        "present: yolov4-tiny, scored by `detector map` and by our evaluator side by side; else "
+                        "pjreddie's: yolov3-tiny (single-threaded)")
+    p.add_argument("--dk-det", choices=("v3-tiny", "v4-tiny"), default=None,
+                   help="darknet detector (default: v4-tiny on AlexeyAB/Hank.ai builds, v3-tiny on pjreddie's)")
+    p.add_argument("--dk-imgsz", type=int, default=None, help="darknet detector input (default: v4-tiny 224, v3-tiny 160)")
+    p.add_argument("--dk-cls-epochs", type=float, default=None,
+                   help="darknet classifier epochs over the crops (default: small 60, v4-tiny 20)")
     p.add_argument("--dk-det-epochs", type=float, default=20,
                    help="darknet detector epochs (>= 500 iterations are needed before batch-norm statistics settle)")
     return p
@@ -82,54 +88,76 @@ def ultralytics_chain(args, st: Stages, data: Path, out: Path):
     return cls, dets, det_label, read_yolo_predictions(pred), f"Ultralytics {ultra.version()}"
 
 
-def _two_detectors(yolo: Path, runs: Path, conv: Path, epochs: float):
+def _two_detectors(yolo: Path, runs: Path, conv: Path, epochs: float, model: str, size: int):
     from scripts import darknet
     (main, scratch), together = darknet.side_by_side(
-        lambda: darknet.train_detector(yolo, runs / "det", conv, epochs, 160, 8),
-        lambda: darknet.train_detector(yolo, runs / "det-scratch", None, epochs, 160, 8))
+        lambda: darknet.train_detector(yolo, runs / "det", conv, epochs, size, 8, model=model),
+        lambda: darknet.train_detector(yolo, runs / "det-scratch", None, epochs, size, 8, model=model))
     print("   the two detectors trained " + ("side by side (one core each)" if together else
                                              "one after the other (no second free core)"))
     return main, scratch
 
 
+DK_DEFAULTS = {"v3-tiny": dict(size=160, cls_epochs=60), "v4-tiny": dict(size=224, cls_epochs=20)}
+
+
 def darknet_chain(args, st: Stages, data: Path, out: Path):
-    """Stages 3-6 with the Darknet binary (classifier -> partial -> yolov3-tiny -> detector valid -> eval)."""
+    """Stages 3-6 with the Darknet binary: classifier -> partial -> detector -> `detector valid` scored by our
+    evaluator (and, on AlexeyAB/Hank.ai builds, `detector map` beside it). pjreddie's single-threaded build also
+    trains the same detector from scratch on the second core, to show what the transfer buys."""
     from eval.detection_report import evaluate_folders, write_plots
     from eval.detection_io import image_sizes, read_darknet_results
     from scripts import darknet
     runs = out / "runs"
-    cfg, weights = st.run("3 pretrain classifier (Darknet, 48 px)", darknet.train_classifier, data / "darknet" / "48",
-                          runs / "cls", args.dk_cls_epochs, 32, 48)
-    probe = darknet.render_cfg("yolov3-tiny", runs / "shape-check.cfg", batch=1, subdivisions=1, size=160,
+    engine = darknet.engine()
+    print(f"   engine: {engine['label']}")
+    multi = darknet.has_map()
+    det_model = args.dk_det or ("v4-tiny" if multi else "v3-tiny")
+    size = args.dk_imgsz or DK_DEFAULTS[det_model]["size"]
+    cls_model, n_layers = darknet.backbone_of(det_model)
+    cls_size = darknet.classifier_size(cls_model)
+    cfg, weights = st.run(f"3 pretrain classifier (Darknet {cls_model}, {cls_size} px)", darknet.train_classifier,
+                          data / "darknet" / "48", runs / "cls", args.dk_cls_epochs or DK_DEFAULTS[det_model]["cls_epochs"],
+                          32, model=cls_model)
+    template = darknet.DETECTOR_TEMPLATES[det_model]
+    probe = darknet.render_cfg(template, runs / "shape-check.cfg", batch=1, subdivisions=1, size=size,
                                learning_rate=0.001, burn_in=1, max_batches=1, steps="1,1", filters=36, classes=7,
                                anchors="10,14, 23,27, 37,58, 81,82, 135,169, 344,319")
-    conv = st.run("4 darknet partial (9 layers)", darknet.partial, cfg, weights, runs / "emotion-classifier.conv.9", 9,
-                  probe)
-    # the scratch detector is the baseline that shows what the transfer buys; with a second free core it costs
-    # no wall-clock time (Debian's Darknet is single-threaded)
-    (det_cfg, det_w), (scratch_cfg, scratch_w) = st.run(
-        "5 train detectors (yolov3-tiny, 160 px): from the classifier's 9 layers + from scratch", _two_detectors,
-        data / "yolo", runs, conv, args.dk_det_epochs)
+    conv = st.run(f"4 darknet partial ({n_layers} layers)", darknet.partial, cfg, weights,
+                  runs / f"{cfg.stem}.conv.{n_layers}", n_layers, probe)
+    if multi:  # OpenMP already uses every core: no free core for a scratch twin
+        det_cfg, det_w = st.run(f"5 train detector ({template}, {size} px) from the classifier's {n_layers} layers",
+                                darknet.train_detector, data / "yolo", runs / "det", conv, args.dk_det_epochs, size, 8,
+                                model=det_model)
+    else:  # the scratch detector shows what the transfer buys; on a second free core it costs no wall-clock time
+        (det_cfg, det_w), (scratch_cfg, scratch_w) = st.run(
+            f"5 train detectors ({template}, {size} px): from the classifier's {n_layers} layers + from scratch",
+            _two_detectors, data / "yolo", runs, conv, args.dk_det_epochs, det_model, size)
 
     def evaluate():
         v = darknet.validate_classifier(cfg, weights, runs / "cls" / "classifier.data", runs / "cls")
         results = darknet.validate_detector(det_cfg, det_w, runs / "det" / "emotion.data", runs / "det")
         names = data / "yolo" / "emotion.names"
-        dets = {s: evaluate_folders(data / "yolo" / "val", results, s, names) for s in ("darknet", "ultralytics")}
-        scratch = darknet.validate_detector(scratch_cfg, scratch_w, runs / "det-scratch" / "emotion.data",
-                                            runs / "det-scratch")
-        dets["darknet_scratch"] = evaluate_folders(data / "yolo" / "val", scratch, "darknet", names)
+        dets = {s: evaluate_folders(data / "yolo" / "val", results, s, names, map_view=multi)
+                for s in ("darknet", "ultralytics")}
+        if multi:
+            dets["detector_map"] = darknet.detector_map(det_cfg, det_w, runs / "det" / "emotion.data", runs / "det")
+        else:
+            scratch = darknet.validate_detector(scratch_cfg, scratch_w, runs / "det-scratch" / "emotion.data",
+                                                runs / "det-scratch")
+            dets["darknet_scratch"] = evaluate_folders(data / "yolo" / "val", scratch, "darknet", names)
         write_plots(dets["darknet"], out / "plots")
         for log in ("cls/train-classifier", "det/train-detector"):
             darknet.training_curve(runs / f"{log}.log", runs / f"{log}.csv", out / "plots" / f"{log.split('/')[1]}.png")
         return v, dets, results
 
     v, dets, results = st.run("6 evaluate on the validation split", evaluate)
-    cls = dict(top1=v["top1"], topk=v["topk"], n=v["n"], model="Darknet classifier 48 px (classifier valid)")
-    det_label = "yolov3-tiny 160 px from the classifier's first 9 layers"
+    cls = dict(top1=v["top1"], topk=v["topk"], n=v["n"],
+               model=f"Darknet {cls_model} {cls_size} px (classifier valid)")
+    det_label = f"{template} {size} px from the classifier's first {n_layers} layers"
     labels = [n for n in (data / "yolo" / "emotion.names").read_text().split()]
     pred = read_darknet_results(results, labels, image_sizes(data / "yolo" / "val"))
-    return cls, dets, det_label, pred, f"Darknet {darknet.darknet_binary()}"
+    return cls, dets, det_label, pred, engine["label"]
 
 
 def main(argv=None) -> int:
@@ -164,7 +192,8 @@ def main(argv=None) -> int:
         cv2.imwrite(str(out / "plots" / f"annotated_{image.stem}.jpg"), annotated_image(cv2.imread(str(image)), rows, names))
     summary = dict(classifier=dict(top1=cls["top1"], top2=cls["topk"], macro_f1=cls.get("macro_f1"), n=cls["n"],
                                    model=cls["model"]),
-                   detector={s: {k: m[k] for k in ("map50", "map50_95", "precision", "recall", "f1", "conf")}
+                   detector={s: {k: m[k] for k in ("map50", "map50_95", "precision", "recall", "f1", "conf", "tp",
+                                                   "fp", "fn") if k in m}
                              for s, m in dets.items()},
                    seconds=st.times, engine=engine)
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
@@ -178,6 +207,10 @@ def main(argv=None) -> int:
           f"R {d['recall']:.3f}   F1 {d['f1']:.3f}")
     print(f"              (Ultralytics style: mAP@0.5 {u['map50']:.3f}, P {u['precision']:.3f}, R {u['recall']:.3f} "
           f"at max-F1 conf {u['conf']:.2f}; annotated images show conf >= 0.25)")
+    if x := dets.get("detector_map"):
+        print(f"              Darknet's own `detector map` on the same weights and list: mAP@0.5 {x['map50']:.4f} "
+              f"against ours {d['map50']:.4f}; TP/FP/FN at 0.25 {x.get('tp')}/{x.get('fp')}/{x.get('fn')} against "
+              f"{d['tp']}/{d['fp']}/{d['fn']}")
     if s := dets.get("darknet_scratch"):
         print(f"              same detector from scratch, same iterations: mAP@0.5 {s['map50']:.3f} (Darknet style)")
     print("  timings     " + ", ".join(f"{k.split(' ', 1)[0]}: {v:.0f} s" for k, v in st.times.items())

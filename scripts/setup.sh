@@ -38,6 +38,9 @@ if ! command -v darknet >/dev/null 2>&1 && [ -z "${DARKNET:-}" ]; then
     echo "[setup] darknet not found; Darknet steps will be skipped. Install it with: sudo apt-get install -y darknet"
   fi
 fi
+# AlexeyAB Darknet (the published recipe's engine) from the source tarball beside the project, about 30 s; without
+# one, a line says how to build it from a clone (`make darknet DARKNET_SRC=...`)
+.venv/bin/python -m scripts.darknet_build --if-available || echo "[setup] the AlexeyAB Darknet build failed (see above); Darknet steps use pjreddie's if installed"
 # Headless Chromium for the web app's browser test and README screenshot (tests skip with the reason without it)
 if ! command -v chromedriver >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then

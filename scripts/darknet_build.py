@@ -1,0 +1,134 @@
+"""`make darknet`: build AlexeyAB's Darknet (the engine of the published AffectNet recipe: `detector map`, `-map`,
+`-topk`, YOLOv4 layers, OpenMP) from a source tarball or a clone into build/darknet/, CPU with AVX and OpenMP by
+default. The build records what it is (ENGINE.json beside the binary), so every Darknet result can name its engine.
+scripts/darknet.py prefers this binary over a `darknet` on PATH; DARKNET=/path still selects any binary."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import tarfile
+import time
+from pathlib import Path
+
+from converters.errors import EmoDetError, run_cli
+from converters.settings import DARKNET_BUILD_DIR, engines_root
+
+ARCHIVE_GLOB = "darknet-alexeyab-*.tar.gz"
+CLONE_HINT = ("point DARKNET_SRC at a clone of AlexeyAB/darknet (git clone https://github.com/AlexeyAB/darknet) "
+              "or at its source tarball")
+RECORD = "ENGINE.json"
+
+
+def default_source() -> Path | None:
+    """The newest AlexeyAB source tarball beside the project (../shared/engines or $EMODET_ENGINES), if any."""
+    found = sorted(engines_root().glob(ARCHIVE_GLOB))
+    return found[-1] if found else None
+
+
+def source_commit(src: Path) -> str:
+    """The commit a source names: `darknet-alexeyab-<commit>.tar.gz`, a clone's HEAD, else 'unknown'."""
+    if m := re.search(r"darknet-alexeyab-([0-9a-f]{7,40})", Path(src).name):
+        return m.group(1)
+    head = Path(src) / ".git"
+    if head.exists():
+        try:
+            return subprocess.run(["git", "-C", str(src), "rev-parse", "--short", "HEAD"], capture_output=True,
+                                  text=True, check=True).stdout.strip()
+        except (OSError, subprocess.CalledProcessError):
+            pass
+    return "unknown"
+
+
+def _unpack(src: Path, tree: Path) -> None:
+    """The source tree (the folder that holds Darknet's Makefile) copied or extracted into `tree`."""
+    if src.is_dir():
+        if not (src / "Makefile").exists():
+            raise EmoDetError(f"{src}: no Makefile; {CLONE_HINT}")
+        shutil.copytree(src, tree, ignore=shutil.ignore_patterns(".git", "obj", "*.o", "darknet", "*.so"))
+        return
+    if not tarfile.is_tarfile(src):
+        raise EmoDetError(f"{src}: not a folder or a tar archive; {CLONE_HINT}")
+    scratch = tree.with_name(tree.name + ".unpack")
+    shutil.rmtree(scratch, ignore_errors=True)
+    with tarfile.open(src) as archive:
+        archive.extractall(scratch, filter="data")  # 'data' refuses absolute paths, '..' and device files
+    tops = [p.parent for p in scratch.rglob("Makefile") if (p.parent / "src").is_dir()]
+    if not tops:
+        raise EmoDetError(f"{src}: no Darknet source tree (Makefile beside src/) inside; {CLONE_HINT}")
+    shutil.move(str(min(tops, key=lambda p: len(p.parts))), tree)
+    shutil.rmtree(scratch, ignore_errors=True)
+
+
+def make_flags(gpu: bool = False, cudnn: bool = False, opencv: bool = False) -> dict[str, int]:
+    """Darknet Makefile switches: AVX and OpenMP always (the CPU path), CUDA/cuDNN/OpenCV on request."""
+    return dict(AVX=1, OPENMP=1, GPU=int(gpu), CUDNN=int(cudnn), OPENCV=int(opencv))
+
+
+def build(src: Path | None = None, out: Path = DARKNET_BUILD_DIR, gpu: bool = False, cudnn: bool = False,
+          opencv: bool = False, jobs: int | None = None, log=print) -> Path:
+    """Build AlexeyAB Darknet from `src` (tarball or clone; default: the tarball beside the project) into `out`.
+    Returns the binary; raises one line when there is no source or the build wrote no binary."""
+    src = Path(src) if src else default_source()
+    if src is None:
+        raise EmoDetError(f"no AlexeyAB Darknet source in {engines_root()} ({ARCHIVE_GLOB}); {CLONE_HINT}")
+    if not src.exists():
+        raise EmoDetError(f"{src}: no such file or folder; {CLONE_HINT}")
+    flags = make_flags(gpu, cudnn, opencv)
+    out = Path(out)
+    tree = out.with_name(out.name + ".tree")
+    shutil.rmtree(tree, ignore_errors=True)
+    tree.parent.mkdir(parents=True, exist_ok=True)
+    _unpack(src.resolve(), tree)
+    jobs = jobs or len(os.sched_getaffinity(0))
+    cmd = ["make", f"-j{jobs}", *(f"{k}={v}" for k, v in flags.items())]
+    log(f"[darknet] building AlexeyAB Darknet {source_commit(src)} ({' '.join(cmd[2:])}) from {src}")
+    t0 = time.perf_counter()
+    build_log = tree / "build.log"
+    with build_log.open("w") as f:
+        proc = subprocess.run(cmd, cwd=tree, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    binary = tree / "darknet"
+    if proc.returncode != 0 or not binary.exists():
+        tail = " / ".join(build_log.read_text(errors="replace").strip().splitlines()[-2:])
+        raise EmoDetError(f"Darknet build failed (make exited {proc.returncode}): {tail[-300:]} (log: {build_log})")
+    record = dict(flavour="alexeyab", commit=source_commit(src), source=str(src), flags=flags,
+                  built=time.strftime("%Y-%m-%d %H:%M:%S"), seconds=round(time.perf_counter() - t0, 1))
+    (tree / RECORD).write_text(json.dumps(record, indent=1) + "\n")
+    # swap the finished tree in whole, so a failed build never leaves a half-built engine in use
+    shutil.rmtree(out, ignore_errors=True)
+    tree.rename(out)
+    log(f"[darknet] built {out / 'darknet'} in {record['seconds']:.0f} s")
+    return out / "darknet"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="emodet build-darknet", description=__doc__)
+    p.add_argument("--src", type=Path, default=None,
+                   help=f"AlexeyAB source: a tarball or a clone (default: {engines_root() / ARCHIVE_GLOB})")
+    p.add_argument("--out", type=Path, default=DARKNET_BUILD_DIR, help="where the engine goes (git-ignored)")
+    p.add_argument("--gpu", action="store_true", help="CUDA build (needs the CUDA toolkit)")
+    p.add_argument("--cudnn", action="store_true", help="with cuDNN (needs --gpu and libcudnn)")
+    p.add_argument("--opencv", action="store_true", help="with OpenCV (needs libopencv-dev; draws chart.png)")
+    p.add_argument("--if-available", action="store_true",
+                   help="set-up: build only when a source is there and no engine is built yet; else say why")
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.if_available:
+        if (args.out / "darknet").exists():
+            return 0
+        if args.src is None and default_source() is None:
+            print(f"[darknet] no AlexeyAB source in {engines_root()}; Darknet runs use pjreddie's if installed. "
+                  f"For the recipe's engine: make darknet DARKNET_SRC=<clone of AlexeyAB/darknet or its tarball>")
+            return 0
+    build(args.src, args.out, args.gpu, args.cudnn, args.opencv)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_cli(main))

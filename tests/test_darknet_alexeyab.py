@@ -1,0 +1,175 @@
+"""AlexeyAB's Darknet, built from source (`make darknet`): the build target, the YOLOv4 networks our cfg reader
+must agree with, `partial` layer counts, `-topk` / `-map` training logs parsed into curves, and `detector map`
+against our evaluator on the same weights and list. Skips with the reason when there is no source or no build."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from converters.convert import convert_affectnet
+from converters.errors import EmoDetError
+from converters.pipeline import ConvertOptions
+from converters.settings import DARKNET_BUILD_DIR
+from scripts import darknet, darknet_build
+from scripts.darknet_model import check_weights, layer_shapes, parse_cfg, read_weights
+
+BUILT = DARKNET_BUILD_DIR / "darknet"
+needs_build = pytest.mark.skipif(not BUILT.exists(), reason=f"AlexeyAB Darknet is not built ({BUILT}): run "
+                                                            "`make darknet` (needs its source, see README)")
+ANCHORS6 = "10,14, 23,27, 37,58, 81,82, 135,169, 344,319"
+DETECTOR_VALUES = dict(batch=1, subdivisions=1, learning_rate=0.001, burn_in=1, max_batches=1, steps="1,1",
+                       filters=36, classes=7)
+
+
+@pytest.fixture
+def alexeyab(monkeypatch):
+    monkeypatch.setenv("DARKNET", str(BUILT))
+    return BUILT
+
+
+def detector_cfg(template: str, out: Path, size: int = 160) -> Path:
+    anchors = ", ".join([ANCHORS6] + ["200,200, 250,250, 300,300"] * (template == "yolov4"))
+    return darknet.render_cfg(template, out, size=size, anchors=anchors, **DETECTOR_VALUES)
+
+
+def classifier_cfg(template: str, out: Path, size: int = 64) -> Path:
+    return darknet.render_cfg(template, out, batch=1, size=size, max_crop=size, learning_rate=0.1, max_batches=1,
+                              classes=7)
+
+
+# ---- the build target ---------------------------------------------------------------------------------------
+
+def test_build_without_a_source_is_one_line_naming_the_way_to_a_clone(tmp_path, monkeypatch):
+    monkeypatch.setenv("EMODET_ENGINES", str(tmp_path / "none"))
+    with pytest.raises(EmoDetError, match="DARKNET_SRC.*AlexeyAB/darknet"):
+        darknet_build.build(None, tmp_path / "out")
+    assert darknet_build.main(["--if-available", "--out", str(tmp_path / "out")]) == 0  # set-up: a note, no failure
+    with pytest.raises(EmoDetError, match="not a folder or a tar archive"):
+        (tmp_path / "x.tar.gz").write_text("not a tarball")
+        darknet_build.build(tmp_path / "x.tar.gz", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.skipif(darknet_build.default_source() is None,
+                    reason="no AlexeyAB source tarball beside the project (../shared/engines); `make darknet "
+                           "DARKNET_SRC=<clone>` builds from a clone")
+def test_build_target_builds_a_binary_that_names_itself(tmp_path):
+    binary = darknet_build.build(out=tmp_path / "darknet")
+    record = json.loads((binary.parent / "ENGINE.json").read_text())
+    assert binary.exists() and record["flavour"] == "alexeyab" and record["flags"]["AVX"] == 1
+    assert record["commit"] in darknet_build.default_source().name
+    info = darknet.engine(binary)
+    assert info["flavour"] == "alexeyab" and "AVX+OPENMP" in info["label"] and darknet.has_map(binary)
+
+
+def test_flavour_is_read_from_the_binary_itself():
+    assert darknet._flavour_of_binary(b"...usage: darknet... mean average precision (mAP@%0.2f)...") == "alexeyab"
+    assert darknet._flavour_of_binary(b"...Darknet V3 Hank.ai ... mean average precision") == "hank"
+    assert darknet._flavour_of_binary(b"...classifier...detector valid...") == "pjreddie"
+
+
+# ---- networks: our reader against the engine's own parser ------------------------------------------------------
+
+@needs_build
+@pytest.mark.parametrize("template,size", [("yolov3-tiny", 160), ("yolov4-tiny", 256), ("yolov4", 256)])
+def test_detector_shapes_match_the_engine(alexeyab, tmp_path, template, size):
+    cfg = detector_cfg(template, tmp_path / f"{template}.cfg", size)
+    assert darknet.cfg_problems(cfg) == []
+    theirs = darknet.engine_layer_shapes(cfg)
+    ours = layer_shapes(parse_cfg(cfg.read_text()))
+    assert len(theirs) > 0.7 * len(ours)
+    for index, (kind, h, w, c) in theirs.items():
+        assert (ours[index]["h"], ours[index]["w"], ours[index]["c"]) == (h, w, c), (index, kind)
+
+
+@needs_build
+@pytest.mark.parametrize("classifier,detector,layers", [("emotion-classifier", "yolov3-tiny", 9),
+                                                        ("yolov4-tiny-classifier", "yolov4-tiny", 29),
+                                                        ("csdarknet53-omega", "yolov4", 105)])
+def test_partial_keeps_exactly_the_layers_each_detector_shares(alexeyab, tmp_path, classifier, detector, layers):
+    assert darknet.BACKBONES[detector] == (classifier, layers)
+    cls = classifier_cfg(classifier, tmp_path / "cls.cfg", 48 if classifier == "emotion-classifier" else 64)
+    det = detector_cfg(detector, tmp_path / "det.cfg", 256)
+    assert darknet.shared_layers(cls, det) == layers
+    # the engine's own shapes for the classifier, then real `partial` of weights it can load
+    theirs = darknet.engine_layer_shapes(cls)
+    ours = layer_shapes(parse_cfg(cls.read_text()))
+    assert all((ours[i]["h"], ours[i]["c"]) == (h, c) for i, (_, h, _, c) in theirs.items())
+    from scripts.darknet_model import expected_floats, write_weights
+    full = write_weights(tmp_path / "cls.weights", np.random.default_rng(0).normal(0, 0.01, expected_floats(
+        parse_cfg(cls.read_text()))).astype(np.float32), seen=1234)
+    out = darknet.partial(cls, full, tmp_path / f"cls.conv.{layers}", layers, det_cfg=det)
+    header, floats = read_weights(out)
+    assert header["seen"] == 0 and len(floats) == check_weights(det, out, layers)["floats"]
+    with pytest.raises(EmoDetError, match="only the first"):
+        darknet.partial(cls, full, tmp_path / "too-many", layers + 1, det_cfg=det)
+
+
+# ---- training logs --------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def sample_sets(sample_dir, tmp_path_factory):
+    root = tmp_path_factory.mktemp("ab")
+    convert_affectnet(sample_dir, ["training", "validation"], root / "data",
+                      ConvertOptions(sizes=(48,), formats=("darknet", "yolo"), workers=1, progress=False))
+    return root / "data"
+
+
+@needs_build
+def test_topk_classifier_training_is_parsed_into_its_curve(sample_sets, tmp_path, monkeypatch):
+    monkeypatch.setenv("DARKNET", str(BUILT))
+    cfg, weights = darknet.train_classifier(sample_sets / "darknet" / "48", tmp_path / "cls", epochs=0.5, batch=16)
+    log = (tmp_path / "cls" / "train-classifier.log").read_text()
+    assert "-topk" in log.splitlines()[0] and "AlexeyAB Darknet" in log.splitlines()[1]
+    rows = darknet.training_rows(log)
+    assert rows and rows[-1].get("topk") is not None and 0 <= float(rows[-1]["topk"]) <= 1
+    n = darknet.training_curve(tmp_path / "cls" / "train-classifier.log", tmp_path / "c.csv", tmp_path / "c.png")
+    assert n == len(rows) and (tmp_path / "c.png").exists()
+    assert (tmp_path / "c.csv").read_text().splitlines()[0].endswith("map50,topk")
+    valid = darknet.validate_classifier(cfg, weights, tmp_path / "cls" / "classifier.data", tmp_path / "cls")
+    assert valid["n"] == darknet.list_length(sample_sets / "darknet" / "48" / "valid.list") and valid["k"] == 2
+
+
+@needs_build
+def test_map_training_chart_and_detector_map_are_parsed(sample_sets, tmp_path, monkeypatch):
+    monkeypatch.setenv("DARKNET", str(BUILT))
+    cfg, weights = darknet.train_detector(sample_sets / "yolo", tmp_path / "det", None, 0.1, 128, 4, model="v4-tiny")
+    log = tmp_path / "det" / "train-detector.log"
+    assert "-map" in log.read_text().splitlines()[0]
+    rows = darknet.training_rows(log.read_text())
+    assert rows[-1].get("map50") is not None  # -map measures at the last iteration at least
+    assert (tmp_path / "det" / "backup" / f"{cfg.stem}_best.weights").exists()
+    darknet.training_curve(log, tmp_path / "d.csv", tmp_path / "d.png")
+    last = (tmp_path / "d.csv").read_text().splitlines()[-1].split(",")
+    assert float(last[-2]) == float(rows[-1]["map50"])
+    m = darknet.detector_map(cfg, weights, tmp_path / "det" / "emotion.data", tmp_path / "det")
+    assert m["layout"] == "alexeyab" and len(m["per_class"]) == 7 and "AlexeyAB" in m["engine"]
+    assert m["tp"] + m["fn"] == sum(len(Path(p).with_suffix(".txt").read_text().splitlines())
+                                    for p in (sample_sets / "yolo" / "valid.txt").read_text().split())
+
+
+def test_curve_rows_attach_topk_before_and_map_after_their_iteration():
+    text = ("(next TOP2 calculation at 100 iterations) 9, 0.3: 2.0, 2.1 avg, 0.1 rate, 0.3 seconds, 144 images\n"
+            " accuracy top2 = 0.25 \n10, 0.33: 1.9, 2.0 avg, 0.1 rate, 0.3 seconds, 160 images, 0.1 hours left\n"
+            " 11: 5.0, 6.0 avg loss, 0.001 rate, 1.5 seconds, 88 images, 0.2 hours left\n"
+            " mean_average_precision (mAP@0.50) = 0.125000 \n")
+    rows = darknet.training_rows(text)
+    assert [r["iteration"] for r in rows] == ["9", "10", "11"]
+    assert rows[1]["topk"] == "0.25" and rows[2]["map50"] == "0.125000" and "topk" not in rows[0]
+
+
+def test_a_crash_after_the_final_weights_is_a_note_not_an_error(tmp_path, monkeypatch):
+    fake = tmp_path / "darknet"
+    final = tmp_path / "final.weights"
+    fake.write_text(f"#!/bin/sh\necho 'Saving weights to {final}'\ntouch {final}\nkill -SEGV $$\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("DARKNET", str(fake))
+    text = darknet.run_darknet(["classifier"], tmp_path, tmp_path / "log", finished=final)
+    assert "its exit is ignored" in text
+    final.unlink()
+    fake.write_text("#!/bin/sh\necho 'Saving weights to nowhere'\nkill -SEGV $$\n")
+    with pytest.raises(EmoDetError, match="exited -11"):
+        darknet.run_darknet(["classifier"], tmp_path, tmp_path / "log", finished=final)
