@@ -93,10 +93,8 @@ RECIPE ?= cfg/recipes/real-det.yaml
 train: $(STAMP)
 	$(EMODET) train --recipe $(RECIPE) $(if $(filter command line,$(origin HOURS)),--hours $(HOURS)) $(call opt,$(DEVICE),--device)
 
-LAYERS ?= 9
-
 partial: $(STAMP)
-	$(EMODET) partial --backend $(BACKEND) --cfg $(CFG) $(call opt,$(CLASSES),--classes) $(if $(filter darknet,$(BACKEND)),--layers $(LAYERS)) \
+	$(EMODET) partial --backend $(BACKEND) --cfg $(CFG) $(call opt,$(CLASSES),--classes) $(if $(filter darknet,$(BACKEND)),$(call opt,$(LAYERS),--layers)) \
 	  $(if $(CLS_WEIGHTS),--cls-weights $(CLS_WEIGHTS))
 
 train-detector: $(STAMP)

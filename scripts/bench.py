@@ -469,6 +469,9 @@ def benchmarks_markdown() -> str:
     if extra := parts.get("darknet"):
         lines += ["## Darknet engines: detector training speed, AlexeyAB vs pjreddie", "",
                   extra.get("markdown") or f"skipped: {extra['skipped']}", ""]
+    if extra := parts.get("darknet-csp"):
+        lines += ["## Darknet: csdarknet53-omega -> partial 105 -> yolov4 (AlexeyAB)", "",
+                  extra.get("markdown") or f"skipped: {extra['skipped']}", ""]
     if extra := parts.get("transfer"):
         lines += ["## Ultralytics: classifier-initialised vs from-scratch detector", "", extra["markdown"], ""]
     if extra := parts.get("real"):
@@ -485,7 +488,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--parts", nargs="+", default=["convert", "fer2013", "classifier"],
                    choices=["convert", "fer2013", "classifier", "transfer", "scenes", "real", "demo-ultralytics",
-                            "demo-darknet", "darknet", "none"])
+                            "demo-darknet", "darknet", "darknet-csp", "none"])
     p.add_argument("--reuse", action="store_true",
                    help="demo parts: record the last run's summary instead of rerunning; scenes: score the last "
                         "trained detector")
@@ -550,6 +553,11 @@ def main(argv=None) -> int:
         from scripts.bench_darknet import bench_darknet_speed
         r = bench_darknet_speed()
         save("darknet", r)
+        print(r.get("markdown") or r["skipped"])
+    if "darknet-csp" in args.parts:
+        from scripts.bench_darknet import bench_csdarknet53
+        r = bench_csdarknet53()
+        save("darknet-csp", r)
         print(r.get("markdown") or r["skipped"])
     if "transfer" in args.parts:
         r = bench_transfer(args.det_epochs, 30)

@@ -119,3 +119,80 @@ def speed_markdown(rows: list[dict], found: dict) -> str:
               f"median logged seconds per iteration after {WARMUP} warm-up iterations; each network and size runs on "
               "one engine right after the other. Command: `python -m scripts.bench --parts darknet`."]
     return "\n".join(lines)
+
+
+def _subset_classifier_set(data: Path, out: Path, n_valid: int) -> Path:
+    """A copy of a Darknet classifier set's .data file whose validation list is its first `n_valid` faces."""
+    from converters.darknet_files import data_file_text, read_data_file
+    entries = read_data_file(data / "emotion-classifier.data")
+    valid = Path(entries["valid"]).read_text().split()
+    step = max(1, len(valid) // n_valid)  # spread over the list, which is sorted by row
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "valid.list").write_text("\n".join(valid[::step][:n_valid]) + "\n")
+    (out / "emotion-classifier.data").write_text(data_file_text(dict(entries, valid=str(out / "valid.list"))))
+    return out
+
+
+def bench_csdarknet53(iterations: int = 60, batch: int = 16, size: int = 64, n_valid: int = 500,
+                      det_iterations: int = 8, det_size: int = 128) -> dict:
+    """csdarknet53-omega for real: a short classifier training on the FER2013 Darknet set (`make convert-fer2013`),
+    `classifier valid` on PublicTest faces, `partial` of its 105 backbone layers into yolov4, a few yolov4
+    iterations (with -map) on the synthetic detection set; both networks' layer shapes as the engine builds them
+    checked against our cfg reader."""
+    import time
+    from converters.settings import DATA_DIR
+    from scripts import darknet
+    from scripts.darknet_model import layer_shapes, parse_cfg
+    fer = DATA_DIR / "fer2013" / "darknet" / "48"
+    if not (fer / "emotion-classifier.data").exists():
+        return dict(skipped=f"no FER2013 Darknet set at {fer} (make convert-fer2013)")
+    if "alexeyab" not in engines():
+        return dict(skipped="AlexeyAB Darknet is not built (make darknet): csdarknet53-omega needs mish")
+    root = RUNS_DIR / "bench" / "darknet-csp"
+    shutil.rmtree(root / "cls", ignore_errors=True)
+    shutil.rmtree(root / "det", ignore_errors=True)
+    subset = _subset_classifier_set(fer, root / "fer2013-set", n_valid)
+    n_train = darknet.list_length(fer / "train.list")
+    out: dict = dict(iterations=iterations, batch=batch, size=size, n_train=n_train)
+    with using_binary(engines()["alexeyab"]):
+        out["engine"] = darknet.engine()["label"]
+        t0 = time.perf_counter()
+        cfg, weights = darknet.train_classifier(subset, root / "cls", iterations * batch / n_train, batch, size,
+                                                learning_rate=0.05, model="csdarknet53-omega")
+        out["classifier_seconds"] = round(time.perf_counter() - t0, 1)
+        out["classifier_valid"] = darknet.validate_classifier(cfg, weights, root / "cls" / "classifier.data",
+                                                              root / "cls")
+        yolo = _sample_yolo(RUNS_DIR / "bench" / "darknet-speed")
+        probe = darknet.render_cfg("yolov4", root / "yolov4-shape-check.cfg", batch=1, subdivisions=1,
+                                   size=det_size, learning_rate=0.001, burn_in=1, max_batches=1, steps="1,1",
+                                   filters=36, classes=7, anchors=", ".join(["10,14, 23,27, 37,58"] * 3))
+        conv = darknet.partial(cfg, weights, root / "csdarknet53-omega.conv.105", 105, det_cfg=probe)
+        t0 = time.perf_counter()
+        det_cfg, det_w = darknet.train_detector(yolo, root / "det", conv, det_iterations * 4 / darknet.list_length(
+            yolo / "train.txt"), det_size, 4, model="v4", burn_in=1)
+        out["detector_seconds"] = round(time.perf_counter() - t0, 1)
+        rows = darknet.training_rows((root / "det" / "train-detector.log").read_text(errors="replace"))
+        out["detector_iterations"] = len(rows)
+        out["detector_map50_at_end"] = next((float(r["map50"]) for r in reversed(rows) if r.get("map50")), None)
+        checked = {}
+        for name, c in (("csdarknet53-omega", cfg), ("yolov4", det_cfg)):
+            theirs = darknet.engine_layer_shapes(c)
+            ours = layer_shapes(parse_cfg(c.read_text()))
+            wrong = [i for i, (_, h, w, ch) in theirs.items() if (ours[i]["h"], ours[i]["w"], ours[i]["c"]) != (h, w, ch)]
+            if wrong:
+                raise EmoDetError(f"{c}: our cfg reader disagrees with the engine on layers {wrong[:5]}")
+            checked[name] = dict(layers=len(ours), compared=len(theirs))
+        out["shapes_checked"] = checked
+    v = out["classifier_valid"]
+    out["markdown"] = (
+        f"csdarknet53-omega ({size} px, batch {batch}) trained for {iterations} iterations ({iterations * batch} "
+        f"faces, {iterations * batch / n_train:.3f} epochs of the {n_train} FER2013 Training faces) in "
+        f"{out['classifier_seconds'] / 60:.1f} min: `classifier valid` top-1 {v['top1']:.3f}, top-{v['k']} "
+        f"{v['topk']:.3f} on {v['n']} PublicTest faces (chance 0.25 for the majority class; a training this short "
+        f"shows the path runs, not what the network can learn). `partial` kept its 105 backbone layers "
+        f"(seen 0) for yolov4 ({det_size} px), which trained {out['detector_iterations']} iterations with `-map` "
+        f"in {out['detector_seconds']:.0f} s (mAP@0.5 at the end {out['detector_map50_at_end']}). Layer shapes as "
+        f"the engine built them agree with our cfg reader: "
+        + ", ".join(f"{k} {c['compared']} of {c['layers']} layers" for k, c in checked.items())
+        + f". Engine: {out['engine']}. Command: `python -m scripts.bench --parts darknet-csp`.")
+    return out

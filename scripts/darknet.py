@@ -69,6 +69,8 @@ def _engine(path: str, mtime: float) -> dict:
     flags = info.get("flags", {})
     extras = "+".join(k for k in ("AVX", "OPENMP", "GPU", "CUDNN", "OPENCV") if flags.get(k)) or \
         ("one thread" if info["flavour"] == "pjreddie" else "build flags unknown")
+    if any(p.get("applied") for p in info.get("patches", [])):
+        extras += " +topk fix"
     name = {"alexeyab": "AlexeyAB Darknet", "hank": "Hank.ai Darknet", "pjreddie": "pjreddie Darknet"}[info["flavour"]]
     return dict(info, path=str(binary), label=f"{name} {info['commit']} ({extras}; {binary})")
 

@@ -63,6 +63,33 @@ def _unpack(src: Path, tree: Path) -> None:
     shutil.rmtree(scratch, ignore_errors=True)
 
 
+# Fixes applied to the unpacked source before `make`, each recorded in ENGINE.json: (file, text, replacement, why).
+# A source where a text is not found (another commit, already fixed) builds as it is, and the record says so.
+PATCHES = [
+    ("src/classifier.c",
+     "        set_batch_network(&net, old_batch);\n    }\n    float topk_result",
+     "        set_batch_network(&net, old_batch);\n"
+     "        existing_net->workspace = net.workspace;  /* EmoDet build fix: see scripts/darknet_build.py */\n"
+     "    }\n    float topk_result",
+     "classifier train -topk: the top-k check resizes a copy of the training network, which frees the workspace the "
+     "training network still points to; the next iteration then crashes (seen at iteration 100). The copy's new "
+     "workspace is handed back."),
+]
+
+
+def apply_patches(tree: Path) -> list[dict]:
+    """PATCHES applied to the source in `tree`: what each did (applied, or why not)."""
+    done = []
+    for name, old, new, why in PATCHES:
+        path = tree / name
+        text = path.read_text(errors="replace") if path.exists() else ""
+        applied = text.count(old) == 1
+        if applied:
+            path.write_text(text.replace(old, new))
+        done.append(dict(file=name, applied=applied, why=why))
+    return done
+
+
 def make_flags(gpu: bool = False, cudnn: bool = False, opencv: bool = False) -> dict[str, int]:
     """Darknet Makefile switches: AVX and OpenMP always (the CPU path), CUDA/cuDNN/OpenCV on request."""
     return dict(AVX=1, OPENMP=1, GPU=int(gpu), CUDNN=int(cudnn), OPENCV=int(opencv))
@@ -83,6 +110,7 @@ def build(src: Path | None = None, out: Path = DARKNET_BUILD_DIR, gpu: bool = Fa
     shutil.rmtree(tree, ignore_errors=True)
     tree.parent.mkdir(parents=True, exist_ok=True)
     _unpack(src.resolve(), tree)
+    patches = apply_patches(tree)
     jobs = jobs or len(os.sched_getaffinity(0))
     cmd = ["make", f"-j{jobs}", *(f"{k}={v}" for k, v in flags.items())]
     log(f"[darknet] building AlexeyAB Darknet {source_commit(src)} ({' '.join(cmd[2:])}) from {src}")
@@ -94,7 +122,7 @@ def build(src: Path | None = None, out: Path = DARKNET_BUILD_DIR, gpu: bool = Fa
     if proc.returncode != 0 or not binary.exists():
         tail = " / ".join(build_log.read_text(errors="replace").strip().splitlines()[-2:])
         raise EmoDetError(f"Darknet build failed (make exited {proc.returncode}): {tail[-300:]} (log: {build_log})")
-    record = dict(flavour="alexeyab", commit=source_commit(src), source=str(src), flags=flags,
+    record = dict(flavour="alexeyab", commit=source_commit(src), source=str(src), flags=flags, patches=patches,
                   built=time.strftime("%Y-%m-%d %H:%M:%S"), seconds=round(time.perf_counter() - t0, 1))
     (tree / RECORD).write_text(json.dumps(record, indent=1) + "\n")
     # swap the finished tree in whole, so a failed build never leaves a half-built engine in use

@@ -47,9 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "pjreddie's: yolov3-tiny (single-threaded)")
     p.add_argument("--dk-det", choices=("v3-tiny", "v4-tiny"), default=None,
                    help="darknet detector (default: v4-tiny on AlexeyAB/Hank.ai builds, v3-tiny on pjreddie's)")
-    p.add_argument("--dk-imgsz", type=int, default=None, help="darknet detector input (default: v4-tiny 224, v3-tiny 160)")
+    p.add_argument("--dk-imgsz", type=int, default=None, help="darknet detector input (default 160)")
     p.add_argument("--dk-cls-epochs", type=float, default=None,
-                   help="darknet classifier epochs over the crops (default: small 60, v4-tiny 20)")
+                   help="darknet classifier epochs over the crops (default: small 60, v4-tiny 10)")
     p.add_argument("--dk-det-epochs", type=float, default=20,
                    help="darknet detector epochs (>= 500 iterations are needed before batch-norm statistics settle)")
     return p
@@ -98,7 +98,8 @@ def _two_detectors(yolo: Path, runs: Path, conv: Path, epochs: float, model: str
     return main, scratch
 
 
-DK_DEFAULTS = {"v3-tiny": dict(size=160, cls_epochs=60), "v4-tiny": dict(size=224, cls_epochs=20)}
+# sized to finish `make demo BACKEND=darknet` within 20 min on 2 cores (BENCHMARKS.md); the recipe trains v4-tiny at 256 px
+DK_DEFAULTS = {"v3-tiny": dict(size=160, cls_epochs=60), "v4-tiny": dict(size=160, cls_epochs=10)}
 
 
 def darknet_chain(args, st: Stages, data: Path, out: Path):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from converters.errors import run_cli
+from converters.errors import EmoDetError, run_cli
 from converters.labels import class_names
 from converters.settings import WEIGHTS_DIR
 
@@ -14,12 +14,15 @@ from converters.settings import WEIGHTS_DIR
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m scripts.partial", description=__doc__)
     p.add_argument("--backend", choices=("ultralytics", "darknet"), default="ultralytics")
-    p.add_argument("--layers", type=int, default=9, help="darknet: layers to keep (the classifier shares 9 with v3-tiny)")
+    p.add_argument("--layers", type=int, default=None,
+                   help="darknet: layers to keep (default: all the detector shares with its classifier: 9 for "
+                        "v3-tiny, 29 for v4-tiny, 105 for v4)")
     p.add_argument("--run", type=Path, default=None, help="darknet: classifier run folder (default runs/darknet/cls)")
     p.add_argument("--cls-weights", type=Path, default=WEIGHTS_DIR / "cls.pt",
                    help="trained classifier: an Ultralytics -cls checkpoint or an EmoDet torch v8n-cls / vggdet-cls "
                         "one (e.g. weights/fer2013-vggdet-cls.pt with --cfg vggdet)")
-    p.add_argument("--cfg", default="v8n", help="detector: v8n, v8s, 11n, vggdet, v3-tiny or a model yaml")
+    p.add_argument("--cfg", default="v8n", help="detector: v8n, v8s, 11n, vggdet or a model yaml; darknet: v3-tiny, "
+                                                "v4-tiny or v4")
     p.add_argument("--classes", type=int, choices=(7, 8), default=7)
     p.add_argument("--out", type=Path, default=None, help="default: weights/<cfg>-from-cls.pt")
     return p
@@ -30,15 +33,23 @@ def main(argv=None) -> int:
     if args.backend == "darknet":
         from converters.settings import RUNS_DIR
         from scripts import darknet
+        detector = "v3-tiny" if args.cfg == "v8n" else args.cfg
+        template, shared = darknet.backbone_of(detector)
+        layers = args.layers or shared
         run = args.run or RUNS_DIR / "darknet" / "cls"
-        cfg, weights = run / "emotion-classifier.cfg", run / "backup" / "emotion-classifier.weights"
-        probe = darknet.render_cfg("yolov3-tiny", run / "yolov3-tiny-shape-check.cfg", batch=1, subdivisions=1,
-                                   size=160, learning_rate=0.001, burn_in=1, max_batches=1, steps="1,1",
+        cfg = run / f"{template}.cfg"
+        weights = next((w for w in (run / "backup" / f"{template}_final.weights", run / "backup" / f"{template}.weights")
+                        if w.exists()), None)
+        if weights is None:
+            raise EmoDetError(f"no trained {template} classifier in {run / 'backup'}; run `make train-classifier "
+                              f"BACKEND=darknet` with the matching MODEL first")
+        probe = darknet.render_cfg(darknet.DETECTOR_TEMPLATES[detector], run / f"{detector}-shape-check.cfg", batch=1,
+                                   subdivisions=1, size=256, learning_rate=0.001, burn_in=1, max_batches=1, steps="1,1",
                                    filters=(args.classes + 5) * 3, classes=args.classes,
-                                   anchors="10,14, 23,27, 37,58, 81,82, 135,169, 344,319")
-        out = args.out or WEIGHTS_DIR / f"emotion-classifier.conv.{args.layers}"
-        darknet.partial(cfg, weights, out, args.layers, det_cfg=probe)
-        print(f"kept layers 0-{args.layers - 1} of {weights} (seen reset to 0): {out}")
+                                   anchors=", ".join(["10,14, 23,27, 37,58"] * (3 if detector == "v4" else 2)))
+        out = args.out or WEIGHTS_DIR / f"{template}.conv.{layers}"
+        darknet.partial(cfg, weights, out, layers, det_cfg=probe)
+        print(f"kept layers 0-{layers - 1} of {weights} (seen reset to 0) for {detector}: {out}")
         return 0
     from scripts import ultra
     model, report = ultra.transfer_backbone(args.cls_weights, args.cfg, args.classes)

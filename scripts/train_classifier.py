@@ -22,7 +22,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="darknet: a converted Darknet classifier set")
     p.add_argument("--crops", type=Path, default=DATA_DIR / "affectnet" / "crops" / "48")
     p.add_argument("--model", default="v8n", help="ultralytics: v8n, 11n or a -cls yaml; darknet: small (default, shares "
-                                                 "yolov3-tiny's first 9 layers) or csdarknet53-omega (newer builds)")
+                                                 "yolov3-tiny's first 9 layers), v4-tiny (yolov4-tiny's first 29) or "
+                                                 "csdarknet53-omega (yolov4's first 105; the last two need AlexeyAB)")
     p.add_argument("--epochs", type=int, default=None, help="default: cfg/ultralytics.yaml")
     p.add_argument("--imgsz", type=int, default=None, help="multiple of 32 (default: cfg/ultralytics.yaml)")
     p.add_argument("--batch", type=int, default=None)
@@ -36,17 +37,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def train_darknet(args) -> int:
-    """Darknet classifier (cfg/emotion-classifier.cfg.in) on the converted set, then `classifier valid`."""
+    """Darknet classifier (cfg/emotion-classifier.cfg.in, or the yolov4-tiny / csdarknet53-omega backbones) on the
+    converted set, then `classifier valid`; the numbers and the engine that produced them go to metrics.json."""
+    from converters.io import write_json
     from scripts import darknet
     run = RUNS_DIR / "darknet" / args.name
-    size = int(args.darknet_data.name) if args.darknet_data.name.isdigit() else 48
     model = "small" if args.model in ("v8n", None) else args.model
+    if darknet.classifier_size(model) == 48:  # the small classifier reads the set's own face size
+        size = args.imgsz or (int(args.darknet_data.name) if args.darknet_data.name.isdigit() else 48)
+    else:
+        size = args.imgsz or darknet.classifier_size(model)
+    print(f"engine: {darknet.engine()['label']}")
     cfg, weights = darknet.train_classifier(args.darknet_data, run, epochs=args.epochs or 10, batch=args.batch or 32,
                                             size=size, model=model)
     darknet.training_curve(run / "train-classifier.log", run / "train-classifier.csv", run / "train-classifier.png")
     v = darknet.validate_classifier(cfg, weights, run / "classifier.data", run)
+    write_json(run / "metrics.json", dict(v, cfg=str(cfg), weights=str(weights), engine=darknet.engine()["label"]))
     print(f"Darknet classifier: {weights} (cfg {cfg}); validation top-1 {v['top1']:.4f}, top-{v['k']} {v['topk']:.4f} "
-          f"on {v['n']} faces; loss curve {run / 'train-classifier.png'}")
+          f"on {v['n']} faces; loss/top-k curve {run / 'train-classifier.png'}")
     return 0
 
 

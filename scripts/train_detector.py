@@ -33,7 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def train_darknet(args) -> int:
-    """yolov3-tiny with the Darknet binary (160 px, random=0), then `detector valid` scored by eval/."""
+    """yolov3-tiny / yolov4-tiny / yolov4 with the Darknet binary (160 px, random=0), then `detector valid` scored by
+    eval/; on AlexeyAB/Hank.ai builds also `detector map` on the same list, both numbers printed and recorded."""
     from converters.io import write_json
     from eval.detection_report import evaluate_folders, report_text
     from scripts import darknet
@@ -43,8 +44,13 @@ def train_darknet(args) -> int:
                                           batch=args.batch or 16, model=args.cfg)
     darknet.training_curve(run / "train-detector.log", run / "train-detector.csv", run / "train-detector.png")
     results = darknet.validate_detector(cfg, weights, run / "emotion.data", run)
-    m = evaluate_folders(yolo / "val", results, "darknet", yolo / "emotion.names")
+    m = evaluate_folders(yolo / "val", results, "darknet", yolo / "emotion.names", map_view=darknet.has_map())
+    m["engine"] = darknet.engine()["label"]
     print(report_text(m))
+    if darknet.has_map():
+        m["detector_map"] = darknet.detector_map(cfg, weights, run / "emotion.data", run)
+        print(f"{m['engine']} `detector map`: mAP@0.5 {m['detector_map']['map50']:.4f} (ours, Darknet style on "
+              f"`detector valid` output: {m['map50']:.4f})")
     print(f"weights {weights}; metrics {write_json(run / 'metrics.json', m.to_json())}; loss curve {run / 'train-detector.png'}")
     return 0
 

@@ -46,12 +46,29 @@ def classifier_argv(recipe: dict, out: Path) -> list[str]:
     return argv + ["--out", str(out), "--quiet"]
 
 
+def distill_argv(step: dict) -> list[str]:
+    """scripts.distill's command line for a recipe's `distill` step (teachers' softened probabilities -> the
+    soft-target CSV its `args.soft` names)."""
+    argv = ["--teachers", *(str(PROJECT_ROOT / t) for t in step["teachers"])]
+    for key in ("temperature", "hard-weight", "tta", "threads", "data"):
+        if key in step:
+            argv += [f"--{key}", str(step[key])]
+    return argv + ["--out", str(PROJECT_ROOT / step["out"])]
+
+
 def train_classifier_recipe(recipe: dict, name: str | None = None) -> Path:
     from scripts import torch_classifier
     out = RUNS_DIR / "torch" / (name or recipe["name"])
     for table in recipe.get("data", []):
         if not (PROJECT_ROOT / table).exists():
             raise EmoDetError(f"{PROJECT_ROOT / table}: missing; make it first (see the recipe's comment)")
+    if step := recipe.get("distill"):
+        missing = [t for t in step["teachers"] if not (PROJECT_ROOT / t).exists()]
+        if missing:
+            raise EmoDetError(f"teacher {missing[0]} missing: train it first (its recipe is named in this recipe)")
+        if not (PROJECT_ROOT / step["out"]).exists():
+            from scripts import distill
+            distill.main(distill_argv(step))
     torch_classifier.main(classifier_argv(recipe, out))
     (out / "recipe.json").write_text(json.dumps(recipe, indent=1))
     return out

@@ -60,6 +60,7 @@ def test_build_target_builds_a_binary_that_names_itself(tmp_path):
     binary = darknet_build.build(out=tmp_path / "darknet")
     record = json.loads((binary.parent / "ENGINE.json").read_text())
     assert binary.exists() and record["flavour"] == "alexeyab" and record["flags"]["AVX"] == 1
+    assert [p["applied"] for p in record["patches"]] == [True] * len(darknet_build.PATCHES)
     assert record["commit"] in darknet_build.default_source().name
     info = darknet.engine(binary)
     assert info["flavour"] == "alexeyab" and "AVX+OPENMP" in info["label"] and darknet.has_map(binary)
@@ -131,6 +132,19 @@ def test_topk_classifier_training_is_parsed_into_its_curve(sample_sets, tmp_path
     assert (tmp_path / "c.csv").read_text().splitlines()[0].endswith("map50,topk")
     valid = darknet.validate_classifier(cfg, weights, tmp_path / "cls" / "classifier.data", tmp_path / "cls")
     assert valid["n"] == darknet.list_length(sample_sets / "darknet" / "48" / "valid.list") and valid["k"] == 2
+
+
+@needs_build
+def test_topk_measured_mid_training_does_not_end_the_training(sample_sets, tmp_path, monkeypatch):
+    """Unfixed, AlexeyAB's first mid-training top-k (iteration 100) frees the training network's workspace and
+    the next iteration crashes; the build's fix (scripts/darknet_build.PATCHES) keeps it training."""
+    monkeypatch.setenv("DARKNET", str(BUILT))
+    data = sample_sets / "darknet" / "48"
+    n = darknet.list_length(data / "train.list")
+    darknet.train_classifier(data, tmp_path / "cls", epochs=120 * 8 / n, batch=8)
+    rows = darknet.training_rows((tmp_path / "cls" / "train-classifier.log").read_text())
+    assert int(rows[-1]["iteration"]) == 120
+    assert [r["iteration"] for r in rows if r.get("topk")] == ["100", "120"]
 
 
 @needs_build

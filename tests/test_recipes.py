@@ -12,7 +12,8 @@ RECIPES = sorted((CFG_DIR / "recipes").glob("*.yaml"))
 
 
 def test_there_are_recipes():
-    assert {p.stem for p in RECIPES} >= {"real-det", "faces-vggc", "scenes-det"}
+    shipped = {p.stem for p in (PROJECT_ROOT / "weights").glob("*.md")} - {"README", "haar-box-fit"}
+    assert {p.stem for p in RECIPES} >= shipped  # every shipped model has its recipe
 
 
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.stem)
@@ -22,6 +23,16 @@ def test_a_recipe_is_complete_and_its_options_are_known(path):
         from scripts.torch_classifier import build_parser
         args = build_parser().parse_args(classifier_argv(recipe, Path("/tmp/x")))
         assert args.model == recipe["args"]["model"]
+        if step := recipe.get("distill"):
+            from scripts.distill import build_parser as distill_parser
+            from scripts.train_recipe import distill_argv
+            d = distill_parser().parse_args(distill_argv(step))
+            assert str(d.out).endswith(recipe["args"]["soft"])  # the recipe trains on what its step writes
+            names = {p.stem for p in RECIPES}
+            for teacher in step["teachers"]:  # a shipped model, or the run of another recipe here
+                parts = Path(teacher).parts
+                assert (PROJECT_ROOT / teacher).exists() and parts[0] == "weights" or \
+                    (parts[:2] == ("runs", "torch") and parts[2] in names), teacher
     else:
         from scripts.ultra import defaults
         known = set(defaults("detect")) | {"cls", "cls_pw", "scale", "close_mosaic", "lr0", "batch", "workers",
