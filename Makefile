@@ -23,7 +23,7 @@ CROPS ?= $(OUT)/crops/48
 DATA_YAML ?= $(OUT)/yolo/data.yaml
 
 .PHONY: setup sample convert convert-fer2013 scenes scenes-bench merge balance test demo bench clean help \
-        train train-classifier partial train-detector export predict app darknet
+        train train-classifier partial train-detector export predict app darknet kfold label-issues
 
 help:
 	@echo "make demo      - the whole pipeline on the embedded synthetic sample (sets everything up first)"
@@ -56,7 +56,7 @@ $(AFFECTNET)/training.csv:
 convert: $(STAMP) $(if $(INPUT),,$(if $(filter data/sample/affectnet,$(AFFECTNET)),$(AFFECTNET)/training.csv))
 	$(EMODET) convert --input $(or $(INPUT),$(AFFECTNET)) --out $(OUT) $(call opt,$(SPLIT),--split) $(call opt,$(SIZES),--sizes) \
 	  $(call opt,$(CLASSES),--classes) $(call opt,$(COLOR),--color) $(call opt,$(BOX_SCALE),--box-scale) \
-	  $(call opt,$(FORMATS),--formats) $(if $(filter 1,$(ALIGN)),--align)
+	  $(call opt,$(FORMATS),--formats) $(if $(filter 1,$(ALIGN)),--align) $(call opt,$(NAMES),--names)
 
 convert-fer2013: $(STAMP)
 	$(EMODET) convert-fer2013 $(if $(FER2013),--fer2013 $(FER2013)) $(if $(FERPLUS),--ferplus $(FERPLUS))
@@ -92,6 +92,17 @@ train-classifier: $(STAMP)
 RECIPE ?= cfg/recipes/real-det.yaml
 train: $(STAMP)
 	$(EMODET) train --recipe $(RECIPE) $(if $(filter command line,$(origin HOURS)),--hours $(HOURS)) $(call opt,$(DEVICE),--device)
+
+# K classifiers, each trained on K-1 folds of a table's train split with a classify recipe (default
+# cfg/recipes/fer2013-vggs-teacher.yaml) and scored on the fold it did not see; then the likely label errors
+# ranked from the out-of-fold probabilities (TRUTH= a second labelling of the same ids, e.g. FER+, to score them)
+kfold: $(STAMP)
+	$(EMODET) kfold $(call opt,$(K),--k) $(if $(filter command line,$(origin RECIPE)),--recipe $(RECIPE)) \
+	  $(call opt,$(EPOCHS),--epochs) $(call opt,$(TABLE),--table) $(call opt,$(GROUPS),--groups) $(call opt,$(SEED),--seed)
+
+OOF ?= runs/kfold/fer2013-vggs-teacher-k$(or $(K),5)/oof.npz
+label-issues: $(STAMP)
+	$(EMODET) label-issues --oof $(OOF) $(call opt,$(TABLE),--table) $(call opt,$(TRUTH),--truth)
 
 partial: $(STAMP)
 	$(EMODET) partial --backend $(BACKEND) --cfg $(CFG) $(call opt,$(CLASSES),--classes) $(if $(filter darknet,$(BACKEND)),$(call opt,$(LAYERS),--layers)) \

@@ -100,11 +100,29 @@ def oversample(crops_root: Path, out_root: Path, seed: int = 0) -> dict[str, int
     return {c: target for c in by_class}
 
 
-def stratified_folds(labels: np.ndarray, k: int, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
-    from sklearn.model_selection import StratifiedKFold
+def stratified_folds(labels: np.ndarray, k: int, seed: int = 0,
+                     groups: np.ndarray | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """k (train rows, held-out rows) pairs: every row held out once, classes in the same proportions in each fold,
+    seeded; with `groups` (e.g. a person's identity) no group on both sides of any fold."""
+    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
     if k < 2:
         raise EmoDetError(f"k-fold needs k >= 2, got {k}")
-    return list(StratifiedKFold(k, shuffle=True, random_state=seed).split(np.zeros(len(labels)), labels))
+    if len(labels) < k:
+        raise EmoDetError(f"k-fold with k={k} needs at least {k} rows, got {len(labels)}")
+    if groups is None:
+        return list(StratifiedKFold(k, shuffle=True, random_state=seed).split(np.zeros(len(labels)), labels))
+    if len(set(groups)) < k:
+        raise EmoDetError(f"k-fold with k={k} needs at least {k} groups, got {len(set(groups))}")
+    splitter = StratifiedGroupKFold(k, shuffle=True, random_state=seed)
+    return list(splitter.split(np.zeros(len(labels)), labels, groups))
+
+
+def fold_of_rows(labels: np.ndarray, k: int, seed: int = 0, groups: np.ndarray | None = None) -> np.ndarray:
+    """The fold (0..k-1) in which each row is held out (see stratified_folds)."""
+    fold = np.full(len(labels), -1, dtype=np.int64)
+    for i, (_, held) in enumerate(stratified_folds(labels, k, seed, groups)):
+        fold[held] = i
+    return fold
 
 
 def write_folds(crops_root: Path, out: Path, k: int, seed: int = 0, split: str = "train") -> Path:

@@ -16,12 +16,12 @@ from pathlib import Path
 from .affectnet import IMAGES_DIRNAME, SPLIT_CSV, read_affectnet
 from .errors import EmoDetError, run_cli
 from .face_boxes import BoxFit
-from .face_photos import read_face_photos
-from .labels import class_names
+from .face_photos import declared_names, read_face_photos
+from .labels import custom_names
 from .writers import finalize_table
 from .pipeline import FORMATS, ConvertOptions, convert_split, summary_text
 from .settings import DATA_DIR, SAMPLE_AFFECTNET, WEIGHTS_DIR
-from .yolo_export import export_splits, read_yolo_export
+from .yolo_export import export_names, export_splits, read_yolo_export
 
 SHAPES = ("affectnet", "yolo", "photos")
 # split as named on the command line (AffectNet's CSV names or ours) -> the split we write
@@ -57,6 +57,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=DATA_DIR / "affectnet", help="output folder (default: %(default)s)")
     p.add_argument("--sizes", type=int, nargs="+", default=[48, 96], help="crop sizes in px")
     p.add_argument("--classes", type=int, choices=(7, 8), default=7, help="8 keeps contempt")
+    p.add_argument("--names", default=None, metavar="auto|FILE|a,b,c",
+                   help="the dataset's own classes instead of the canonical table (YOLO exports and face photos): "
+                        "`auto` = as it declares them (data.yaml names, class folders, labels.csv), a names file "
+                        "(one per line, in order) or a comma list; every output, training and prediction then uses "
+                        "them")
     p.add_argument("--color", choices=("gray", "rgb"), default="gray")
     p.add_argument("--box-scale", type=float, default=1.0, help="enlarge face boxes about their centre")
     p.add_argument("--align", action="store_true", help="eye-aligned crops from the 68 landmarks")
@@ -70,9 +75,30 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def dataset_names(spec: str | None, root: Path) -> tuple[str, ...] | None:
+    """A dataset's own classes from --names (None: the canonical table), checked (labels.custom_names)."""
+    if spec is None:
+        return None
+    shape = input_shape(root)
+    if spec == "auto":
+        if shape == "affectnet":
+            raise EmoDetError("--names: AffectNet's classes are its codes; custom classes come with YOLO exports "
+                              "and face photos")
+        names = export_names(root) if shape == "yolo" else declared_names(root)
+    elif Path(spec).is_file():
+        names = [line.strip() for line in Path(spec).read_text().splitlines() if line.strip()]
+    else:
+        names = [n for n in spec.split(",") if n.strip()]
+    try:
+        return custom_names(names)
+    except ValueError as exc:
+        raise EmoDetError(f"--names {spec}: {exc}") from None
+
+
 def options_from_args(args) -> ConvertOptions:
     extra = {} if args.workers is None else {"workers": args.workers}
     return ConvertOptions(sizes=tuple(args.sizes), n_classes=args.classes, color=args.color,
+                          names=dataset_names(args.names, args.input),
                           box_scale=args.box_scale, align=args.align, formats=tuple(args.formats),
                           progress=not args.quiet, **extra)
 
@@ -91,11 +117,11 @@ def read_split(root: Path, shape: str, name: str, options: ConvertOptions, val_f
             raise EmoDetError(f"{csv_path}: not found (expected AffectNet's {name}.csv beside {IMAGES_DIRNAME}/)")
         return split, read_affectnet(csv_path, Path(root) / IMAGES_DIRNAME, options.n_classes)
     if shape == "yolo":
-        return split, read_yolo_export(root, split, options.n_classes)
+        return split, read_yolo_export(root, split, options.n_classes, options.names)
     if split not in ("train", "val"):
         raise EmoDetError(f"{root}: face photos split into train and val by identity; no {name!r}")
     return split, read_face_photos(root, split, options.n_classes, val_fraction, fit=_photo_fit(),
-                                   workers=options.workers)
+                                   workers=options.workers, names=options.names)
 
 
 def default_splits(root: Path, shape: str) -> list[str]:
@@ -122,7 +148,7 @@ def convert_dataset(root: Path, splits, out: Path, options: ConvertOptions, stri
             raise EmoDetError(f"bad image: {rejects[len(read.rejects)].line()}")
         results.append((report, rejects, read.fixes))
     if "table" in options.formats:
-        finalize_table(out, class_names(options.n_classes))
+        finalize_table(out, options.label_names)
     return results
 
 

@@ -24,7 +24,7 @@ from .affectnet import R_CONTEMPT, R_OUTSIDE, probe_image, path_inside
 from .errors import EmoDetError
 from .io import IMAGE_SUFFIXES
 from .face_boxes import BoxFit, haar_cascade, haar_faces
-from .labels import canonical_code
+from .labels import class_names, label_code
 from .parallel import parallel_map
 from .records import FaceRecord, ReadResult, Reject
 
@@ -92,9 +92,17 @@ def _box_job(args):
     return face_box(path, size, fit)
 
 
+def declared_names(root: Path) -> tuple[str, ...]:
+    """The classes the photos declare themselves: their class folders, or the emotions of labels.csv, sorted."""
+    _, rows, _ = photo_rows(root)
+    return tuple(sorted({fields[1].strip().lower() for _, fields in rows if len(fields) > 1 and fields[1].strip()}))
+
+
 def read_face_photos(root: Path, split: str | None = None, n_classes: int = 7, val_fraction: float = 0.2,
-                     seed: int = 0, fit: BoxFit = BoxFit(), workers: int = 2) -> ReadResult:
-    """The faces of `split` ('train'/'val' by identity; None = every row) as canonical records with derived boxes."""
+                     seed: int = 0, fit: BoxFit = BoxFit(), workers: int = 2, names=None) -> ReadResult:
+    """The faces of `split` ('train'/'val' by identity; None = every row) as records with derived boxes, labelled
+    in `names` (a dataset's own classes; default the canonical table of `n_classes`)."""
+    names = names or class_names(n_classes)
     source, rows, images = photo_rows(root)
     keep, rejects = [], []
     for n, fields in rows:
@@ -109,7 +117,7 @@ def read_face_photos(root: Path, split: str | None = None, n_classes: int = 7, v
         if split is not None and identity_split(identity, val_fraction, seed) != split:
             continue
         try:
-            code = canonical_code(fields[1], n_classes)
+            code = label_code(fields[1], names)
         except KeyError as exc:
             contempt = "needs --classes 8" in exc.args[0]
             rejects.append(Reject(source, n, R_CONTEMPT if contempt else R_CLASS,

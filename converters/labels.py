@@ -6,6 +6,8 @@ Darknet's classifier finds a label by substring search in the image path (shared
 """
 from __future__ import annotations
 
+import re
+
 CANONICAL_NAMES = ("neutral", "happy", "sad", "surprise", "fear", "disgust", "anger", "contempt")
 
 # AffectNet codes 8-10 are annotations, not expressions.
@@ -82,3 +84,40 @@ def fer2013_to_canonical(code: int) -> int:
 
 def canonical_to_fer2013(code: int) -> int:
     return CANONICAL_TO_FER2013[int(code)]
+
+
+# ---- a dataset's own classes ("your own classes": e.g. neutral, focused, tired, angry) -------------------------
+# The canonical table above stays the default and the mapping target of every known dataset; a dataset may instead
+# declare its own names (a names file, its class folders, data.yaml), kept in its order, spelled as declared.
+CUSTOM_NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
+
+
+def custom_names(names) -> tuple[str, ...]:
+    """A dataset's own class names, checked: lower-case single words, at least two, unique, and none inside
+    another (Darknet's classifier finds a class by substring search in the image path); ValueError says which."""
+    names = tuple(str(n).strip().lower() for n in names)
+    bad = [n for n in names if not CUSTOM_NAME.match(n)]
+    if bad:
+        raise ValueError(f"class name {bad[0]!r}: use one lower-case word (letters, digits, - or _)")
+    if len(names) < 2 or len(set(names)) != len(names):
+        raise ValueError(f"classes {', '.join(names)}: need at least two, each once")
+    inside = [(a, b) for a in names for b in names if a != b and a in b]
+    if inside:
+        raise ValueError(f"class {inside[0][0]!r} is inside {inside[0][1]!r}: Darknet would confuse them")
+    return names
+
+
+def is_canonical(names) -> bool:
+    return tuple(names) in (CANONICAL_NAMES[:7], CANONICAL_NAMES[:8])
+
+
+def label_code(name: str, names) -> int:
+    """Code of a class as a dataset spells it, in label set `names`: the canonical table (through its aliases)
+    when `names` is canonical, else the dataset's own names as declared; KeyError names the known classes."""
+    names = tuple(names)
+    if is_canonical(names):
+        return canonical_code(name, len(names))
+    key = str(name).strip().lower()
+    if key not in names:
+        raise KeyError(f"unknown class {name!r}; this dataset's classes: {', '.join(names)}")
+    return names.index(key)

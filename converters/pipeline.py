@@ -49,6 +49,12 @@ class ConvertOptions:
     formats: tuple[str, ...] = FORMATS
     workers: int = max(1, os.cpu_count() or 1)
     progress: bool = True
+    names: tuple[str, ...] | None = None  # a dataset's own classes (labels.custom_names); None: canonical table
+
+    @property
+    def label_names(self) -> tuple[str, ...]:
+        """The classes every output is labelled with: the dataset's own, else the canonical 7 or 8."""
+        return self.names or class_names(self.n_classes)
 
     def __post_init__(self):
         if self.color not in ("gray", "rgb"):
@@ -100,7 +106,7 @@ class Layout:
     def __init__(self, out: Path, options: ConvertOptions):
         self.out = Path(out).resolve()
         self.root = str(self.out)  # paths are built from one string each: this runs per face, per format
-        self.names = class_names(options.n_classes)
+        self.names = options.label_names
 
     def crop(self, size: int, split: str, expression: int, face_id: str) -> Path:
         return Path(f"{self.root}/crops/{size}/{split}/{self.names[expression]}/{face_id}.png")

@@ -130,6 +130,19 @@ def write_table(folder: Path, table, names) -> None:
     write_h5(folder / "fer2013.h5", table, names)
 
 
+def table_names(path: Path) -> tuple[str, ...] | None:
+    """The classes a table's labels index (`label_order`, written by write_h5), or None for a table without it."""
+    import h5py
+    try:
+        with h5py.File(path, "r") as h5:
+            order = h5.attrs.get("label_order")
+    except (FileNotFoundError, OSError):
+        return None
+    if order is None:
+        return None
+    return tuple(str(order.decode() if isinstance(order, bytes) else order).split(","))
+
+
 def write_yolo_split(layout, split: str, tasks) -> None:
     root = layout.out / "yolo"
     images = [layout.yolo(split, t.stem)[0] for t in tasks]

@@ -11,7 +11,7 @@ import yaml
 from .affectnet import probe_image
 from .errors import EmoDetError
 from .io import IMAGE_SUFFIXES
-from .labels import canonical_code
+from .labels import class_names, label_code
 from .records import FaceRecord, ReadResult, Reject
 from .yolo_format import parse_yolo_line
 
@@ -40,12 +40,14 @@ def export_names(root: Path) -> list[str]:
     return [str(n) for n in names]
 
 
-def class_map(root: Path, n_classes: int = 7) -> dict[int, int]:
-    """Export class id -> canonical code; an unknown name is refused in one line naming it and the file."""
+def class_map(root: Path, n_classes: int = 7, names=None) -> dict[int, int]:
+    """Export class id -> code in the label set (`names`: a dataset's own classes; default the canonical table of
+    `n_classes`); an unknown name is refused in one line naming it and the file."""
     out = {}
+    names = names or class_names(n_classes)
     for i, name in enumerate(export_names(root)):
         try:
-            out[i] = canonical_code(name, n_classes)
+            out[i] = label_code(name, names)
         except KeyError as exc:
             raise EmoDetError(f"{Path(root) / 'data.yaml'}: class {i}: {exc.args[0]}") from None
     return out
@@ -67,14 +69,14 @@ def _label_file(image: Path) -> Path:
     return image.with_suffix(".txt")
 
 
-def read_yolo_export(root: Path, split: str, n_classes: int = 7) -> ReadResult:
+def read_yolo_export(root: Path, split: str, n_classes: int = 7, names=None) -> ReadResult:
     """Every face of one split of an export as canonical records. An image without a label file (or with an
     empty one) has no faces; a bad line is rejected with file:line and its reason."""
     root = Path(root)
     folders = export_splits(root)
     if split not in folders:
         raise EmoDetError(f"{root}: no {split} split (found: {', '.join(sorted(folders)) or 'none'})")
-    mapping = class_map(root, n_classes)
+    mapping = class_map(root, n_classes, names)
     records, rejects = [], []
     for k, image in enumerate(_images(folders[split]), start=1):
         label = _label_file(image)

@@ -131,3 +131,30 @@ def contact_sheet(images: list[np.ndarray], thumb: int = 240, columns: int | Non
             cv2.putText(sheet, captions[k][:34], (c * thumb + 4, r * (thumb + cap_h) + thumb + 13),
                         cv2.FONT_HERSHEY_SIMPLEX, 0.4, (230, 230, 230), 1, cv2.LINE_AA)
     return sheet
+
+
+def plot_folds(per_fold: list[dict], names: dict, path: Path, title: str) -> Path:
+    """k-fold results in one figure: each class's held-out recall per fold (dots) and its mean (bar), then
+    top-1 and macro F1 the same way."""
+    plt = _plt()
+    keys = list(names) + ["top1", "macro_f1"]
+    labels = [names[c] for c in names] + ["top-1", "macro F1"]
+
+    def value(m, key):
+        v = m["recall"].get(key) if key in names else m[key]
+        return np.nan if v is None else v
+    values = np.array([[value(m, key) for key in keys] for m in per_fold], float)
+    fig, ax = plt.subplots(figsize=(8, 4))
+    x = np.arange(len(keys))
+    ax.bar(x, np.nanmean(values, 0), color=["C0"] * len(names) + ["C1", "C1"], alpha=0.5)
+    for i, row in enumerate(values):
+        ax.plot(x + (i - (len(values) - 1) / 2) * 0.08, row, "o", ms=3, color="k")
+    ax.set_xticks(x, labels, rotation=30, ha="right")
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("held-out fold (dots), mean (bars)")
+    ax.set_title(title)
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)

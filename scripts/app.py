@@ -67,9 +67,11 @@ class Analyzer:
                 raise UploadError(f"unknown method {name!r}; choose one of {', '.join(METHODS)}")
         return self._built[name]
 
-    def names(self) -> list[str]:
+    def names(self, method: str = "one-stage") -> list[str]:
+        """The classes a method reports: the detector's for one-stage, the classifier's for the others (a model of
+        a dataset's own classes brings its own names)."""
         from converters.labels import class_names
-        return getattr(self.method("one-stage"), "names", None) or list(class_names(7))
+        return list(getattr(self.method(method), "names", None) or class_names(7))
 
     def analyze(self, image: np.ndarray, method: str, conf: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(annotated BGR image, detections (n, 6) in pixels, per-face emotion distribution (n, classes))."""
@@ -77,7 +79,7 @@ class Analyzer:
         h, w = image.shape[:2]
         norm = np.c_[det[:, :2], det[:, 2:] / [w, h, w, h]] if len(det) else np.zeros((0, 6))
         total = scores.sum(1, keepdims=True)
-        return annotated_image(image, norm, self.names()), det, scores / np.where(total > 0, total, 1)
+        return annotated_image(image, norm, self.names(method)), det, scores / np.where(total > 0, total, 1)
 
 
 def upload_frames(path: Path) -> list[tuple[int, np.ndarray]]:
@@ -126,7 +128,7 @@ def analyze_uploads(analyzer: Analyzer, files: list, method: str, conf: float):
     """Everything the page shows for a set of uploads: gallery items, face table rows, bar rows, CSV path, and
     the status message (which names every upload that could not be analysed)."""
     gallery, table, bars, problems = [], [], [], []
-    names = analyzer.names()
+    names = analyzer.names(method)
     for f in files or []:
         path = Path(f if isinstance(f, (str, Path)) else f.name)  # gradio gives paths; old versions tempfiles
         try:

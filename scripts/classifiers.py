@@ -35,14 +35,26 @@ class Classifier:
     def scores(self, faces: np.ndarray, tta: str = "none") -> np.ndarray:
         return self.run(faces, tta)
 
-    def canonical_scores(self, faces: np.ndarray, n_classes: int, tta: str = "none") -> np.ndarray:
-        """Scores re-ordered into canonical class order by name (missing classes get -inf)."""
+    def label_names(self, n_classes: int = 7) -> tuple[str, ...]:
+        """The classes callers receive: the canonical 7 or 8, or the model's own when it was trained on a
+        dataset's own classes (labels.custom_names)."""
+        from converters.labels import class_names
+        canonical = set(self.names) <= set(CANONICAL_NAMES)
+        return class_names(n_classes) if canonical else tuple(self.names)
+
+    def scores_in(self, faces: np.ndarray, names, tta: str = "none") -> np.ndarray:
+        """Scores re-ordered into `names`' order by name (classes the model lacks get -inf)."""
         raw = self.scores(faces, tta)
-        out = np.full((len(raw), n_classes), -np.inf, dtype=np.float64)
+        names = list(names)
+        out = np.full((len(raw), len(names)), -np.inf, dtype=np.float64)
         for j, name in enumerate(self.names):
-            if name in CANONICAL_NAMES[:n_classes]:
-                out[:, CANONICAL_NAMES.index(name)] = raw[:, j]
+            if name in names:
+                out[:, names.index(name)] = raw[:, j]
         return out
+
+    def canonical_scores(self, faces: np.ndarray, n_classes: int, tta: str = "none") -> np.ndarray:
+        """Scores in canonical class order by name (a model of a dataset's own classes: in its own order)."""
+        return self.scores_in(faces, self.label_names(n_classes), tta)
 
     def probabilities(self, faces: np.ndarray, n_classes: int, tta: str = "none") -> np.ndarray:
         """Class probabilities in canonical order (rows sum to 1). Ultralytics classifiers already output

@@ -19,6 +19,8 @@ COMMANDS = {
     "balance": ("converters.balance", "class balance report, weights, k-fold lists"),
     "train": ("scripts.train_recipe", "train a shipped model from its recipe file (cfg/recipes/*.yaml)"),
     "train-classifier": ("scripts.train_classifier", "train an emotion classifier (Ultralytics, torch or Darknet)"),
+    "kfold": ("scripts.kfold", "k-fold training and evaluation of a classifier recipe (out-of-fold probabilities)"),
+    "label-issues": ("eval.label_issues", "likely label errors ranked from out-of-fold probabilities (cleanlab)"),
     "partial": ("scripts.partial", "move a classifier's backbone into a detector checkpoint"),
     "train-detector": ("scripts.train_detector", "train a one-stage emotion detector"),
     "predict": ("scripts.predict", "annotate photos, folders, videos, cameras or streams"),

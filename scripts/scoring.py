@@ -86,16 +86,24 @@ def ensure_default_data(data: Path) -> Path:
     return data
 
 
+def data_names(data: Path, default) -> tuple[str, ...]:
+    """The classes a table's labels index when it declares its own (`label_order`), else `default`."""
+    from converters.labels import is_canonical
+    from converters.writers import table_names
+    declared = table_names(data) if Path(data).suffix in (".h5", ".hdf5") else None
+    return declared if declared and not is_canonical(declared) else tuple(default)
+
+
 def evaluate_classifier(weights: Path, data: Path, split: str, k: int = 2, tta: str = "none",
                         groups: Path | None = None, n_classes: int = 7, input_size: int | None = None) -> dict:
     from scripts.classifiers import load_classifier
     faces, labels, ids = load_faces(data, split)
     clf = load_classifier(weights, input_size=input_size)
     t0 = time.perf_counter()
-    scores = clf.canonical_scores(faces, n_classes, tta)
+    names = data_names(data, clf.label_names(n_classes))
+    scores = clf.scores_in(faces, names, tta)
     seconds = time.perf_counter() - t0
-    from converters.labels import class_names
-    m = classification_metrics(scores, labels, class_names(n_classes), k)
+    m = classification_metrics(scores, labels, names, k)
     m.update(split=split, data=str(data), weights=str(weights), backend=clf.backend, tta=tta, input_size=input_size,
              seconds=seconds, faces_per_second=len(labels) / max(seconds, 1e-9))
     if groups:

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from converters.errors import EmoDetError, run_cli
 from converters.labels import SPLIT_TO_USAGE, class_names
+from converters.writers import table_names
 from converters.settings import FER2013_TABLE, RUNS_DIR
 from converters.progress import tracked
 from scripts.device import DEVICE_HELP, describe, resolve_device, torch_device
@@ -37,6 +38,13 @@ def load_split(h5_path: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
         raise EmoDetError(f"{h5_path}: has no {usage}_pixel/{usage}_label") from None
     side = int(round(math.sqrt(x.shape[1])))
     return x.reshape(-1, side, side), y.astype(np.int64)
+
+
+def label_names(h5_path: Path, n_classes: int) -> tuple[str, ...]:
+    """What the model predicts: a table's own classes when it declares custom ones, else the canonical 7 or 8."""
+    from converters.labels import is_canonical
+    declared = table_names(h5_path)  # converters.writers: the table format's owner
+    return declared if declared and not is_canonical(declared) else class_names(n_classes)
 
 
 def training_mix(main: Path, extras: list[str], even: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -300,7 +308,9 @@ def main(argv=None) -> int:
     gen = torch.Generator().manual_seed(args.seed)
     x_train, y_train = training_mix(args.data, args.extra, args.extra_even)
     x_val, y_val = load_split(args.data, "val")
-    model, prep = build_model(args.model, args.classes)
+    names = label_names(args.data, args.classes)
+    n_classes = len(names)
+    model, prep = build_model(args.model, n_classes)
     if args.init:
         model.load_state_dict(torch.load(args.init, weights_only=False, map_location="cpu")["model"])
     if args.select_extra:
@@ -316,10 +326,10 @@ def main(argv=None) -> int:
     if world > 1:  # gradients averaged across processes on each step; `model` stays the plain module we save
         from torch.nn.parallel import DistributedDataParallel
         net = DistributedDataParallel(model, device_ids=None if device == "cpu" else [torch_device(device)])
-    targets = smoothed(y_train, args.classes, args.smoothing)
+    targets = smoothed(y_train, n_classes, args.smoothing)
     if args.soft:
         soft = torch.from_numpy(load_soft_targets(args.soft, len(y_train)))
-        targets = (1 - args.smoothing) * soft + args.smoothing / args.classes
+        targets = (1 - args.smoothing) * soft + args.smoothing / n_classes
     steps = args.epochs * ((len(x_train) // world) // (args.batch // world))
     opt = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9, nesterov=True, weight_decay=args.wd)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=steps, pct_start=0.15,
@@ -350,7 +360,7 @@ def main(argv=None) -> int:
         ck = dict(model={k: v.detach().cpu() for k, v in model.state_dict().items()}, optimizer=opt.state_dict(),
                   scheduler=sched.state_dict(), epoch=epoch,
                   args={k: str(v) for k, v in vars(args).items()}, best_val=max(best, val), history=history,
-                  rng=gen.get_state(), arch=args.model, classes=list(class_names(args.classes)),
+                  rng=gen.get_state(), arch=args.model, classes=list(names),
                   preprocess=prep.__dict__)
         torch.save(ck, args.out / "last.pt.tmp")
         (args.out / "last.pt.tmp").replace(args.out / "last.pt")

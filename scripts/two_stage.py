@@ -91,7 +91,8 @@ class TwoStageDetector:
         from scripts.classifiers import load_classifier
         self.classifier = load_classifier(Path(classifier), threads)
         self.faces = faces or HaarFaces(fit)
-        self.n_classes, self.multi_label = n_classes, multi_label
+        self.names = self.classifier.label_names(n_classes)  # the classifier's own, for a custom-class model
+        self.n_classes, self.multi_label = len(self.names), multi_label
 
     def __call__(self, image: np.ndarray, conf: float = 0.0, iou: float | None = None) -> np.ndarray:
         # iou is accepted for the common interface: proposals arrive merged already

@@ -187,3 +187,24 @@ def test_a_crash_after_the_final_weights_is_a_note_not_an_error(tmp_path, monkey
     fake.write_text("#!/bin/sh\necho 'Saving weights to nowhere'\nkill -SEGV $$\n")
     with pytest.raises(EmoDetError, match="exited -11"):
         darknet.run_darknet(["classifier"], tmp_path, tmp_path / "log", finished=final)
+
+
+# ---- one evaluator, two engines ---------------------------------------------------------------------------------
+
+@needs_build
+def test_detector_map_and_our_evaluator_give_the_same_map(sample_sets, tmp_path, monkeypatch):
+    """A yolov3-tiny trained long enough for its batch-norm statistics to settle (300 iterations at 96 px),
+    scored twice on the same weights and validation list: by AlexeyAB's `detector map`, and by our evaluator
+    (Darknet style) on `detector valid`'s output cut as `detector map` cuts it (conf > 0.005, NMS 0.45)."""
+    from eval.detection_report import evaluate_folders
+    monkeypatch.setenv("DARKNET", str(BUILT))
+    yolo = sample_sets / "yolo"
+    n = darknet.list_length(yolo / "train.txt")
+    cfg, weights = darknet.train_detector(yolo, tmp_path / "det", None, 300 * 8 / n, 96, 8, learning_rate=0.002,
+                                          map_chart=False, burn_in=50)
+    results = darknet.validate_detector(cfg, weights, tmp_path / "det" / "emotion.data", tmp_path / "det")
+    ours = evaluate_folders(yolo / "val", results, "darknet", yolo / "emotion.names", map_view=True)
+    theirs = darknet.detector_map(cfg, weights, tmp_path / "det" / "emotion.data", tmp_path / "det")
+    assert theirs["map50"] > 0.02, "the detector found nothing: no cross-check possible"
+    assert abs(ours["map50"] - theirs["map50"]) <= 0.001, (ours["map50"], theirs["map50"])
+    assert (ours["tp"], ours["fp"], ours["fn"]) == (theirs["tp"], theirs["fp"], theirs["fn"])
