@@ -472,6 +472,9 @@ def benchmarks_markdown() -> str:
     if extra := parts.get("darknet-csp"):
         lines += ["## Darknet: csdarknet53-omega -> partial 105 -> yolov4 (AlexeyAB)", "",
                   extra.get("markdown") or f"skipped: {extra['skipped']}", ""]
+    if extra := parts.get("label-noise"):
+        lines += ["## FER2013 label noise: k-fold, the label-issue finder against FER+, and its effect", "",
+                  extra.get("markdown") or f"skipped: {extra['skipped']}", ""]
     if extra := parts.get("transfer"):
         lines += ["## Ultralytics: classifier-initialised vs from-scratch detector", "", extra["markdown"], ""]
     if extra := parts.get("real"):
@@ -488,7 +491,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--parts", nargs="+", default=["convert", "fer2013", "classifier"],
                    choices=["convert", "fer2013", "classifier", "transfer", "scenes", "real", "demo-ultralytics",
-                            "demo-darknet", "darknet", "darknet-csp", "none"])
+                            "demo-darknet", "darknet", "darknet-csp", "label-noise", "none"])
     p.add_argument("--reuse", action="store_true",
                    help="demo parts: record the last run's summary instead of rerunning; scenes: score the last "
                         "trained detector")
@@ -558,6 +561,11 @@ def main(argv=None) -> int:
         from scripts.bench_darknet import bench_csdarknet53
         r = bench_csdarknet53()
         save("darknet-csp", r)
+        print(r.get("markdown") or r["skipped"])
+    if "label-noise" in args.parts:
+        from scripts.bench_dataset import bench_label_noise
+        r = bench_label_noise(reuse=args.reuse)
+        save("label-noise", r)
         print(r.get("markdown") or r["skipped"])
     if "transfer" in args.parts:
         r = bench_transfer(args.det_epochs, 30)

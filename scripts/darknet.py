@@ -54,10 +54,11 @@ def _flavour_of_binary(data: bytes) -> str:
 def _engine(path: str, mtime: float) -> dict:
     binary = Path(path)
     record = binary.parent / "ENGINE.json"
+    data = binary.read_bytes()
     if record.exists():
         info = json.loads(record.read_text())
     else:
-        info = dict(flavour=_flavour_of_binary(binary.read_bytes()), commit="unknown")
+        info = dict(flavour=_flavour_of_binary(data), commit="unknown")
         if info["flavour"] == "pjreddie":
             try:  # Debian's package says which 2018 snapshot it is
                 out = subprocess.run(["dpkg-query", "-W", "-f=${Version}", "darknet"], capture_output=True,
@@ -67,6 +68,7 @@ def _engine(path: str, mtime: float) -> dict:
             except (OSError, subprocess.TimeoutExpired):
                 pass
     flags = info.get("flags", {})
+    info["gpu"] = bool(flags.get("GPU")) if flags else b"libcudart" in data  # a CUDA build links the runtime
     extras = "+".join(k for k in ("AVX", "OPENMP", "GPU", "CUDNN", "OPENCV") if flags.get(k)) or \
         ("one thread" if info["flavour"] == "pjreddie" else "build flags unknown")
     if any(p.get("applied") for p in info.get("patches", [])):
@@ -85,6 +87,23 @@ def engine(binary: Path | None = None) -> dict:
 def has_map(binary: Path | None = None) -> bool:
     """Whether the engine has `detector map`, `-map` and `-topk` (AlexeyAB and Hank.ai builds)."""
     return engine(binary)["flavour"] in ("alexeyab", "hank")
+
+
+def gpu_flags(device: str | None) -> list[str]:
+    """Darknet's `-gpus 0,1` for a device spelling (scripts.device) on a CUDA build; nothing on the CPU. A GPU asked
+    of a CPU build is one line naming the rebuild (an AlexeyAB CPU build would silently train on the CPU)."""
+    if device in (None, "", "cpu"):
+        return []
+    from scripts.device import resolve_device
+    resolved = resolve_device(device)
+    if resolved == "cpu":
+        return []
+    if not engine()["gpu"]:
+        if device.strip().lower() == "auto":  # auto: a GPU when the engine can use one
+            return []
+        raise EmoDetError(f"{engine()['label']} is a CPU build; for DEVICE={device} build the CUDA one: "
+                          f"make darknet GPU=1 CUDNN=1")
+    return ["-gpus", resolved]
 
 
 def run_darknet(args: list[str], cwd: Path, log: Path, timeout: float | None = None,
@@ -313,7 +332,7 @@ def classifier_size(model: str) -> int:
 
 def train_classifier(data: Path, run: Path, epochs: float = 10, batch: int = 32, size: int | None = None,
                      learning_rate: float = 0.1, timeout: float | None = None,
-                     model: str = "small", topk: bool | None = None) -> tuple[Path, Path]:
+                     model: str = "small", topk: bool | None = None, device: str | None = None) -> tuple[Path, Path]:
     """Train a Darknet classifier (`small`: cfg/emotion-classifier.cfg.in, shares yolov3-tiny's first 9 layers;
     `v4-tiny`: yolov4-tiny's first 29 layers; `csdarknet53-omega`: CSPDarknet53, yolov4's first 105; the last two
     need AlexeyAB/Hank.ai) on a converter-written classifier set (`darknet/<size>/`); resumes from the run's last
@@ -332,7 +351,7 @@ def train_classifier(data: Path, run: Path, epochs: float = 10, batch: int = 32,
                      classes=int(entries["classes"]))
     require_parsable(cfg, "MODEL=small")
     data_file = data_file_copy(data / "emotion-classifier.data", run / "classifier.data", backup=run / "backup")
-    flags = ["-topk", "-dont_show"] if (has_map() if topk is None else topk) else []
+    flags = (["-topk", "-dont_show"] if (has_map() if topk is None else topk) else []) + gpu_flags(device)
     return cfg, _train("classifier", data_file, cfg, run, None, timeout, flags)
 
 
@@ -412,7 +431,7 @@ ANCHOR_COUNT = {"yolov4": 9}  # three per [yolo] head; the tiny models have two 
 def train_detector(data: Path, run: Path, init: Path | None = None, epochs: float = 10, size: int = 160,
                    batch: int = 16, subdivisions: int = 1, learning_rate: float = 0.001,
                    timeout: float | None = None, model: str = "v3-tiny", map_chart: bool | None = None,
-                   burn_in: int | None = None) -> tuple[Path, Path]:
+                   burn_in: int | None = None, device: str | None = None) -> tuple[Path, Path]:
     """Train yolov3-tiny (or v4-tiny / v4 on AlexeyAB/Hank.ai builds) on a converter-written YOLO set
     (`yolo/emotion.data`), optionally from a partial backbone (`init`, seen=0); resumes from the run's last saved
     weights. `map_chart` (default: when the engine has it) adds `-map -dont_show`: mAP@0.5 on the validation list
@@ -433,7 +452,7 @@ def train_detector(data: Path, run: Path, init: Path | None = None, epochs: floa
                      anchors=yolo_anchors(Path(entries["train"]), size, k))
     require_parsable(cfg)
     data_file = data_file_copy(data / "emotion.data", run / "emotion.data", backup=run / "backup", results=run / "results")
-    flags = ["-map", "-dont_show"] if (has_map() if map_chart is None else map_chart) else []
+    flags = (["-map", "-dont_show"] if (has_map() if map_chart is None else map_chart) else []) + gpu_flags(device)
     return cfg, _train("detector", data_file, cfg, run, init, timeout, flags)
 
 

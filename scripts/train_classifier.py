@@ -49,7 +49,7 @@ def train_darknet(args) -> int:
         size = args.imgsz or darknet.classifier_size(model)
     print(f"engine: {darknet.engine()['label']}")
     cfg, weights = darknet.train_classifier(args.darknet_data, run, epochs=args.epochs or 10, batch=args.batch or 32,
-                                            size=size, model=model)
+                                            size=size, model=model, device=args.device)
     darknet.training_curve(run / "train-classifier.log", run / "train-classifier.csv", run / "train-classifier.png")
     v = darknet.validate_classifier(cfg, weights, run / "classifier.data", run)
     write_json(run / "metrics.json", dict(v, cfg=str(cfg), weights=str(weights), engine=darknet.engine()["label"]))

@@ -41,7 +41,7 @@ def train_darknet(args) -> int:
     yolo = args.data.parent if args.data.name == "data.yaml" else args.data
     run = RUNS_DIR / "darknet" / args.name
     cfg, weights = darknet.train_detector(yolo, run, args.init, epochs=args.epochs or 10, size=args.imgsz or 160,
-                                          batch=args.batch or 16, model=args.cfg)
+                                          batch=args.batch or 16, model=args.cfg, device=args.device)
     darknet.training_curve(run / "train-detector.log", run / "train-detector.csv", run / "train-detector.png")
     results = darknet.validate_detector(cfg, weights, run / "emotion.data", run)
     m = evaluate_folders(yolo / "val", results, "darknet", yolo / "emotion.names", map_view=darknet.has_map())

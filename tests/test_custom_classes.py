@@ -80,7 +80,8 @@ def test_custom_classes_from_conversion_to_prediction(custom_photos, tmp_path):
 
     from scripts.predict import predict
     from scripts.two_stage import TwoStageDetector
-    detector = TwoStageDetector(onnx)
+    # these photos are tight face crops: the whole frame is the face (Haar is not what is tested here)
+    detector = TwoStageDetector(onnx, faces=lambda img: (np.array([[0, 0, img.shape[1], img.shape[0]]]), np.ones(1)))
     assert tuple(detector.names) == ours and detector.n_classes == 4
     one = tmp_path / "one"
     one.mkdir()

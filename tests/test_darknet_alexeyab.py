@@ -66,6 +66,17 @@ def test_build_target_builds_a_binary_that_names_itself(tmp_path):
     assert info["flavour"] == "alexeyab" and "AVX+OPENMP" in info["label"] and darknet.has_map(binary)
 
 
+def test_a_gpu_reaches_darknet_only_through_a_cuda_build(monkeypatch):
+    import scripts.device
+    monkeypatch.setattr(scripts.device, "resolve_device", lambda spec: "0,1")
+    monkeypatch.setattr(darknet, "engine", lambda binary=None: dict(gpu=True, label="AlexeyAB (GPU)"))
+    assert darknet.gpu_flags("0,1") == ["-gpus", "0,1"] and darknet.gpu_flags("cpu") == []
+    monkeypatch.setattr(darknet, "engine", lambda binary=None: dict(gpu=False, label="AlexeyAB (AVX)"))
+    assert darknet.gpu_flags("auto") == []  # auto falls back to the CPU build
+    with pytest.raises(EmoDetError, match="make darknet GPU=1 CUDNN=1"):
+        darknet.gpu_flags("0,1")
+
+
 def test_flavour_is_read_from_the_binary_itself():
     assert darknet._flavour_of_binary(b"...usage: darknet... mean average precision (mAP@%0.2f)...") == "alexeyab"
     assert darknet._flavour_of_binary(b"...Darknet V3 Hank.ai ... mean average precision") == "hank"
