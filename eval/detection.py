@@ -37,8 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--interp", choices=INTERPOLATIONS, default=None, help="override the style's AP interpolation")
     p.add_argument("--conf", type=float, default=0.25, help="confidence for P/R/F1 (styles with a fixed threshold)")
     p.add_argument("--map-view", action="store_true",
-                   help="score Darknet output as `detector map` does (conf > 0.005, NMS 0.45); on by itself with "
-                        "--darknet-map")
+                   help="score Darknet output as AlexeyAB's `detector map` does (its boxes: `detector test` at conf "
+                        "0.005, NMS 0.45, or `detector valid` output cut so; TP/FP/FN in its box order); on by "
+                        "itself with --darknet-map")
     p.add_argument("--darknet-map", action="store_true",
                    help="with Darknet --weights on AlexeyAB/Hank.ai builds: also run `detector map` on the same list "
                         "and print both engines' numbers side by side")
@@ -57,7 +58,10 @@ def predictions_from_weights(args) -> tuple[Path, Path]:
         run = Path(args.pred or Path(args.weights).parent / "eval")
         entries = read_data_file(args.data)
         data_file = darknet.data_file_copy(Path(args.data), run / "eval.data", results=run / "results")
-        results = darknet.validate_detector(Path(args.cfg), Path(args.weights), data_file, run)
+        if (args.map_view or args.darknet_map) and darknet.has_map():  # the very boxes `detector map` scores
+            results = darknet.detector_test(Path(args.cfg), Path(args.weights), data_file, run)
+        else:
+            results = darknet.validate_detector(Path(args.cfg), Path(args.weights), data_file, run)
         return Path(args.gt or entries["valid"]), results
     from scripts.scoring import write_scoring_predictions
     gt = args.gt

@@ -94,6 +94,30 @@ def read_darknet_results(folder: Path, names, sizes: dict[str, tuple[int, int]])
     return {k: np.asarray(v, float) for k, v in per_image.items()}
 
 
+DARKNET_JSON = "result.json"  # what scripts.darknet.detector_test writes (AlexeyAB `detector test -out`)
+
+
+def read_darknet_json(path: Path, names) -> dict[str, np.ndarray]:
+    """AlexeyAB `detector test -out result.json`: per image (by file stem) its boxes in the engine's own order,
+    (n, 6) class, confidence, x1, y1, x2, y2 normalised; the engine's boxes, not clipped to the image."""
+    import json
+    try:
+        frames = json.loads(Path(path).read_text())
+    except json.JSONDecodeError as exc:
+        raise EmoDetError(f"{path}: not Darknet's JSON output ({exc})") from None
+    out = {}
+    for frame in frames:
+        rows = []
+        for k, o in enumerate(frame.get("objects", [])):
+            c, r = int(o["class_id"]), o["relative_coordinates"]
+            if not 0 <= c < len(names):
+                raise EmoDetError(f"{path}: {frame.get('filename')}: class id {c} outside 0..{len(names) - 1}")
+            x, y, w, h = (float(r[key]) for key in ("center_x", "center_y", "width", "height"))
+            rows.append([c, float(o["confidence"]), x - w / 2, y - h / 2, x + w / 2, y + h / 2])
+        out[Path(frame["filename"]).stem] = np.asarray(rows, float).reshape(-1, 6)
+    return out
+
+
 def read_names(path: Path | None, gts: dict) -> list[str]:
     if path:
         return [n for n in Path(path).read_text().split("\n") if n.strip()]

@@ -153,6 +153,31 @@ def counts_at(r: Ranked, conf: float, cls: int | None = None) -> tuple[int, int,
     return tp, int(sel.sum()) - tp, n_gt - tp
 
 
+def darknet_order_counts(gts: dict, preds: dict, conf: float = 0.25, iou: float = 0.5) -> tuple[int, int, int]:
+    """TP, FP, FN at `conf` counted as AlexeyAB's `detector map` counts them: each box of an image, in the engine's
+    order, takes the ground-truth box of its class it overlaps most (IoU > iou); above `conf` it is a TP unless an
+    earlier box of that image, whatever its confidence, took the same face first. (Our own counting lets the more
+    confident box win; the two differ only where boxes below `conf` come first.)"""
+    tp = fp = 0
+    n_gt = sum(len(g) for g in gts.values())
+    for image, rows in preds.items():
+        rows = np.asarray(rows, float).reshape(-1, 6)
+        gt = np.asarray(gts.get(image, np.zeros((0, 5))), float).reshape(-1, 5)
+        overlap = iou_matrix(rows[:, 2:], gt[:, 1:]) if len(gt) else np.zeros((len(rows), 0))
+        taken = set()
+        for k, (c, s) in enumerate(rows[:, :2]):
+            same = np.flatnonzero(gt[:, 0] == c) if len(gt) else np.zeros(0, int)
+            best = same[np.argmax(overlap[k, same])] if len(same) else -1
+            face = int(best) if best >= 0 and overlap[k, best] > iou else -1
+            if s > conf:
+                if face >= 0 and face not in taken:
+                    tp += 1
+                else:
+                    fp += 1
+            taken.add(face)
+    return tp, fp, n_gt - tp
+
+
 def _smooth(y: np.ndarray, fraction: float = 0.1) -> np.ndarray:
     """Box filter as Ultralytics applies to the mean F1 curve before taking its maximum."""
     nf = round(len(y) * fraction * 2) // 2 + 1

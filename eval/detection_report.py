@@ -10,9 +10,10 @@ import numpy as np
 
 from converters.errors import EmoDetError
 from eval.ap import pr_curve
-from eval.detection_io import (check_class_ids, image_sizes, read_darknet_results, read_ground_truth, read_names,
-                               read_yolo_predictions)
-from eval.detection_metrics import STYLES, darknet_map_view, detection_confusion, detection_metrics, rank_predictions
+from eval.detection_io import (DARKNET_JSON, check_class_ids, image_sizes, read_darknet_json, read_darknet_results,
+                               read_ground_truth, read_names, read_yolo_predictions)
+from eval.detection_metrics import (STYLES, darknet_map_view, darknet_order_counts, detection_confusion,
+                                   detection_metrics, rank_predictions)
 from eval.plots import plot_confusion, plot_pr_curves
 
 
@@ -33,7 +34,10 @@ def load_predictions(pred: Path, fmt: str, names, gt: Path) -> dict[str, np.ndar
     if not pred.is_dir():
         raise EmoDetError(f"{pred}: no such predictions folder")
     if fmt == "auto":
-        fmt = "darknet" if any(pred.glob("comp4_det_test_*.txt")) else "yolo"
+        fmt = "darknet-json" if (pred / DARKNET_JSON).exists() else \
+            "darknet" if any(pred.glob("comp4_det_test_*.txt")) else "yolo"
+    if fmt == "darknet-json":
+        return read_darknet_json(pred / DARKNET_JSON, names)
     if fmt == "darknet":
         return read_darknet_results(pred, names, image_sizes(gt))
     return read_yolo_predictions(pred)
@@ -42,8 +46,9 @@ def load_predictions(pred: Path, fmt: str, names, gt: Path) -> dict[str, np.ndar
 def evaluate_folders(gt: Path, pred: Path, style: str = "darknet", names_file: Path | None = None,
                      conf: float = 0.25, interpolation: str | None = None, fmt: str = "auto",
                      map_view: bool = False) -> DetectionMetrics:
-    """Metrics dict for ground-truth labels vs predictions on disk (see module doc). `map_view`: first keep what
-    AlexeyAB's `detector map` keeps of `detector valid` output (conf > 0.005, NMS 0.45), so the two agree."""
+    """Metrics dict for ground-truth labels vs predictions on disk (see module doc). `map_view`: score as AlexeyAB's
+    `detector map` does: boxes above conf 0.005 after NMS 0.45 (`detector valid` output is cut so; `detector test`
+    JSON already is), and TP/FP/FN at `conf` counted in the engine's box order (darknet_order_counts)."""
     if style not in STYLES:
         raise EmoDetError(f"style must be one of {', '.join(STYLES)}")
     chosen = STYLES[style] if interpolation is None else replace(STYLES[style], interpolation=interpolation)
@@ -57,10 +62,15 @@ def evaluate_folders(gt: Path, pred: Path, style: str = "darknet", names_file: P
     if unknown:
         raise EmoDetError(f"{pred}: predictions for {len(unknown)} image(s) without ground truth, e.g. {unknown[0]}")
     check_class_ids(preds, len(names), Path(pred))
-    if map_view:
+    if map_view and not (Path(pred) / DARKNET_JSON).exists():
         preds = darknet_map_view(preds)
     ranked = rank_predictions(gts, preds, len(names), chosen)
     metrics = detection_metrics(gts, preds, names, chosen, conf, ranked=ranked)
+    if map_view:
+        tp, fp, fn = darknet_order_counts(gts, preds, conf)
+        p_, r_ = tp / max(tp + fp, 1), tp / max(tp + fn, 1)
+        metrics.update(tp=tp, fp=fp, fn=fn, precision=p_, recall=r_, f1=2 * p_ * r_ / max(p_ + r_, 1e-16),
+                       counts="darknet box order")
     metrics["names"] = list(names)
     metrics["confusion"] = detection_confusion(gts, preds, len(names), conf).tolist()
     return DetectionMetrics(metrics, (ranked, names, chosen))

@@ -107,7 +107,7 @@ def gpu_flags(device: str | None) -> list[str]:
 
 
 def run_darknet(args: list[str], cwd: Path, log: Path, timeout: float | None = None,
-                finished: Path | None = None) -> str:
+                finished: Path | None = None, stdin_text: str | None = None) -> str:
     """Run Darknet headless with its output in `log` (first lines: the command and the engine); returns the
     output (callers check the files it wrote). `finished`: the file a successful run writes last; when the run
     wrote it and then crashed on its way out, that is noted and not an error (AlexeyAB's `classifier train -topk`
@@ -120,7 +120,8 @@ def run_darknet(args: list[str], cwd: Path, log: Path, timeout: float | None = N
         f.write("$ " + " ".join(cmd) + "\n# engine: " + engine()["label"] + "\n")
         f.flush()
         proc = subprocess.run(cmd, cwd=cwd, stdout=f, stderr=subprocess.STDOUT, timeout=timeout,
-                              stdin=subprocess.DEVNULL)
+                              input=stdin_text, text=stdin_text is not None,
+                              **({} if stdin_text is not None else {"stdin": subprocess.DEVNULL}))
     text = log.read_text(errors="replace")
     if proc.returncode != 0 and finished is not None and finished.exists() and finished.stat().st_mtime >= started - 1 \
             and f"Saving weights to {finished}" in text.replace(str(finished.resolve()), str(finished)):
@@ -469,6 +470,35 @@ def validate_detector(cfg: Path, weights: Path, data_file: Path, run: Path) -> P
     if not list(results.glob("comp4_det_test_*.txt")):
         raise EmoDetError(f"darknet detector valid wrote no result files in {results} (see {run / 'valid-detector.log'})")
     return results
+
+
+def detector_test(cfg: Path, weights: Path, data_file: Path, run: Path, images: list[Path] | None = None,
+                  thresh: float = 0.005) -> Path:
+    """AlexeyAB `detector test` over `images` (default: the .data file's validation list) -> run/predictions/
+    result.json: the boxes `detector map` scores (conf > 0.005, NMS 0.45, the engine's own order, not clipped to
+    the image), so our evaluator and the engine score the very same detections."""
+    from eval.detection_io import DARKNET_JSON
+    if not has_map():
+        raise EmoDetError(f"{engine()['label']} writes no JSON from `detector test`; use validate_detector")
+    images = [Path(p) for p in (images or Path(read_data_file(data_file)["valid"]).read_text().split())]
+    long = [p for p in images if len(str(p.resolve())) > 250]
+    if long:
+        raise EmoDetError(f"{long[0]}: Darknet reads image paths of at most 255 characters")
+    out = run / "predictions"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / DARKNET_JSON).unlink(missing_ok=True)
+    scratch = run / ".test-cwd"  # it draws every image into ./predictions.jpg with the fonts of ./data/labels
+    scratch.mkdir(parents=True, exist_ok=True)
+    fonts = darknet_binary().resolve().parent / "data"
+    if fonts.is_dir() and not (scratch / "data").exists():
+        (scratch / "data").symlink_to(fonts)
+    run_darknet(["detector", "test", data_file.resolve(), _batch1_copy(cfg).resolve(), weights.resolve(), "-thresh",
+                 thresh, "-dont_show", "-ext_output", "-out", (out / DARKNET_JSON).resolve()], scratch,
+                run / "test-detector.log", stdin_text="".join(f"{p.resolve()}\n" for p in images))
+    shutil.rmtree(scratch, ignore_errors=True)
+    if not (out / DARKNET_JSON).exists():
+        raise EmoDetError(f"darknet detector test wrote no {out / DARKNET_JSON} (see {run / 'test-detector.log'})")
+    return out
 
 
 def detector_map(cfg: Path, weights: Path, data_file: Path, run: Path, points: int = 0, iou: float = 0.5) -> dict:

@@ -106,8 +106,7 @@ def darknet_chain(args, st: Stages, data: Path, out: Path):
     """Stages 3-6 with the Darknet binary: classifier -> partial -> detector -> `detector valid` scored by our
     evaluator (and, on AlexeyAB/Hank.ai builds, `detector map` beside it). pjreddie's single-threaded build also
     trains the same detector from scratch on the second core, to show what the transfer buys."""
-    from eval.detection_report import evaluate_folders, write_plots
-    from eval.detection_io import image_sizes, read_darknet_results
+    from eval.detection_report import evaluate_folders, load_predictions, write_plots
     from scripts import darknet
     runs = out / "runs"
     engine = darknet.engine()
@@ -137,7 +136,10 @@ def darknet_chain(args, st: Stages, data: Path, out: Path):
 
     def evaluate():
         v = darknet.validate_classifier(cfg, weights, runs / "cls" / "classifier.data", runs / "cls")
-        results = darknet.validate_detector(det_cfg, det_w, runs / "det" / "emotion.data", runs / "det")
+        # AlexeyAB: the boxes its `detector map` scores (detector test), so both engines score the same detections
+        results = (darknet.detector_test if multi else darknet.validate_detector)(det_cfg, det_w,
+                                                                                 runs / "det" / "emotion.data",
+                                                                                 runs / "det")
         names = data / "yolo" / "emotion.names"
         dets = {s: evaluate_folders(data / "yolo" / "val", results, s, names, map_view=multi)
                 for s in ("darknet", "ultralytics")}
@@ -157,7 +159,7 @@ def darknet_chain(args, st: Stages, data: Path, out: Path):
                model=f"Darknet {cls_model} {cls_size} px (classifier valid)")
     det_label = f"{template} {size} px from the classifier's first {n_layers} layers"
     labels = [n for n in (data / "yolo" / "emotion.names").read_text().split()]
-    pred = read_darknet_results(results, labels, image_sizes(data / "yolo" / "val"))
+    pred = load_predictions(results, "auto", labels, data / "yolo" / "val")
     return cls, dets, det_label, pred, engine["label"]
 
 

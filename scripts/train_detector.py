@@ -43,7 +43,8 @@ def train_darknet(args) -> int:
     cfg, weights = darknet.train_detector(yolo, run, args.init, epochs=args.epochs or 10, size=args.imgsz or 160,
                                           batch=args.batch or 16, model=args.cfg, device=args.device)
     darknet.training_curve(run / "train-detector.log", run / "train-detector.csv", run / "train-detector.png")
-    results = darknet.validate_detector(cfg, weights, run / "emotion.data", run)
+    results = (darknet.detector_test if darknet.has_map() else darknet.validate_detector)(cfg, weights,
+                                                                                          run / "emotion.data", run)
     m = evaluate_folders(yolo / "val", results, "darknet", yolo / "emotion.names", map_view=darknet.has_map())
     m["engine"] = darknet.engine()["label"]
     print(report_text(m))

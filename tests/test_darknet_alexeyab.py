@@ -61,6 +61,8 @@ def test_build_target_builds_a_binary_that_names_itself(tmp_path):
     record = json.loads((binary.parent / "ENGINE.json").read_text())
     assert binary.exists() and record["flavour"] == "alexeyab" and record["flags"]["AVX"] == 1
     assert [p["applied"] for p in record["patches"]] == [True] * len(darknet_build.PATCHES)
+    assert "-fno-finite-math-only" in record["flags"]["OPTS"]
+    assert "-fno-finite-math-only" in (binary.parent / "build.log").read_text()
     assert record["commit"] in darknet_build.default_source().name
     info = darknet.engine(binary)
     assert info["flavour"] == "alexeyab" and "AVX+OPENMP" in info["label"] and darknet.has_map(binary)
@@ -206,16 +208,32 @@ def test_a_crash_after_the_final_weights_is_a_note_not_an_error(tmp_path, monkey
 def test_detector_map_and_our_evaluator_give_the_same_map(sample_sets, tmp_path, monkeypatch):
     """A yolov3-tiny trained long enough for its batch-norm statistics to settle (300 iterations at 96 px),
     scored twice on the same weights and validation list: by AlexeyAB's `detector map`, and by our evaluator
-    (Darknet style) on `detector valid`'s output cut as `detector map` cuts it (conf > 0.005, NMS 0.45)."""
+    (Darknet style, counted in the engine's box order) on the boxes `detector test` writes at map's cut."""
     from eval.detection_report import evaluate_folders
     monkeypatch.setenv("DARKNET", str(BUILT))
     yolo = sample_sets / "yolo"
     n = darknet.list_length(yolo / "train.txt")
     cfg, weights = darknet.train_detector(yolo, tmp_path / "det", None, 300 * 8 / n, 96, 8, learning_rate=0.002,
                                           map_chart=False, burn_in=50)
-    results = darknet.validate_detector(cfg, weights, tmp_path / "det" / "emotion.data", tmp_path / "det")
-    ours = evaluate_folders(yolo / "val", results, "darknet", yolo / "emotion.names", map_view=True)
-    theirs = darknet.detector_map(cfg, weights, tmp_path / "det" / "emotion.data", tmp_path / "det")
+    data_file = tmp_path / "det" / "emotion.data"
+    pred = darknet.detector_test(cfg, weights, data_file, tmp_path / "det")
+    ours = evaluate_folders(yolo / "val", pred, "darknet", yolo / "emotion.names", map_view=True)
+    theirs = darknet.detector_map(cfg, weights, data_file, tmp_path / "det")
     assert theirs["map50"] > 0.02, "the detector found nothing: no cross-check possible"
     assert abs(ours["map50"] - theirs["map50"]) <= 0.001, (ours["map50"], theirs["map50"])
     assert (ours["tp"], ours["fp"], ours["fn"]) == (theirs["tp"], theirs["fp"], theirs["fn"])
+    assert abs(ours["precision"] - theirs["precision"]) < 0.01 and abs(ours["recall"] - theirs["recall"]) < 0.01
+
+
+def test_darknet_box_order_counts_a_face_claimed_first_by_a_weak_box_as_a_false_positive():
+    """AlexeyAB's TP at conf 0.25: a box takes the face it overlaps most, in the engine's box order, whatever its
+    confidence; a later, confident box on the same face is then a false positive (our own counting: the more
+    confident box wins)."""
+    from eval.detection_metrics import darknet_order_counts
+    gts = {"a": np.array([[0, 0.1, 0.1, 0.5, 0.5]])}
+    weak_first = {"a": np.array([[0, 0.10, 0.1, 0.1, 0.5, 0.5], [0, 0.90, 0.12, 0.1, 0.5, 0.5]])}
+    strong_first = {"a": weak_first["a"][::-1]}
+    assert darknet_order_counts(gts, weak_first, 0.25) == (0, 1, 1)
+    assert darknet_order_counts(gts, strong_first, 0.25) == (1, 0, 0)
+    other_class = {"a": np.array([[1, 0.9, 0.1, 0.1, 0.5, 0.5]])}
+    assert darknet_order_counts(gts, other_class, 0.25) == (0, 1, 1)
