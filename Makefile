@@ -94,13 +94,13 @@ train: $(STAMP)
 	$(EMODET) train --recipe $(RECIPE) $(if $(filter command line,$(origin HOURS)),--hours $(HOURS)) $(call opt,$(DEVICE),--device)
 
 # K classifiers, each trained on K-1 folds of a table's train split with a classify recipe (default
-# cfg/recipes/fer2013-vggs-teacher.yaml) and scored on the fold it did not see; then the likely label errors
+# cfg/recipes/fer2013-tiny.yaml) and scored on the fold it did not see; then the likely label errors
 # ranked from the out-of-fold probabilities (TRUTH= a second labelling of the same ids, e.g. FER+, to score them)
 kfold: $(STAMP)
 	$(EMODET) kfold $(call opt,$(K),--k) $(if $(filter command line,$(origin RECIPE)),--recipe $(RECIPE)) \
 	  $(call opt,$(EPOCHS),--epochs) $(call opt,$(TABLE),--table) $(call opt,$(GROUPS),--groups) $(call opt,$(SEED),--seed)
 
-OOF ?= runs/kfold/fer2013-vggs-teacher-k$(or $(K),5)/oof.npz
+OOF ?= runs/kfold/fer2013-tiny-k$(or $(K),5)/oof.npz
 label-issues: $(STAMP)
 	$(EMODET) label-issues --oof $(OOF) $(call opt,$(TABLE),--table) $(call opt,$(TRUTH),--truth)
 

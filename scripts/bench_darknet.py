@@ -133,7 +133,7 @@ def _subset_classifier_set(data: Path, out: Path, n_valid: int) -> Path:
     return out
 
 
-def bench_csdarknet53(iterations: int = 60, batch: int = 16, size: int = 64, n_valid: int = 500,
+def bench_csdarknet53(iterations: int = 30, batch: int = 16, size: int = 64, n_valid: int = 500,
                       det_iterations: int = 8, det_size: int = 128) -> dict:
     """csdarknet53-omega for real: a short classifier training on the FER2013 Darknet set (`make convert-fer2013`),
     `classifier valid` on PublicTest faces, `partial` of its 105 backbone layers into yolov4, a few yolov4
