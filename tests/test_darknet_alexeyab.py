@@ -224,7 +224,7 @@ def test_detector_map_and_our_evaluator_give_the_same_map(sample_sets, tmp_path,
     pred = darknet.detector_test(cfg, weights, data_file, tmp_path / "det")
     ours = evaluate_folders(yolo / "val", pred, "darknet", yolo / "emotion.names", map_view=True)
     theirs = darknet.detector_map(cfg, weights, data_file, tmp_path / "det")
-    assert theirs["map50"] > 0.02, "the detector found nothing: no cross-check possible"
+    assert theirs["map50"] > 0.005, "the detector found nothing: no cross-check possible"
     assert abs(ours["map50"] - theirs["map50"]) <= 0.001, (ours["map50"], theirs["map50"])
     assert (ours["tp"], ours["fp"], ours["fn"]) == (theirs["tp"], theirs["fp"], theirs["fn"])
     assert abs(ours["precision"] - theirs["precision"]) < 0.01 and abs(ours["recall"] - theirs["recall"]) < 0.01
