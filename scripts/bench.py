@@ -254,8 +254,9 @@ def bench_demo(backend: str, reuse: bool) -> dict:
              f"{s['detector']['ultralytics']['map50']:.3f}."]
     if dm := s["detector"].get("detector_map"):
         lines[-1] += (f" The engine's own `detector map` on the same weights and validation list: mAP@0.5 "
-                      f"{dm['map50']:.4f} against our evaluator's {d['map50']:.4f} (Darknet style on the `detector "
-                      f"valid` output, map view); TP/FP/FN at conf 0.25 {dm.get('tp')}/{dm.get('fp')}/{dm.get('fn')} "
+                      f"{dm['map50']:.4f} against our evaluator's {d['map50']:.4f} (Darknet style on the boxes `detector "
+                      f"test` writes, TP counted in the engine's box order); TP/FP/FN at conf 0.25 "
+                      f"{dm.get('tp')}/{dm.get('fp')}/{dm.get('fn')} "
                       f"against {d.get('tp')}/{d.get('fp')}/{d.get('fn')}.")
     if scratch := s["detector"].get("darknet_scratch"):
         lines[-1] += (f" The same detector from scratch, trained side by side for the same iterations: mAP@0.5 "
