@@ -227,7 +227,8 @@ def test_detector_map_and_our_evaluator_give_the_same_map(sample_sets, tmp_path,
     assert theirs["map50"] > 0.005, "the detector found nothing: no cross-check possible"
     assert abs(ours["map50"] - theirs["map50"]) <= 0.001, (ours["map50"], theirs["map50"])
     assert (ours["tp"], ours["fp"], ours["fn"]) == (theirs["tp"], theirs["fp"], theirs["fn"])
-    assert abs(ours["precision"] - theirs["precision"]) < 0.01 and abs(ours["recall"] - theirs["recall"]) < 0.01
+    if "precision" in theirs:  # Darknet prints -nan for a precision of no boxes above 0.25
+        assert abs(ours["precision"] - theirs["precision"]) < 0.01 and abs(ours["recall"] - theirs["recall"]) < 0.01
 
 
 def test_darknet_box_order_counts_a_face_claimed_first_by_a_weak_box_as_a_false_positive():
