@@ -163,9 +163,7 @@ def bench_csdarknet53(iterations: int = 30, batch: int = 16, size: int = 64, n_v
         out["classifier_valid"] = darknet.validate_classifier(cfg, weights, root / "cls" / "classifier.data",
                                                               root / "cls")
         yolo = _sample_yolo(RUNS_DIR / "bench" / "darknet-speed")
-        probe = darknet.render_cfg("yolov4", root / "yolov4-shape-check.cfg", batch=1, subdivisions=1,
-                                   size=det_size, learning_rate=0.001, burn_in=1, max_batches=1, steps="1,1",
-                                   filters=36, classes=7, anchors=", ".join(["10,14, 23,27, 37,58"] * 3))
+        probe = darknet.shape_check_cfg("v4", root / "yolov4-shape-check.cfg", det_size)
         conv = darknet.partial(cfg, weights, root / "csdarknet53-omega.conv.105", 105, det_cfg=probe)
         t0 = time.perf_counter()
         det_cfg, det_w = darknet.train_detector(yolo, root / "det", conv, det_iterations * 4 / darknet.list_length(

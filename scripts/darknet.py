@@ -362,6 +362,12 @@ def _resume_point(backup: Path, stem: str) -> Path | None:
     return max(found, key=lambda p: p.stat().st_mtime) if found else None
 
 
+def final_weights(backup: Path, stem: str) -> Path | None:
+    """The weights a finished training saved: `<stem>_final` (AlexeyAB; pjreddie's detector) or `<stem>`
+    (pjreddie's classifier); None when there are none."""
+    return next((w for w in (backup / f"{stem}_final.weights", backup / f"{stem}.weights") if w.exists()), None)
+
+
 def _train(kind: str, data_file: Path, cfg: Path, run: Path, init: Path | None, timeout: float | None,
            flags: list[str] = ()) -> Path:
     """`darknet <kind> train`, resuming from the run's last saved weights when there are some (else from `init`);
@@ -373,9 +379,9 @@ def _train(kind: str, data_file: Path, cfg: Path, run: Path, init: Path | None, 
     for old in (run / "backup" / f"{cfg.stem}_final.weights", run / "backup" / f"{cfg.stem}.weights"):
         old.unlink(missing_ok=True)
     run_darknet(args, run, log, timeout, finished=(run / "backup" / f"{cfg.stem}_final.weights").resolve())
-    for final in (run / "backup" / f"{cfg.stem}_final.weights", run / "backup" / f"{cfg.stem}.weights"):
-        if final.exists():
-            return final
+    final = final_weights(run / "backup", cfg.stem)
+    if final is not None:
+        return final
     raise EmoDetError(f"Darknet {kind} training wrote no {cfg.stem}_final.weights or {cfg.stem}.weights in "
                       f"{run / 'backup'} (see {log})")
 
@@ -427,6 +433,14 @@ def check_detection_set(data_file: Path, n_classes: int) -> None:
 
 
 ANCHOR_COUNT = {"yolov4": 9}  # three per [yolo] head; the tiny models have two heads
+
+
+def shape_check_cfg(detector: str, out: Path, size: int = 160, classes: int = 7) -> Path:
+    """A detector cfg with placeholder anchors and schedule, only for checking layer shapes before `partial`."""
+    template = _template("detector", detector, DETECTOR_TEMPLATES)
+    anchors = ", ".join(f"{10 * k},{10 * k}" for k in range(1, ANCHOR_COUNT.get(template, 6) + 1))
+    return render_cfg(template, out, batch=1, subdivisions=1, size=size, learning_rate=0.001, burn_in=1,
+                      max_batches=1, steps="1,1", filters=(classes + 5) * 3, classes=classes, anchors=anchors)
 
 
 def train_detector(data: Path, run: Path, init: Path | None = None, epochs: float = 10, size: int = 160,

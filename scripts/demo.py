@@ -120,9 +120,7 @@ def darknet_chain(args, st: Stages, data: Path, out: Path):
                           data / "darknet" / "48", runs / "cls", args.dk_cls_epochs or DK_DEFAULTS[det_model]["cls_epochs"],
                           32, model=cls_model)
     template = darknet.DETECTOR_TEMPLATES[det_model]
-    probe = darknet.render_cfg(template, runs / "shape-check.cfg", batch=1, subdivisions=1, size=size,
-                               learning_rate=0.001, burn_in=1, max_batches=1, steps="1,1", filters=36, classes=7,
-                               anchors="10,14, 23,27, 37,58, 81,82, 135,169, 344,319")
+    probe = darknet.shape_check_cfg(det_model, runs / "shape-check.cfg", size)
     conv = st.run(f"4 darknet partial ({n_layers} layers)", darknet.partial, cfg, weights,
                   runs / f"{cfg.stem}.conv.{n_layers}", n_layers, probe)
     if multi:  # OpenMP already uses every core: no free core for a scratch twin

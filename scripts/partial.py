@@ -38,15 +38,11 @@ def main(argv=None) -> int:
         layers = args.layers or shared
         run = args.run or RUNS_DIR / "darknet" / "cls"
         cfg = run / f"{template}.cfg"
-        weights = next((w for w in (run / "backup" / f"{template}_final.weights", run / "backup" / f"{template}.weights")
-                        if w.exists()), None)
+        weights = darknet.final_weights(run / "backup", template)
         if weights is None:
             raise EmoDetError(f"no trained {template} classifier in {run / 'backup'}; run `make train-classifier "
                               f"BACKEND=darknet` with the matching MODEL first")
-        probe = darknet.render_cfg(darknet.DETECTOR_TEMPLATES[detector], run / f"{detector}-shape-check.cfg", batch=1,
-                                   subdivisions=1, size=256, learning_rate=0.001, burn_in=1, max_batches=1, steps="1,1",
-                                   filters=(args.classes + 5) * 3, classes=args.classes,
-                                   anchors=", ".join(["10,14, 23,27, 37,58"] * (3 if detector == "v4" else 2)))
+        probe = darknet.shape_check_cfg(detector, run / f"{detector}-shape-check.cfg", 256, args.classes)
         out = args.out or WEIGHTS_DIR / f"{template}.conv.{layers}"
         darknet.partial(cfg, weights, out, layers, det_cfg=probe)
         print(f"kept layers 0-{layers - 1} of {weights} (seen reset to 0) for {detector}: {out}")
