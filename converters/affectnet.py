@@ -7,15 +7,19 @@ joined by `;`. Valence/arousal lie in [-1, 1], -2 meaning not applicable.
 from __future__ import annotations
 
 import csv
+import functools
 import math
 from collections import Counter
+from dataclasses import dataclass
+from typing import Iterator
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from .jpeg_header import HEAD_BYTES, TAIL_BYTES, read_file_header, read_jpeg_header
 from .labels import AFFECTNET_NON_EXPRESSIONS
-from .records import FaceRecord, ReadResult, Reject
+from .records import FaceRecord, Fix, ReadResult, Reject
 
 HEADER = ("subDirectory_filePath", "face_x", "face_y", "face_width", "face_height", "facial_landmarks",
           "expression", "valence", "arousal")
@@ -84,34 +88,30 @@ def clipped_box(box: tuple[float, float, float, float], width: int, height: int
     return (x1, y1, max(0.0, x2 - x1), max(0.0, y2 - y1)), inside / (w * h)
 
 
-def image_size(path: Path) -> tuple[int, int]:
-    """(width, height) from the file header; raises FileNotFoundError, EOFError/OSError if unreadable."""
-    with Image.open(path) as im:
-        return im.size
-
-
 def _rows(csv_path: Path):
     """(line number, fields) for every data row; tolerates files with or without the header line. Each physical
     line is parsed on its own: AffectNet's fields never span lines, and a stray quote must cost one row (reported)
     instead of swallowing the rows after it. A line that csv cannot parse at all (a field over csv's 128 KiB
-    limit) yields None, reported by the caller."""
+    limit) yields None, reported by the caller. The file is read line by line: AffectNet's training.csv is
+    about 400 MB."""
     try:
-        text = csv_path.read_bytes().decode("utf-8-sig", errors="replace")
+        f = open(csv_path, encoding="utf-8-sig", errors="replace", newline=None)  # \n, \r\n and \r all end a line
     except OSError as exc:
         from .errors import EmoDetError
         raise EmoDetError(f"{csv_path}: cannot read ({exc.strerror})") from None
-    text = text.replace("\x00", "")  # csv refuses NUL bytes; a NUL-damaged row is then reported, not fatal
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.replace(",", "").strip():  # blank (or only separators): nothing to convert or report
-            continue
-        try:
-            fields = next(csv.reader([line]), [])
-        except csv.Error:
-            yield number, None
-            continue
-        if number == 1 and fields and fields[0].strip() == HEADER[0]:
-            continue
-        yield number, fields
+    with f:
+        for number, line in enumerate(f, start=1):
+            line = line.rstrip("\n").replace("\x00", "")  # csv refuses NUL bytes; that row is then reported
+            if not line.replace(",", "").strip():  # blank (or only separators): nothing to convert or report
+                continue
+            try:
+                fields = next(csv.reader([line]), [])
+            except csv.Error:
+                yield number, None
+                continue
+            if number == 1 and fields and fields[0].strip() == HEADER[0]:
+                continue
+            yield number, fields
 
 
 def read_affectnet(csv_path: Path, images_root: Path | None = None, n_classes: int = 7,
@@ -121,70 +121,143 @@ def read_affectnet(csv_path: Path, images_root: Path | None = None, n_classes: i
     `images_root` defaults to `<csv folder>/Manually_Annotated_Images`. A box that is at least half inside the
     image is clipped (and noted in `fixes`); otherwise the row is rejected.
     """
+    result = ReadResult([], [], [])
+    for item in iter_affectnet(csv_path, images_root, n_classes, check_images):
+        (result.records if isinstance(item, FaceRecord) else
+         result.fixes if isinstance(item, Fix) else result.rejects).append(item)
+    return result
+
+
+def box_on_image(box, size: tuple[int, int]) -> tuple[tuple[float, float, float, float] | None, str]:
+    """(the box clipped to the image, "" or the clip noted) when at least half of it lies inside; else (None, why)."""
+    clipped, inside = clipped_box(box, *size)
+    if inside < 0.5:
+        return None, f"{inside:.0%} inside {size[0]}x{size[1]}"
+    return clipped, f"{inside:.0%} inside" if inside < 1.0 else ""
+
+
+@dataclass(frozen=True)
+class CheckedImage:
+    records: list[FaceRecord]  # the rows kept, boxes clipped, with the image's size
+    rejects: list[Reject]
+    fixes: list[Reject]
+    rotated: bool  # EXIF orientation other than as stored
+    data: bytes | None  # the file's bytes, read once for the checks and the decoder (None: not read)
+
+
+WHOLE_FILE = 64 << 20  # bytes; a photo up to this size is read once, for its header and its decoding
+
+
+def checked_on_image(records, image: Path) -> CheckedImage:
+    """The image checks of iter_affectnet for the rows of one photo read with check_images=False (a streamed
+    split runs them in the conversion's worker processes, beside the decoding, which reuses the bytes read here)."""
+    import dataclasses
+    data = None
+    probe = None
+    try:
+        if image.suffix.lower() in (".jpg", ".jpeg") and 0 < image.stat().st_size <= WHOLE_FILE:
+            data = image.read_bytes()
+            header = read_jpeg_header(data[:HEAD_BYTES], data[-TAIL_BYTES:])
+            if header is not None and header.complete and header.width * header.height <= 2 * Image.MAX_IMAGE_PIXELS:
+                probe = (header.width, header.height), header.orientation not in (0, 1)
+    except OSError:
+        data = None
+    if probe is None:  # anything unusual takes the full probe and its reasons
+        probe = probe_header(image)
+    if isinstance(probe, str):
+        return CheckedImage([], [Reject(r.source, r.row, probe, "", str(image)) for r in records], [], False, None)
+    size, rotated = probe
+    kept, rejects, fixes = [], [], []
+    for r in records:
+        box, note = box_on_image(r.box, size)
+        if box is None:
+            rejects.append(Reject(r.source, r.row, R_BOX_OUT, note, str(image)))
+            continue
+        if note:
+            fixes.append(Fix(r.source, r.row, FIX_CLIPPED, note))
+        kept.append(dataclasses.replace(r, box=box, image_size=size))
+    return CheckedImage(kept, rejects, fixes, rotated, data)
+
+
+def images_root_of(csv_path: Path, images_root: Path | None = None) -> Path:
+    return Path(images_root) if images_root else Path(csv_path).parent / IMAGES_DIRNAME
+
+
+def iter_affectnet(csv_path: Path, images_root: Path | None = None, n_classes: int = 7, check_images: bool = True,
+                   adjacent: bool = False) -> Iterator[FaceRecord | Reject]:
+    """read_affectnet as a stream, row by row: a FaceRecord, a Reject or a Fix (a face kept with a fix).
+
+    `adjacent` (the rows of each image follow each other, as scan_affectnet finds in AffectNet's CSVs) lets the
+    duplicate check and the image-size cache forget an image once its rows are past, so memory stays flat
+    however long the CSV; otherwise both remember every image."""
     csv_path = Path(csv_path)
-    images_root = Path(images_root) if images_root else csv_path.parent / IMAGES_DIRNAME
+    images_root = images_root_of(csv_path, images_root)
     source = str(csv_path)
-    records, rejects, fixes = [], [], []
     sizes: dict[Path, tuple[int, int] | str] = {}
     seen: dict[tuple, int] = {}
+    current = None
 
-    def reject(row: int, reason: str, detail: str = "") -> None:
+    def reject(row: int, reason: str, detail: str = "") -> Reject:
         rel = fields[0].strip() if fields else ""
         image = str(path_inside(images_root, rel) or "") if rel else ""
-        rejects.append(Reject(source, row, reason, detail, image))
+        return Reject(source, row, reason, detail, image)
 
     for row, fields in _rows(csv_path):
         if fields is None:
-            rejects.append(Reject(source, row, R_UNPARSABLE, "a field over 128 KiB"))
+            yield Reject(source, row, R_UNPARSABLE, "a field over 128 KiB")
             continue
         if len(fields) != len(HEADER):
-            reject(row, R_COLUMNS, f"{len(fields)} instead of {len(HEADER)}")
+            yield reject(row, R_COLUMNS, f"{len(fields)} instead of {len(HEADER)}")
             continue
         rel, fx, fy, fw, fh, lms, expr, val, aro = (f.strip() for f in fields)
+        if adjacent and rel != current:
+            current = rel
+            sizes.clear()
+            seen.clear()
         try:
             box = (_float(fx), _float(fy), _float(fw), _float(fh))
         except ValueError:
-            reject(row, R_BOX_TEXT, f"{fx},{fy},{fw},{fh}")
+            yield reject(row, R_BOX_TEXT, f"{fx},{fy},{fw},{fh}")
             continue
         if min(box) < 0 or box[2] == 0 or box[3] == 0:
-            reject(row, R_BOX_NEG, f"{fx},{fy},{fw},{fh}")
+            yield reject(row, R_BOX_NEG, f"{fx},{fy},{fw},{fh}")
             continue
         try:
             code = int(expr)
         except ValueError:
-            reject(row, R_EXPR_TEXT, repr(expr))
+            yield reject(row, R_EXPR_TEXT, repr(expr))
             continue
         if code in AFFECTNET_NON_EXPRESSIONS:
-            reject(row, R_NOT_EXPR, f"{code} {AFFECTNET_NON_EXPRESSIONS[code]}")
+            yield reject(row, R_NOT_EXPR, f"{code} {AFFECTNET_NON_EXPRESSIONS[code]}")
             continue
         if code == 7 and n_classes == 7:
-            reject(row, R_CONTEMPT)
+            yield reject(row, R_CONTEMPT)
             continue
         if not 0 <= code < n_classes:
-            reject(row, R_EXPR_TEXT, f"code {code} outside 0..{n_classes - 1}")
+            yield reject(row, R_EXPR_TEXT, f"code {code} outside 0..{n_classes - 1}")
             continue
         try:
             landmarks = parse_landmarks(lms)
         except ValueError as exc:
-            reject(row, R_LANDMARKS, str(exc))
+            yield reject(row, R_LANDMARKS, str(exc))
             continue
         try:
             valence, arousal = (_float(v) if v else None for v in (val, aro))
         except ValueError:
-            reject(row, R_VA, f"{val},{aro}")
+            yield reject(row, R_VA, f"{val},{aro}")
             continue
         valence = None if valence is not None and valence <= -2 else valence
         arousal = None if arousal is not None and arousal <= -2 else arousal
         if not rel:
-            reject(row, R_MISSING, "empty path")
+            yield reject(row, R_MISSING, "empty path")
             continue
         image = path_inside(images_root, rel)
         if image is None:
-            reject(row, R_OUTSIDE, rel)
+            yield reject(row, R_OUTSIDE, rel)
             continue
         key = (rel, box)
         if key in seen:
-            reject(row, R_DUPLICATE, f"same image and box as row {seen[key]}")
+            yield reject(row, R_DUPLICATE, f"same image and box as row {seen[key]}")
             continue
         seen[key] = row
         size = None
@@ -193,18 +266,55 @@ def read_affectnet(csv_path: Path, images_root: Path | None = None, n_classes: i
             if size is None:
                 size = sizes[image] = probe_image(image)
             if isinstance(size, str):
-                reject(row, size)
+                yield reject(row, size)
                 continue
-            box, inside = clipped_box(box, *size)
-            if inside < 0.5:
-                reject(row, R_BOX_OUT, f"{inside:.0%} inside {size[0]}x{size[1]}")
+            box, note = box_on_image(box, size)
+            if box is None:
+                yield reject(row, R_BOX_OUT, note)
                 continue
-            if inside < 1.0:
-                fixes.append(Reject(source, row, FIX_CLIPPED, f"{inside:.0%} inside"))
-        records.append(FaceRecord(image=image, box=box, expression=code, source=source, row=row,
-                                  landmarks=landmarks, valence=valence, arousal=arousal,
-                                  face_id=f"r{row:07d}", image_size=size if check_images else None))
-    return ReadResult(records, rejects, fixes)
+            if note:
+                yield Fix(source, row, FIX_CLIPPED, note)
+        yield FaceRecord(image=image, box=box, expression=code, source=source, row=row, landmarks=landmarks,
+                         valence=valence, arousal=arousal, face_id=f"r{row:07d}",
+                         image_size=size if check_images else None)
+
+
+@dataclass(frozen=True)
+class CsvScan:
+    """What one cheap pass over an AffectNet CSV tells before converting it: the digest of everything the
+    outputs depend on (the CSV's bytes, each image's size and mtime, in row order), the number of distinct
+    images (for progress), and whether each image's rows follow each other (what streaming needs)."""
+    digest: str
+    images: int
+    adjacent: bool
+
+
+def scan_affectnet(csv_path: Path, images_root: Path | None = None) -> CsvScan:
+    """One pass over the CSV: no image is opened, each is stat-ed once. Remembers one hash per image (to find
+    an image whose rows are apart), about 60 bytes a photo."""
+    import hashlib
+    csv_path = Path(csv_path)
+    images_root = images_root_of(csv_path, images_root)
+    h = hashlib.sha1()
+    with open(csv_path, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    met: set[int] = set()
+    current, adjacent = None, True
+    for _, fields in _rows(csv_path):
+        rel = fields[0].strip() if fields else ""
+        if rel == current:
+            continue
+        current = rel
+        key = hash(rel)
+        adjacent = adjacent and key not in met
+        met.add(key)
+        try:
+            st = (images_root / rel).stat()
+            h.update(f"{rel}|{st.st_size}:{st.st_mtime_ns}\n".encode())
+        except (OSError, ValueError):
+            h.update(f"{rel}|missing\n".encode())
+    return CsvScan(h.hexdigest(), len(met), adjacent)
 
 
 def path_inside(root: Path, rel: str) -> Path | None:
@@ -212,10 +322,19 @@ def path_inside(root: Path, rel: str) -> Path | None:
     not make the converter read (and hard-link into the output) /etc/passwd or a file beside the dataset."""
     path = Path(root) / rel
     try:
-        resolved, base = path.resolve(), Path(root).resolve()
+        if path.name in ("", ".", "..") or path.is_symlink():
+            resolved = path.resolve()
+        else:  # folders are resolved once each: AffectNet's 420,000 photos sit in about 1,000 of them
+            resolved = _resolved(str(path.parent)) / path.name
+        base = _resolved(str(root))
     except (OSError, RuntimeError):  # a symlink loop
         return None
     return path if resolved.is_relative_to(base) else None
+
+
+@functools.lru_cache(maxsize=4096)
+def _resolved(folder: str) -> Path:
+    return Path(folder).resolve()
 
 
 def _jpeg_complete(path: Path) -> bool:
@@ -231,19 +350,43 @@ def _jpeg_complete(path: Path) -> bool:
 
 def probe_image(path: Path) -> tuple[int, int] | str:
     """Image size, or the reject reason when the file is missing, empty, truncated, too large or not an image."""
+    probe = probe_header(path)
+    return probe if isinstance(probe, str) else probe[0]
+
+
+def probe_header(path: Path) -> tuple[tuple[int, int], bool] | str:
+    """((width, height), EXIF-rotated?) of an image, or the reject reason (probe_image). JPEGs are read by our
+    header parser (one read, no image object), anything it does not understand by PIL."""
     try:
         if path.stat().st_size == 0:
             return R_EMPTY
-        size = image_size(path)
+        if path.suffix.lower() in (".jpg", ".jpeg"):
+            header = read_file_header(path)
+            if header is not None:
+                if not header.complete:
+                    return R_TRUNCATED
+                if header.width * header.height > 2 * Image.MAX_IMAGE_PIXELS:  # where PIL refuses to decode
+                    return R_TOO_LARGE
+                return (header.width, header.height), header.orientation not in (0, 1)
+        with Image.open(path) as im:
+            size, rotated = im.size, _exif_rotated(im)
         if path.suffix.lower() in (".jpg", ".jpeg") and not _jpeg_complete(path):
             return R_TRUNCATED
-        return size
+        return size, rotated
     except FileNotFoundError:
         return R_MISSING
     except Image.DecompressionBombError:
         return R_TOO_LARGE
-    except (UnidentifiedImageError, OSError, EOFError, SyntaxError, ValueError):
+    except (UnidentifiedImageError, OSError, EOFError, SyntaxError, ValueError, ImportError):
+        # ImportError: PIL recognised a format whose optional plugin (e.g. HEIF) is not installed
         return R_UNDECODABLE
+
+
+def _exif_rotated(im) -> bool:
+    try:
+        return im.getexif().get(0x0112, 1) not in (0, 1)
+    except Exception:  # unreadable EXIF: the pixels as stored
+        return False
 
 
 def reject_summary(result: ReadResult) -> Counter:

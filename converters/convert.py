@@ -13,13 +13,13 @@ import sys
 import time
 from pathlib import Path
 
-from .affectnet import IMAGES_DIRNAME, SPLIT_CSV, read_affectnet
+from .affectnet import IMAGES_DIRNAME, SPLIT_CSV, iter_affectnet, read_affectnet, scan_affectnet
 from .errors import EmoDetError, run_cli
 from .face_boxes import BoxFit
 from .face_photos import declared_names, read_face_photos
 from .labels import custom_names
 from .writers import finalize_table
-from .pipeline import FORMATS, ConvertOptions, convert_split, summary_text
+from .pipeline import FORMATS, ConvertOptions, RecordStream, convert_split, summary_text
 from .settings import DATA_DIR, SAMPLE_AFFECTNET, WEIGHTS_DIR
 from .yolo_export import export_names, export_splits, read_yolo_export
 
@@ -108,14 +108,26 @@ def _photo_fit() -> BoxFit:
     return load_fit(PHOTO_BOX_FIT) if PHOTO_BOX_FIT.exists() else BoxFit()
 
 
-def read_split(root: Path, shape: str, name: str, options: ConvertOptions, val_fraction: float = 0.2):
-    """(our split name, ReadResult) of one split of a dataset of the given shape."""
+def read_split(root: Path, shape: str, name: str, options: ConvertOptions, val_fraction: float = 0.2,
+               stream: bool = False):
+    """(our split name, ReadResult) of one split of a dataset of the given shape; with `stream`, an AffectNet CSV
+    whose rows of each image follow each other comes as a RecordStream, read row by row while it converts (its
+    memory does not grow with the CSV: AffectNet's training.csv has 414,799 rows)."""
     split = SPLIT_NAMES[name]
     if shape == "affectnet":
         csv_path = Path(root) / f"{name}.csv"
         if name not in SPLIT_CSV or not csv_path.exists():
             raise EmoDetError(f"{csv_path}: not found (expected AffectNet's {name}.csv beside {IMAGES_DIRNAME}/)")
-        return split, read_affectnet(csv_path, Path(root) / IMAGES_DIRNAME, options.n_classes)
+        images = Path(root) / IMAGES_DIRNAME
+        scan = scan_affectnet(csv_path, images)
+        if stream and scan.adjacent:
+            return split, RecordStream(iter_affectnet(csv_path, images, options.n_classes, check_images=False, adjacent=True),
+                                       scan.digest, scan.images)
+        if stream:
+            print(f"{csv_path}: the rows of some images lie apart; reading the whole CSV first", file=sys.stderr)
+        read = read_affectnet(csv_path, images, options.n_classes)
+        read.digest = scan.digest
+        return split, read
     if shape == "yolo":
         return split, read_yolo_export(root, split, options.n_classes, options.names)
     if split not in ("train", "val"):
@@ -140,10 +152,14 @@ def convert_dataset(root: Path, splits, out: Path, options: ConvertOptions, stri
         if SPLIT_NAMES[name] in seen:
             continue
         seen.add(SPLIT_NAMES[name])
-        split, read = read_split(root, shape, name, options, val_fraction)
+        split, read = read_split(root, shape, name, options, val_fraction, stream=not strict)
+        if isinstance(read, RecordStream):
+            report, rejects = convert_split(read, split, out, options, overwrite=overwrite)
+            results.append((report, rejects, report.fixes))
+            continue
         if strict and read.rejects:
             raise EmoDetError(f"{len(read.rejects)} bad row(s), first: {read.rejects[0].line()}")
-        report, rejects = convert_split(read.records, split, out, options, read.rejects, overwrite)
+        report, rejects = convert_split(read.records, split, out, options, read.rejects, overwrite, read.digest)
         if strict and len(rejects) > len(read.rejects):
             raise EmoDetError(f"bad image: {rejects[len(read.rejects)].line()}")
         results.append((report, rejects, read.fixes))
@@ -171,8 +187,10 @@ def main(argv=None) -> int:
             print(f"  kept with a fix ({reason}): {sum(f.reason == reason for f in fixes)}")
         for r in rejects[:10]:
             print(f"    {r.line()}", file=sys.stderr)
-        if len(rejects) > 10:
-            print(f"    ... {len(rejects) - 10} more", file=sys.stderr)
+        n_rejects = sum(report.rejects.values())
+        if n_rejects > 10:
+            print(f"    ... {n_rejects - 10} more: every skipped row is in "
+                  f"{args.out / f'rejects_{report.split}.csv'}", file=sys.stderr)
     print(f"wrote {args.out.resolve()} in {time.perf_counter() - t0:.1f} s")
     return 0
 

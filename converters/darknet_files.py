@@ -33,10 +33,6 @@ def write_names(path: Path, names) -> bool:
     return atomic_write_text(path, "".join(f"{n}\n" for n in names))
 
 
-def write_list(path: Path, paths) -> bool:
-    return atomic_write_text(path, "".join(f"{p}\n" for p in paths))
-
-
 def classes_in_path(path: str, names) -> list[str]:
     """Class names that Darknet's classifier would find (by substring) in `path`."""
     return [n for n in names if n in path]

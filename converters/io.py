@@ -12,11 +12,13 @@ def atomic_write_bytes(path: Path, data: bytes, known_missing: bool = False) -> 
 
     `known_missing` skips that comparison when the caller has just seen that the file does not exist.
     """
-    path = Path(path)
+    path = os.fspath(path)
     if not known_missing:
         try:
-            if path.stat().st_size == len(data) and path.read_bytes() == data:
-                return False
+            if os.stat(path).st_size == len(data):
+                with open(path, "rb") as f:
+                    if f.read() == data:
+                        return False
         except FileNotFoundError:
             pass
     # the temp name is unique per process; one file is only ever written by one process at a time
@@ -24,14 +26,15 @@ def atomic_write_bytes(path: Path, data: bytes, known_missing: bool = False) -> 
     try:
         f = open(tmp, "wb")
     except FileNotFoundError:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
         f = open(tmp, "wb")
     try:
         with f:
             f.write(data)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
         raise
     return True
 

@@ -1,11 +1,15 @@
 """Process pools that are safe after OpenCV/torch have started threads in the parent."""
 from __future__ import annotations
 
+import itertools
 import multiprocessing as mp
 import os
-from typing import Callable, Iterator
+from collections import deque
+from typing import Callable, Iterable, Iterator
 
 from .orphan_guard import POOL_PARENT, die_with_parent
+
+IN_FLIGHT = 4  # batches queued per worker: enough to keep every worker busy, few enough that memory stays flat
 
 
 def _init_worker():
@@ -14,16 +18,23 @@ def _init_worker():
     die_with_parent()
 
 
-def parallel_map(fn: Callable, jobs: list, workers: int, chunksize: int | None = None) -> Iterator:
+def _apply_all(fn: Callable, batch: list) -> list:
+    return [fn(job) for job in batch]
+
+
+def parallel_map(fn: Callable, jobs: Iterable, workers: int, chunksize: int | None = None) -> Iterator:
     """Ordered map over `jobs` in `workers` processes (in-process when workers <= 1 or one job).
 
+    `jobs` may be a generator: it is consumed as results are taken, with at most IN_FLIGHT batches per worker
+    queued (Pool.imap would drain a generator into its queue at once, holding every job in memory).
     Forking a parent whose OpenCV thread pool is running deadlocks the child, so workers come from a
     forkserver, which starts clean.
     """
-    if workers <= 1 or len(jobs) <= 1:
+    sized = hasattr(jobs, "__len__")
+    if workers <= 1 or (sized and len(jobs) <= 1):
         yield from map(fn, jobs)
         return
-    chunk = chunksize or max(1, min(32, len(jobs) // (8 * workers)))
+    chunk = chunksize or (max(1, min(32, len(jobs) // (8 * workers))) if sized else 16)
     ctx = mp.get_context("forkserver")
     # the forkserver process (the workers' parent) must die with us too: it imports this module first
     ctx.set_forkserver_preload(["converters.orphan_guard"])
@@ -33,4 +44,11 @@ def parallel_map(fn: Callable, jobs: list, workers: int, chunksize: int | None =
     finally:
         del os.environ[POOL_PARENT]  # not inherited by anything else this process starts
     with pool:
-        yield from pool.imap(fn, jobs, chunksize=chunk)
+        pending: deque = deque()
+        it = iter(jobs)
+        while batch := list(itertools.islice(it, chunk)):
+            pending.append(pool.apply_async(_apply_all, (fn, batch)))
+            if len(pending) >= IN_FLIGHT * workers:
+                yield from pending.popleft().get()
+        while pending:
+            yield from pending.popleft().get()

@@ -9,26 +9,29 @@ Layout under OUT (one writer each):
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
 import os
 import shutil
 import time
-from collections import Counter, defaultdict
+from collections import Counter, defaultdict, deque
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Iterable, Iterator
 
 import cv2
 import numpy as np
 
 from . import crops as geo
+from .affectnet import checked_on_image, probe_header
 from .darknet_files import check_classifier_path, check_detector_image_path
 from .errors import EmoDetError
 from .io import atomic_write_bytes, output_lock, remove_leftovers
 from .parallel import parallel_map
 from .labels import class_names
-from .records import FaceRecord, Reject
+from .records import FaceRecord, Fix, Reject
 from .yolo_format import yolo_line
 from .progress import tracked
 
@@ -78,10 +81,11 @@ class ConvertOptions:
 @dataclass(frozen=True)
 class ImageTask:
     image: Path
-    image_size: tuple[int, int]  # (width, height)
+    image_size: tuple[int, int] | None  # (width, height); None: not checked yet (a streamed split)
     records: tuple[FaceRecord, ...]
     split: str
     stem: str  # file stem of the image in the YOLO set
+    rotated: bool | None = None  # EXIF orientation other than as stored; None: not read yet
 
 
 @dataclass
@@ -98,6 +102,8 @@ class GroupOut:
     faces: list[FaceOut] = field(default_factory=list)
     written: int = 0
     error: str | None = None
+    rejects: list[Reject] = field(default_factory=list)  # rows whose photo or box failed the checks made here
+    fixes: list[Reject] = field(default_factory=list)
 
 
 class Layout:
@@ -107,22 +113,25 @@ class Layout:
         self.out = Path(out).resolve()
         self.root = str(self.out)  # paths are built from one string each: this runs per face, per format
         self.names = options.label_names
+        self.fresh = False  # no file of this split exists yet: nothing to look for before writing
 
-    def crop(self, size: int, split: str, expression: int, face_id: str) -> Path:
-        return Path(f"{self.root}/crops/{size}/{split}/{self.names[expression]}/{face_id}.png")
+    # Strings, not Paths: these run per face and per format (a Path costs more to build than the file it names)
+    def crop(self, size: int, split: str, expression: int, face_id: str) -> str:
+        return f"{self.root}/crops/{size}/{split}/{self.names[expression]}/{face_id}.png"
 
-    def darknet(self, size: int, split: str, expression: int, face_id: str) -> Path:
-        return Path(f"{self.root}/darknet/{size}/{split}/{face_id}_{self.names[expression]}.png")
+    def darknet(self, size: int, split: str, expression: int, face_id: str) -> str:
+        return f"{self.root}/darknet/{size}/{split}/{face_id}_{self.names[expression]}.png"
 
-    def yolo(self, split: str, stem: str) -> tuple[Path, Path]:
-        return Path(f"{self.root}/yolo/{split}/{stem}.jpg"), Path(f"{self.root}/yolo/{split}/{stem}.txt")
+    def yolo(self, split: str, stem: str) -> tuple[str, str]:
+        return f"{self.root}/yolo/{split}/{stem}.jpg", f"{self.root}/yolo/{split}/{stem}.txt"
 
 
 def _is_jpeg(path: Path) -> bool:
     return path.suffix.lower() in (".jpg", ".jpeg")
 
 
-def _decode(task: ImageTask, factor: int, color: str) -> np.ndarray | None:
+def _decode(task: ImageTask, factor: int, color: str, data: bytes | None = None) -> np.ndarray | None:
+    """The image at 1/`factor` (JPEG DCT scaling), grey or colour; from `data` when the file was read already."""
     grey = color == "gray"
     if task.records[0].pixels is not None:
         px = task.records[0].pixels
@@ -133,19 +142,18 @@ def _decode(task: ImageTask, factor: int, color: str) -> np.ndarray | None:
                4: (cv2.IMREAD_REDUCED_GRAYSCALE_4, cv2.IMREAD_REDUCED_COLOR_4),
                8: (cv2.IMREAD_REDUCED_GRAYSCALE_8, cv2.IMREAD_REDUCED_COLOR_8)}[factor][0 if grey else 1]
     # Boxes are in the stored pixel grid (what the header reports), so EXIF rotation must not be applied.
-    return cv2.imread(str(task.image), reduced | cv2.IMREAD_IGNORE_ORIENTATION)
+    flags = reduced | cv2.IMREAD_IGNORE_ORIENTATION
+    if data is not None:
+        return cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+    return cv2.imread(str(task.image), flags)
 
 
 def _exif_rotated(path: Path) -> bool:
     """Whether a JPEG carries an EXIF orientation other than 'as stored'. Our boxes are in the stored pixel grid,
     but Ultralytics and OpenCV load such a file rotated, so its YOLO copy is re-encoded without the tag (pixels as
-    stored) instead of hard-linked."""
-    from PIL import Image
-    try:
-        with Image.open(path) as im:
-            return im.getexif().get(0x0112, 1) not in (0, 1)
-    except Exception:  # unreadable EXIF: the decoder decides later
-        return False
+    stored) instead of hard-linked. Unreadable EXIF: the decoder decides later."""
+    probe = probe_header(path)
+    return not isinstance(probe, str) and probe[1]
 
 
 def _png(crop: np.ndarray) -> bytes:
@@ -155,26 +163,52 @@ def _png(crop: np.ndarray) -> bytes:
     return buf.tobytes()
 
 
-def _link_or_write(src: Path | None, data: bytes | None, dst: Path) -> None:
-    """Hard-link `src` to `dst` (same filesystem), else copy it; or write `data`. Atomic either way."""
+def _link_or_write(src: Path | None, data: bytes | None, dst: str, known_missing: bool = False) -> None:
+    """Hard-link `src` to `dst` (same filesystem), else copy it; or write `data`. Atomic either way: a link
+    appears whole, so a `dst` known to be missing is linked directly."""
     if src is None:
         atomic_write_bytes(dst, data)
         return
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
-    tmp.unlink(missing_ok=True)
+    folder, name = os.path.split(dst)
+    if known_missing:
+        try:
+            os.link(src, dst)
+            return
+        except FileNotFoundError:  # its folder is new
+            os.makedirs(folder, exist_ok=True)
+        except OSError:  # another filesystem, or there after all: through a temporary file below
+            pass
+        try:
+            os.link(src, dst)
+            return
+        except OSError:
+            pass
+    os.makedirs(folder, exist_ok=True)
+    tmp = f"{folder}/.{name}.{os.getpid()}.tmp"
+    if os.path.lexists(tmp):
+        os.unlink(tmp)
     try:
         os.link(src, tmp)
     except OSError:
         shutil.copyfile(src, tmp)
     os.replace(tmp, dst)
     # rename() between two links of one file does nothing (POSIX), leaving tmp behind when dst already links src
-    tmp.unlink(missing_ok=True)
+    if os.path.lexists(tmp):
+        os.unlink(tmp)
 
 
 def convert_group(task: ImageTask, layout: Layout, options: ConvertOptions) -> GroupOut:
     """Write every requested output for the faces of one image; the unit of work of the process pool."""
     out = GroupOut()
+    if task.image_size is None:  # a streamed AffectNet split: its photo is checked here, in the pool
+        checked = checked_on_image(task.records, task.image)
+        out.rejects, out.fixes, data = checked.rejects, checked.fixes, checked.data
+        if not checked.records:
+            return out
+        task = dataclasses.replace(task, records=tuple(checked.records), image_size=checked.records[0].image_size,
+                                   rotated=checked.rotated)
+    else:
+        data = None
     fmt = set(options.formats)
     width, height = task.image_size
     boxes = [geo.scaled_box(r.box, options.box_scale, width, height) for r in task.records]
@@ -192,11 +226,11 @@ def convert_group(task: ImageTask, layout: Layout, options: ConvertOptions) -> G
                 wanted.append(layout.darknet(s, task.split, r.expression, r.face_id))
     if "yolo" in fmt:
         wanted.extend(layout.yolo(task.split, task.stem))
-    missing = {p for p in wanted if not p.exists()}
+    missing = set(wanted) if layout.fresh else {p for p in wanted if not os.path.exists(p)}
     reusable48 = "crops" in fmt and TABLE_SIZE in options.sizes
     image = None
     if missing or ("table" in fmt and not reusable48):
-        image = _decode(task, factor, options.color)
+        image = _decode(task, factor, options.color, data)
         if image is None or image.size == 0:
             out.error = R_DECODE
             return out
@@ -215,7 +249,7 @@ def convert_group(task: ImageTask, layout: Layout, options: ConvertOptions) -> G
             on_disk = [p for p in (crop_file, dark_file) if p is not None and s in options.sizes]
             if image is None:  # every file exists: reuse the written 48 px crop for the table
                 if s == TABLE_SIZE and "table" in fmt:
-                    face.pixels48 = geo.table_pixels(cv2.imread(str(crop_file), cv2.IMREAD_UNCHANGED))
+                    face.pixels48 = geo.table_pixels(cv2.imread(crop_file, cv2.IMREAD_UNCHANGED))
                 continue
             crop = (geo.aligned_crop(image, r.landmarks, factor, s)[0] if use_align
                     else geo.box_crop(image, box, factor, shape, s))
@@ -228,22 +262,23 @@ def convert_group(task: ImageTask, layout: Layout, options: ConvertOptions) -> G
                 atomic_write_bytes(crop_file, data, known_missing=True)
                 out.written += 1
             if dark_file is not None and s in options.sizes and dark_file in missing:
-                check_classifier_path(str(dark_file), layout.names[r.expression], layout.names)
+                check_classifier_path(dark_file, layout.names[r.expression], layout.names)
                 _link_or_write(crop_file, None if crop_file else data, dark_file)
                 out.written += 1
         out.faces.append(face)
 
     if "yolo" in fmt:
         img_dst, txt_dst = layout.yolo(task.split, task.stem)
-        check_detector_image_path(str(img_dst))
+        check_detector_image_path(img_dst)
         if img_dst in missing:
-            if task.records[0].pixels is not None or not _is_jpeg(task.image) or _exif_rotated(task.image):
+            rotated = task.rotated if task.rotated is not None else _exif_rotated(task.image)
+            if task.records[0].pixels is not None or not _is_jpeg(task.image) or rotated:
                 full = task.records[0].pixels if task.records[0].pixels is not None else cv2.imread(
                     str(task.image), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
                 ok, buf = cv2.imencode(".jpg", full, [cv2.IMWRITE_JPEG_QUALITY, 95])
                 _link_or_write(None, buf.tobytes(), img_dst)
             else:
-                _link_or_write(task.image, None, img_dst)
+                _link_or_write(task.image, None, img_dst, known_missing=True)
             out.written += 1
         if txt_dst in missing:
             lines = [yolo_line(r.expression, b, width, height) for r, b in zip(task.records, boxes)]
@@ -257,17 +292,23 @@ def _run_task(args):
     return convert_group(task, layout, options)
 
 
+def _group_key(r: FaceRecord):
+    return (r.image, r.row) if r.pixels is not None else r.image
+
+
+def _task(recs: list[FaceRecord], split: str) -> ImageTask:
+    first = recs[0]
+    size = (first.pixels.shape[1], first.pixels.shape[0]) if first.pixels is not None else first.image_size
+    return ImageTask(first.image, tuple(size) if size else None, tuple(recs), split,
+                     first.image_id or f"i{first.row:07d}")
+
+
 def image_tasks(records: list[FaceRecord], split: str) -> list[ImageTask]:
     """Group records by image (first-appearance order); each image is decoded once for all its faces."""
-    groups: dict[Path, list[FaceRecord]] = defaultdict(list)
+    groups: dict = defaultdict(list)
     for r in records:
-        groups[(r.image, r.row) if r.pixels is not None else r.image].append(r)
-    tasks = []
-    for key, recs in groups.items():
-        first = recs[0]
-        size = (first.pixels.shape[1], first.pixels.shape[0]) if first.pixels is not None else first.image_size
-        tasks.append(ImageTask(first.image, tuple(size), tuple(recs), split, first.image_id or f"i{first.row:07d}"))
-    return tasks
+        groups[_group_key(r)].append(r)
+    return [_task(recs, split) for recs in groups.values()]
 
 
 @dataclass
@@ -280,6 +321,7 @@ class SplitReport:
     images_without_faces: int
     written: int
     seconds: float
+    fixes: list[Reject] = field(default_factory=list)  # faces kept with a fix (streamed splits; lists: the reader's)
 
     @property
     def images_per_second(self) -> float:
@@ -329,52 +371,171 @@ def _check_manifest(out: Path, split: str, signature: dict, overwrite: bool) -> 
     atomic_write_bytes(path, json.dumps(manifest, indent=1, sort_keys=True).encode())
 
 
-def convert_split(records: list[FaceRecord], split: str, out: Path, options: ConvertOptions,
-                  rejects: list[Reject] = (), overwrite: bool = False) -> tuple[SplitReport, list[Reject]]:
-    """Write all requested formats for one split; returns the report and every rejected row (reader's + ours).
-    Holds the output folder's lock throughout, and first removes what an interrupted run left behind."""
+@dataclass
+class RecordStream:
+    """A split read row by row (a reader's iterator of FaceRecord, Reject and Fix, each image's rows adjacent)
+    with what a cheap pre-pass knows: the digest of everything the outputs depend on, and the image count."""
+    items: Iterable
+    digest: str
+    images: int | None = None
+
+
+KEPT_REJECTS = 1000  # rejected rows a streamed split keeps in memory; every one is in rejects_<split>.csv
+
+
+def convert_split(records: list[FaceRecord] | RecordStream, split: str, out: Path, options: ConvertOptions,
+                  rejects: list[Reject] = (), overwrite: bool = False, digest: str | None = None
+                  ) -> tuple[SplitReport, list[Reject]]:
+    """Write all requested formats for one split; returns the report and the rejected rows (reader's + ours;
+    a RecordStream: the first KEPT_REJECTS, all of them counted in the report and listed in
+    OUT/rejects_<split>.csv). Holds the output folder's lock throughout, and first removes what an interrupted
+    run left behind. `digest` stands for records_digest(records) where a reader has a cheaper one."""
     with output_lock(out):
         remove_leftovers(out)
-        return _convert_split(records, split, Path(out), options, rejects, overwrite)
+        return _convert_split(records, split, Path(out), options, rejects, overwrite, digest)
 
 
-def _convert_split(records, split, out, options, rejects, overwrite):
-    from . import writers
-    t0 = time.perf_counter()
-    _check_manifest(out, split, options.signature() | {"records": records_digest(records)}, overwrite)
-    layout = Layout(out, options)
-    tasks = image_tasks(records, split)
-    jobs = [(t, layout, options) for t in tasks]
-    results = list(tracked(parallel_map(_run_task, jobs, options.workers), total=len(jobs), desc=f"convert {split}",
-                        unit="img", disable=not options.progress))
+class _Tally:
+    """What a split's report counts, taken as rows and images stream past (nothing kept per face)."""
 
-    all_rejects = list(rejects)
-    good_tasks, faces, written = [], [], 0
-    for task, res in zip(tasks, results):
-        written += res.written
-        if res.error:
-            all_rejects.extend(Reject(r.source, r.row, res.error, "", str(task.image)) for r in task.records)
+    def __init__(self, rejects_file: Path, keep: int | None):
+        self.rejects: list[Reject] = []
+        self.fixes: list[Reject] = []
+        self.reasons: Counter = Counter()
+        self.keep = keep
+        self.file = rejects_file
+        self.lines = ["source,row,reason,detail,image\n"]
+        self.images = self.faces = self.dropped = self.written = 0
+        self.per_class: Counter = Counter()
+
+    def reject(self, j: Reject) -> None:
+        self.reasons[j.reason] += 1
+        if self.keep is None or len(self.rejects) < self.keep:
+            self.rejects.append(j)
+        self.lines.append(_csv_line((j.source, j.row, j.reason, j.detail, j.image)))
+        if len(self.lines) > 4096:
+            self.flush()
+
+    def flush(self) -> None:
+        with open(self.file, "a") as f:
+            f.writelines(self.lines)
+        self.lines = []
+
+
+def _csv_line(fields) -> str:
+    import csv
+    import io
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerow(fields)
+    return buf.getvalue()
+
+
+def stream_tasks(items: Iterable, split: str, tally: _Tally) -> Iterator[ImageTask]:
+    """Image tasks from a stream whose rows of one image follow each other; rejects and fixes go to `tally`,
+    and an image none of whose rows survived counts as left out."""
+    group: list[FaceRecord] = []
+    key = rejected = None
+
+    def close_group():
+        if not group and rejected:
+            tally.dropped += 1
+
+    for item in items:
+        if isinstance(item, Fix):
+            tally.fixes.append(item)
             continue
-        good_tasks.append(task)
-        faces.extend(res.faces)
+        item_key = _group_key(item) if isinstance(item, FaceRecord) else (Path(item.image) if item.image else None)
+        if item_key != key and item_key is not None:
+            if group:
+                yield _task(group, split)
+            close_group()
+            group, key, rejected = [], item_key, None
+        if isinstance(item, FaceRecord):
+            group.append(item)
+        else:
+            tally.reject(item)
+            rejected = rejected or item_key is not None
+    if group:
+        yield _task(group, split)
+    close_group()
 
-    fmt = set(options.formats)
-    if "crops" in fmt:
-        writers.write_crops_split(layout, split, faces, options.sizes)
-    if "darknet" in fmt:
-        writers.write_darknet_split(layout, split, faces, options.sizes)
-    if "table" in fmt:
-        writers.write_table_split(layout, split, faces)
-    if "yolo" in fmt:
-        writers.write_yolo_split(layout, split, good_tasks)
 
-    kept_images = {str(t.image) for t in good_tasks}
-    dropped_images = {j.image for j in all_rejects if j.image and j.image not in kept_images}
-    counts = Counter(f.expression for f in faces)
-    report = SplitReport(split, len(good_tasks), len(faces), {n: counts.get(i, 0) for i, n in enumerate(layout.names)},
-                         Counter(r.reason for r in all_rejects), len(dropped_images),
-                         written, time.perf_counter() - t0)
-    return report, all_rejects
+def _convert_split(records, split, out, options, rejects, overwrite, digest):
+    from .writers import SplitFiles, replace_if_changed
+    t0 = time.perf_counter()
+    streamed = isinstance(records, RecordStream)
+    digest = records.digest if streamed else digest or records_digest(records)
+    _check_manifest(out, split, options.signature() | {"records": digest}, overwrite)
+    layout = Layout(out, options)
+    layout.fresh = not any(next(out.glob(pattern), None) for pattern in (f"crops/*/{split}", f"darknet/*/{split}",
+                                                                          f"yolo/{split}"))
+    rejects_file = out / f"rejects_{split}.csv"
+    staged = rejects_file.with_name(f".{rejects_file.name}.{os.getpid()}.tmp")
+    tally = _Tally(staged, KEPT_REJECTS if streamed else None)
+    if streamed:
+        tasks, total = stream_tasks(records.items, split, tally), records.images
+    else:
+        for j in rejects:
+            tally.reject(j)
+        tasks = image_tasks(records, split)
+        total = len(tasks)
+    files = SplitFiles(layout, split, options.formats, options.sizes)
+    try:
+        _convert_tasks(tasks, total, layout, options, streamed, tally, files, rejects)
+        files.close()
+        tally.flush()
+    except BaseException:
+        files.discard()
+        staged.unlink(missing_ok=True)
+        raise
+    replace_if_changed(staged, rejects_file)
+    report = SplitReport(split, tally.images, tally.faces, {n: tally.per_class.get(i, 0) for i, n in enumerate(layout.names)},
+                         tally.reasons, tally.dropped, tally.written, time.perf_counter() - t0, tally.fixes)
+    return report, tally.rejects
+
+
+def _convert_tasks(tasks, total, layout, options, streamed, tally, files, rejects) -> None:
+    """Convert every image in the pool, handing each result to the split's files and its counts to `tally`.
+    A listed split counts left-out images over the whole list (its rows of one image may lie apart)."""
+    workers = options.workers if streamed or len(tasks) > 1 else 1
+    rejected_images = set() if streamed else {j.image for j in rejects if j.image}
+    kept_images = set()
+    for task, res in tracked(_with_results(tasks, layout, options, workers), total=total, desc=f"convert {files.split}",
+                             unit="img", disable=not options.progress):
+        tally.written += res.written
+        for j in res.rejects:
+            tally.reject(j)
+        tally.fixes.extend(res.fixes)
+        if not res.faces and not res.error:  # every row of the photo failed the checks in the pool
+            tally.dropped += 1
+            continue
+        if res.error:
+            for r in task.records:
+                tally.reject(Reject(r.source, r.row, res.error, "", str(task.image)))
+            tally.dropped += streamed
+            rejected_images.add(str(task.image))
+            continue
+        tally.images += 1
+        tally.faces += len(res.faces)
+        tally.per_class.update(f.expression for f in res.faces)
+        if not streamed:
+            kept_images.add(str(task.image))
+        files.add(task, res.faces)
+    if not streamed:
+        tally.dropped = len(rejected_images - kept_images)
+
+
+def _with_results(tasks: Iterable[ImageTask], layout: Layout, options: ConvertOptions, workers: int):
+    """(task, its GroupOut) in order, converted in the process pool; tasks are drawn as results are taken."""
+    pending: deque = deque()
+
+    def jobs():
+        for t in tasks:
+            pending.append(t)
+            yield t, layout, options
+
+    for res in parallel_map(_run_task, jobs(), workers):
+        yield pending.popleft(), res
 
 
 def summary_text(report: SplitReport, options: ConvertOptions) -> str:

@@ -46,9 +46,14 @@ class Reject:
         return f"{self.source}:{self.row}: {self.reason}" + (f" ({self.detail})" if self.detail else "")
 
 
+class Fix(Reject):
+    """An input row that was converted after a fix (a box clipped to its image), and which fix."""
+
+
 @dataclass
 class ReadResult:
     """What a reader returns: the good records, the rejected rows, and notes on rows kept with a fix."""
     records: list[FaceRecord]
     rejects: list[Reject]
     fixes: list[Reject] = field(default_factory=list)
+    digest: str | None = None  # what the outputs depend on, where the reader knows it cheaper than the records

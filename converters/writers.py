@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
-from .darknet_files import data_file_text, write_list, write_names
+from .darknet_files import data_file_text, write_names
 from .io import atomic_write_bytes, atomic_write_text, output_lock
 from .labels import SPLIT_TO_USAGE, canonical_to_fer2013
 from .ultralytics_files import write_detection_yaml
@@ -20,39 +21,159 @@ def _present(folder: Path, pattern: str, names: dict | None = None) -> list[str]
     return [s for s in SPLIT_ORDER if (folder / pattern.format((names or {}).get(s, s))).exists()]
 
 
-def write_landmarks_csv(path: Path, faces, size: int) -> bool:
-    """id, aligned flag, then 68 x/y in crop pixels (empty when the row had no landmarks)."""
+LANDMARK_HEADER = "id,aligned," + ",".join(f"{a}{i}" for i in range(68) for a in "xy")
+FLUSH_FACES = 1024  # faces whose landmark lines are formatted together (one C-level format per block)
+
+
+class StagedFile:
+    """A split-level file appended piece by piece as images stream past (so memory does not grow with the split)
+    and moved into place by commit(); a file that already holds the same bytes is left untouched. The staging
+    name ends in .tmp: an interrupted run's copy is removed by the next (io.remove_leftovers)."""
+
+    def __init__(self, path: Path, mode: str = "w"):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        self.handle = open(self.tmp, mode)
+
+    def write(self, data) -> None:
+        self.handle.write(data)
+
+    def commit(self) -> bool:
+        self.handle.close()
+        return replace_if_changed(self.tmp, self.path)
+
+
+def replace_if_changed(tmp: Path, path: Path) -> bool:
+    """Move `tmp` onto `path`, unless `path` already holds the same bytes (then `tmp` goes): a rerun leaves its
+    files untouched."""
+    import filecmp
+    if path.exists() and filecmp.cmp(tmp, path, shallow=False):
+        tmp.unlink()
+        return False
+    os.replace(tmp, path)
+    return True
+
+
+def landmark_lines(faces, size: int) -> str:
+    """id, aligned flag, then 68 x/y in crop pixels (empty when the row had no landmarks), one line per face."""
     import io
-    header = "id,aligned," + ",".join(f"{a}{i}" for i in range(68) for a in "xy")
     empty = "," * 135
     coords = [f.landmarks.get(size) for f in faces]
     have = [c is not None for c in coords]
     buf = io.StringIO()
-    if any(have):  # one C-level format per row instead of 136 Python formats
+    if any(have):  # one C-level format per block instead of 136 Python formats per face
         np.savetxt(buf, np.stack([c.reshape(-1) for c in coords if c is not None]), fmt="%.2f", delimiter=",")
     formatted = iter(buf.getvalue().splitlines())
-    lines = [header] + [f"{f.face_id},{int(f.aligned)},{next(formatted) if h else empty}" for f, h in zip(faces, have)]
-    return atomic_write_text(path, "\n".join(lines) + "\n")
+    return "".join(f"{f.face_id},{int(f.aligned)},{next(formatted) if h else empty}\n" for f, h in zip(faces, have))
 
 
-def write_crops_split(layout, split: str, faces, sizes) -> None:
-    for s in sizes:
-        write_landmarks_csv(layout.out / "crops" / str(s) / f"landmarks_{split}.csv", faces, s)
+class SplitFiles:
+    """The split-level files of every requested format (landmark CSVs, Darknet and YOLO lists, the table's
+    parts), written as the converted images stream past, then the dataset-level files (.data, names, data.yaml)."""
+
+    def __init__(self, layout, split: str, formats, sizes):
+        self.layout, self.split, self.formats, self.sizes = layout, split, set(formats), tuple(sizes)
+        out, self.pending = layout.out, []
+        self.files: dict[str, StagedFile] = {}
+        if "crops" in self.formats:
+            for s in self.sizes:
+                self._open(f"landmarks{s}", out / "crops" / str(s) / f"landmarks_{split}.csv").write(LANDMARK_HEADER + "\n")
+        if "darknet" in self.formats:
+            for s in self.sizes:
+                self._open(f"darknet{s}", out / "darknet" / str(s) / f"{DARKNET_LIST[split]}.list")
+        if "table" in self.formats:
+            parts = out / "table" / "parts"
+            self._open("pixels", parts / f"{split}_pixels.u8", "wb")
+            self._open("labels", parts / f"{split}_labels.u8", "wb")
+            self._open("ids", parts / f"{split}_ids.txt")
+        if "yolo" in self.formats:
+            self._open("yolo", out / "yolo" / f"{DARKNET_LIST[split]}.txt")
+            self._open("sources", out / "yolo" / f"sources_{split}.csv").write("stem,image\n")
+
+    def _open(self, key: str, path: Path, mode: str = "w") -> StagedFile:
+        self.files[key] = StagedFile(path, mode)
+        return self.files[key]
+
+    def add(self, task, faces) -> None:
+        """One converted image: its faces (pipeline.FaceOut) and its task (pipeline.ImageTask)."""
+        if "yolo" in self.formats:
+            self.files["yolo"].write(f"{self.layout.yolo(self.split, task.stem)[0]}\n")
+            self.files["sources"].write(f"{task.stem},{task.image}\n")
+        if "darknet" in self.formats:
+            for s in self.sizes:
+                self.files[f"darknet{s}"].write("".join(f"{self.layout.darknet(s, self.split, f.expression, f.face_id)}\n"
+                                                        for f in faces))
+        if "table" in self.formats:
+            for f in faces:
+                self.files["pixels"].write(np.ascontiguousarray(f.pixels48, np.uint8).tobytes())
+            self.files["labels"].write(bytes(f.expression for f in faces))
+            self.files["ids"].write("".join(f"{f.face_id}\n" for f in faces))
+        if "crops" in self.formats:
+            self.pending.extend(faces)
+            if len(self.pending) >= FLUSH_FACES:
+                self._flush_landmarks()
+
+    def discard(self) -> None:
+        """Drop every staged file (an interrupted split leaves the files of its last complete run)."""
+        for f in self.files.values():
+            f.handle.close()
+            f.tmp.unlink(missing_ok=True)
+
+    def _flush_landmarks(self) -> None:
+        for s in self.sizes:
+            self.files[f"landmarks{s}"].write(landmark_lines(self.pending, s))
+        self.pending = []
+
+    def close(self) -> None:
+        if "crops" in self.formats:
+            self._flush_landmarks()
+        for key, f in self.files.items():
+            if key not in ("pixels", "labels"):
+                f.commit()
+        if "table" in self.formats:
+            self._table_parts()
+        if "darknet" in self.formats:
+            for s in self.sizes:
+                write_darknet_data(self.layout, s)
+        if "yolo" in self.formats:
+            write_yolo_data(self.layout)
+
+    def _table_parts(self) -> None:
+        """The raw pixel and label streams -> <split>_pixels.npy (N, 2304) and <split>_labels.npy, copied in
+        blocks through a memory map (a table of AffectNet's 283,901 faces is 650 MB)."""
+        parts = self.layout.out / "table" / "parts"
+        for key in ("pixels", "labels"):
+            self.files[key].handle.close()
+        raw_px, raw_y = self.files["pixels"].tmp, self.files["labels"].tmp
+        n = raw_y.stat().st_size
+        _save_npy(parts / f"{self.split}_labels.npy", np.fromfile(raw_y, np.uint8).astype(np.int64))
+        tmp = parts / f".{self.split}_pixels.npy.{os.getpid()}.tmp"
+        dst = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(n, TABLE_PIXELS))
+        src = np.memmap(raw_px, np.uint8, "r", shape=(n, TABLE_PIXELS)) if n else np.zeros((0, TABLE_PIXELS), np.uint8)
+        for i in range(0, n, 65536):
+            dst[i:i + 65536] = src[i:i + 65536]
+        dst.flush()
+        del dst, src
+        replace_if_changed(tmp, parts / f"{self.split}_pixels.npy")
+        raw_px.unlink()
+        raw_y.unlink()
 
 
-def write_darknet_split(layout, split: str, faces, sizes) -> None:
-    for s in sizes:
-        root = layout.out / "darknet" / str(s)
-        paths = [layout.darknet(s, split, f.expression, f.face_id) for f in faces]
-        write_list(root / f"{DARKNET_LIST[split]}.list", paths)
-        write_names(root / "labels.txt", layout.names)
-        entries = {"classes": len(layout.names)}
-        for sp in _present(root, "{}.list", DARKNET_LIST):
-            key = DARKNET_LIST[sp]
-            entries[key] = root / f"{key}.list"
-        entries.update(labels=root / "labels.txt", backup=root / "backup", top=2)
-        (root / "backup").mkdir(exist_ok=True)  # Darknet trains but saves nothing when it is missing
-        atomic_write_text(root / "emotion-classifier.data", data_file_text(entries))
+TABLE_PIXELS = 48 * 48
+
+
+def write_darknet_data(layout, size: int) -> None:
+    """labels.txt and emotion-classifier.data over every split converted into the Darknet set so far."""
+    root = layout.out / "darknet" / str(size)
+    write_names(root / "labels.txt", layout.names)
+    entries = {"classes": len(layout.names)}
+    for sp in _present(root, "{}.list", DARKNET_LIST):
+        key = DARKNET_LIST[sp]
+        entries[key] = root / f"{key}.list"
+    entries.update(labels=root / "labels.txt", backup=root / "backup", top=2)
+    (root / "backup").mkdir(exist_ok=True)  # Darknet trains but saves nothing when it is missing
+    atomic_write_text(root / "emotion-classifier.data", data_file_text(entries))
 
 
 def _save_npy(path: Path, array: np.ndarray) -> bool:
@@ -60,14 +181,6 @@ def _save_npy(path: Path, array: np.ndarray) -> bool:
     buf = io.BytesIO()
     np.save(buf, array, allow_pickle=False)
     return atomic_write_bytes(path, buf.getvalue())
-
-
-def write_table_split(layout, split: str, faces) -> None:
-    parts = layout.out / "table" / "parts"
-    pixels = np.stack([f.pixels48 for f in faces]) if faces else np.zeros((0, 2304), np.uint8)
-    _save_npy(parts / f"{split}_pixels.npy", pixels.astype(np.uint8))
-    _save_npy(parts / f"{split}_labels.npy", np.array([f.expression for f in faces], dtype=np.int64))
-    atomic_write_text(parts / f"{split}_ids.txt", "".join(f"{f.face_id}\n" for f in faces))
 
 
 def finalize_table(out: Path, names) -> None:
@@ -80,34 +193,35 @@ def finalize_table(out: Path, names) -> None:
 
 
 def load_table_parts(parts: Path) -> dict[str, tuple[np.ndarray, np.ndarray, list[str]]]:
-    """split -> (pixels (N, 2304) uint8, canonical labels, ids), for every split converted so far."""
+    """split -> (pixels (N, 2304) uint8, memory-mapped, canonical labels, ids), for every split converted so far."""
     table = {}
     for split in _present(parts, "{}_labels.npy"):
-        table[split] = (np.load(parts / f"{split}_pixels.npy"), np.load(parts / f"{split}_labels.npy"),
+        table[split] = (np.load(parts / f"{split}_pixels.npy", mmap_mode="r"), np.load(parts / f"{split}_labels.npy"),
                         (parts / f"{split}_ids.txt").read_text().split())
     return table
 
 
 _PIXEL_TEXT = np.array([str(i) for i in range(256)])
+BLOCK = 8192  # table rows formatted or copied at a time: the table itself may not fit in memory
 
 
-def fer2013_csv_text(table, source: str | None = None) -> str:
-    """`emotion,pixels,Usage` with FER2013 emotion codes, so the file concatenates with fer2013.csv."""
-    header = "emotion,pixels,Usage" + (",source" if source else "")
-    lines = [header]
+def fer2013_csv_blocks(table, source: str | None = None) -> Iterator[str]:
+    """`emotion,pixels,Usage` with FER2013 emotion codes, so the file concatenates with fer2013.csv; in blocks."""
+    yield "emotion,pixels,Usage" + (",source" if source else "") + "\n"
     tail = f",{source}" if source else ""
     for split, (pixels, labels, _) in table.items():
         usage = SPLIT_TO_USAGE[split]
-        text = _PIXEL_TEXT[pixels]
-        lines.extend(f"{canonical_to_fer2013(c)},{' '.join(t)},{usage}{tail}" for t, c in zip(text, labels))
-    return "\n".join(lines) + "\n"
+        for i in range(0, len(labels), BLOCK):
+            text = _PIXEL_TEXT[np.asarray(pixels[i:i + BLOCK])]
+            yield "".join(f"{canonical_to_fer2013(c)},{' '.join(t)},{usage}{tail}\n"
+                          for t, c in zip(text, labels[i:i + BLOCK]))
 
 
 def write_h5(path: Path, table, names) -> bool:
     """HDF5 as the reference Torch FER pipeline reads it: `<Usage>_pixel` uint8 (N, 2304), `<Usage>_label`.
 
     Labels are canonical codes (attribute `label_order`); written to a temp file first and kept only when the
-    bytes differ, so a rerun leaves the file untouched.
+    bytes differ, so a rerun leaves the file untouched. Pixels are copied in blocks (they may be memory-mapped).
     """
     import h5py
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # *.tmp: removed by the next run if we are killed
@@ -116,17 +230,22 @@ def write_h5(path: Path, table, names) -> bool:
             h5.attrs["label_order"] = ",".join(names)
             for split, (pixels, labels, ids) in table.items():
                 usage = SPLIT_TO_USAGE[split]
-                h5.create_dataset(f"{usage}_pixel", data=pixels, track_times=False)
+                px = h5.create_dataset(f"{usage}_pixel", shape=pixels.shape, dtype=np.uint8, track_times=False)
+                for i in range(0, len(pixels), BLOCK):
+                    px[i:i + BLOCK] = pixels[i:i + BLOCK]
                 h5.create_dataset(f"{usage}_label", data=labels, track_times=False)
                 h5.create_dataset(f"{usage}_id", data=np.array(ids, dtype="S"), track_times=False)
-        return atomic_write_bytes(path, tmp.read_bytes())
+        return replace_if_changed(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
 
 
 def write_table(folder: Path, table, names) -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(folder / "fer2013.csv", fer2013_csv_text(table))
+    csv_file = StagedFile(folder / "fer2013.csv")
+    for block in fer2013_csv_blocks(table):
+        csv_file.write(block)
+    csv_file.commit()
     write_h5(folder / "fer2013.h5", table, names)
 
 
@@ -143,12 +262,9 @@ def table_names(path: Path) -> tuple[str, ...] | None:
     return tuple(str(order.decode() if isinstance(order, bytes) else order).split(","))
 
 
-def write_yolo_split(layout, split: str, tasks) -> None:
+def write_yolo_data(layout) -> None:
+    """emotion.names, emotion.data and data.yaml over every split converted into the YOLO set so far."""
     root = layout.out / "yolo"
-    images = [layout.yolo(split, t.stem)[0] for t in tasks]
-    write_list(root / f"{DARKNET_LIST[split]}.txt", images)
-    atomic_write_text(root / f"sources_{split}.csv",
-                      "stem,image\n" + "".join(f"{t.stem},{t.image}\n" for t in tasks))
     write_names(root / "emotion.names", layout.names)
     present = _present(root, "sources_{}.csv")
     entries = {"classes": len(layout.names)}

@@ -1,0 +1,130 @@
+"""AffectNet at scale: a CSV is converted as a stream (memory flat in its rows) to exactly the files the
+list-reading path writes; the process pool draws its jobs lazily; an image whose rows lie apart falls back to
+reading the whole CSV; every skipped row is listed; the JPEG header parser agrees with PIL."""
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from converters import affectnet as an
+from converters.convert import convert_dataset, read_split
+from converters.jpeg_header import read_file_header, read_jpeg_header
+from converters.parallel import IN_FLIGHT, parallel_map
+from converters.pipeline import ConvertOptions, RecordStream, convert_split
+from converters.synthetic import AFFECTNET_SIDE, generate_sample
+
+OPTS = ConvertOptions(sizes=(48,), workers=2, progress=False)
+
+
+def _tree(root: Path) -> dict[str, str]:
+    here = str(root.resolve()).encode()
+    return {str(p.relative_to(root)): hashlib.sha1(p.read_bytes().replace(here, b"OUT")).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file() and p.name != ".emodet.lock"}
+
+
+def test_a_streamed_csv_writes_the_files_of_the_listed_one(sample_dir, tmp_path):
+    split, stream = read_split(sample_dir, "affectnet", "training", OPTS, stream=True)
+    assert isinstance(stream, RecordStream) and stream.images == 48
+    convert_split(stream, split, tmp_path / "streamed", OPTS)
+    _, listed = read_split(sample_dir, "affectnet", "training", OPTS)
+    convert_split(listed.records, split, tmp_path / "listed", OPTS, listed.rejects, digest=listed.digest)
+    streamed, reference = _tree(tmp_path / "streamed"), _tree(tmp_path / "listed")
+    assert len(streamed) > 100 and streamed == reference
+
+
+def _double(x: int) -> int:
+    return 2 * x
+
+
+def test_the_pool_draws_a_generator_as_it_goes():
+    drawn = []
+
+    def jobs():
+        for i in range(10_000):
+            drawn.append(i)
+            yield i
+    results = parallel_map(_double, jobs(), workers=2, chunksize=4)
+    assert next(results) == 0
+    assert len(drawn) <= IN_FLIGHT * 2 * 4 + 4  # not the 10,000 Pool.imap would have queued
+    assert sum(results) == sum(range(2, 20_000, 2))
+
+
+def _rewrite(src: Path, dst: Path, rows) -> Path:
+    dst.mkdir()
+    (dst / an.IMAGES_DIRNAME).symlink_to((src / an.IMAGES_DIRNAME).resolve())
+    with open(dst / "training.csv", "w", newline="") as f:
+        csv.writer(f).writerows(rows)
+    return dst
+
+
+def test_rows_of_an_image_apart_are_read_whole_and_grouped(sample_dir, tmp_path, capsys):
+    rows = list(csv.reader(open(sample_dir / "training.csv")))
+    header, body = rows[0], rows[1:]
+    multi = next(i for i in range(len(body) - 1) if body[i][0] == body[i + 1][0])  # an image with 2+ faces
+    moved = body[:multi + 1] + body[multi + 2:] + [body[multi + 1]]  # its second face now last
+    root = _rewrite(sample_dir, tmp_path / "apart", [header] + moved)
+    split, read = read_split(root, "affectnet", "training", OPTS, stream=True)
+    assert not isinstance(read, RecordStream) and "lie apart" in capsys.readouterr().err
+    [(report, rejects, _)] = convert_dataset(root, ["training"], tmp_path / "out", OPTS)
+    assert report.faces == len(body) and rejects == []
+    stem = f"i{multi + 2:07d}"  # named after the image's first row (line multi + 2 of the file)
+    assert len((tmp_path / "out" / "yolo" / "train" / f"{stem}.txt").read_text().splitlines()) >= 2
+
+
+def test_every_skipped_row_is_listed_and_counted(sample_dir, tmp_path):
+    rows = list(csv.reader(open(sample_dir / "training.csv")))
+    bad = [rows[0], *rows[1:6], [rows[1][0], "x", *rows[1][2:]], [*rows[2][:6], "9", *rows[2][7:]],
+           ["1/nothing-here.jpg", *rows[3][1:]]]
+    root = _rewrite(sample_dir, tmp_path / "bad", bad)
+    [(report, rejects, _)] = convert_dataset(root, ["training"], tmp_path / "out", OPTS)
+    listed = list(csv.DictReader(open(tmp_path / "out" / "rejects_train.csv")))
+    assert sorted(r["reason"] for r in listed) == sorted([an.R_BOX_TEXT, an.R_NOT_EXPR, an.R_MISSING])
+    assert [int(r["row"]) for r in sorted(listed, key=lambda r: int(r["row"]))] == [7, 8, 9]
+    assert sum(report.rejects.values()) == 3 and len(rejects) == 3 and report.faces == 5
+
+
+def _jpeg(w: int, h: int, **save) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(np.zeros((h, w, 3), np.uint8)).save(buf, "JPEG", **save)
+    return buf.getvalue()
+
+
+def test_the_jpeg_header_parser_reads_size_orientation_and_completeness():
+    plain = _jpeg(321, 123)
+    h = read_jpeg_header(plain, plain[-4096:])
+    assert (h.width, h.height, h.orientation, h.complete) == (321, 123, 1, True)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    rotated = _jpeg(40, 30, exif=exif.tobytes())
+    assert read_jpeg_header(rotated, rotated[-4096:]).orientation == 6
+    cut = plain[:len(plain) // 2]
+    assert read_jpeg_header(cut, cut[-4096:]).complete is False
+    png = cv2.imencode(".png", np.zeros((5, 5), np.uint8))[1].tobytes()
+    assert read_jpeg_header(png, png) is None and read_jpeg_header(b"", b"") is None
+
+
+def test_the_parser_agrees_with_pil_on_real_photos(sample_dir, real_affectnet):
+    photos = sorted((real_affectnet / an.IMAGES_DIRNAME).rglob("*.jp*g"))
+    photos += sorted((sample_dir / an.IMAGES_DIRNAME).rglob("*.jpg"))[:20]
+    for p in photos:
+        header = read_file_header(p)
+        with Image.open(p) as im:
+            assert (header.width, header.height) == im.size, p
+            assert header.orientation == im.getexif().get(0x0112, 1), p
+
+
+def test_affectnet_sized_photos_spread_like_affectnet(tmp_path):
+    generate_sample(tmp_path, n_train=40, n_val=0, seed=3, size="affectnet", workers=1, progress=False)
+    mean, std, lo, hi = AFFECTNET_SIDE
+    read = an.read_affectnet(tmp_path / "training.csv")
+    sides = [max(r.image_size) for r in read.records]
+    assert len(read.records) == 40 and read.rejects == []  # one face a photo
+    assert all(lo <= s <= hi for s in sides) and np.std(sides) > 100
