@@ -193,12 +193,26 @@ SKIN_TONES = np.array([[185, 205, 240], [150, 180, 225], [120, 160, 210], [90, 1
                        [45, 65, 100]], dtype=np.float64)  # BGR
 
 
-def render_image(seed: tuple[int, ...], n_classes: int = 7, size: tuple[int, int] | None = None,
+AFFECTNET_SIDE = (425, 350, 128, 2000)  # mean, std, clipped range (px) of an AffectNet photo's long side
+
+
+def affectnet_size(rng: np.random.Generator) -> tuple[int, int]:
+    """(width, height) drawn like AffectNet's photos: long side ~ 425 +- 350 px within 128-2000, aspect 3:4-4:3."""
+    mean, std, lo, hi = AFFECTNET_SIDE
+    long_side = int(np.clip(rng.normal(mean, std), lo, hi))
+    short_side = int(long_side * rng.uniform(0.75, 1.0))
+    return (long_side, short_side) if rng.random() < 0.5 else (short_side, long_side)
+
+
+def render_image(seed: tuple[int, ...], n_classes: int = 7, size: tuple[int, int] | str | None = None,
                  max_faces: int = 3) -> tuple[bytes, list[DrawnFace]]:
-    """One JPEG (bytes) with 1..max_faces non-overlapping drawn faces; deterministic for `seed`."""
+    """One JPEG (bytes) with 1..max_faces non-overlapping drawn faces; deterministic for `seed`. `size`: (w, h),
+    None (each side 160-480 px) or "affectnet" (AffectNet's spread of sizes, one face per photo as in its CSVs)."""
     rng = np.random.default_rng(list(seed))
     if size is None:
         w, h = (int(v) for v in rng.integers(160, 481, 2))
+    elif size == "affectnet":
+        (w, h), max_faces = affectnet_size(rng), 1
     else:
         w, h = size
     img = _background(h, w, rng)
@@ -263,7 +277,7 @@ SPLIT_FILES = ("training.csv", "validation.csv")
 
 
 def generate_sample(out_dir: Path, n_train: int = 240, n_val: int = 60, seed: int = 0, n_classes: int = 7,
-                    size: tuple[int, int] | None = None, workers: int = 2, progress: bool = True) -> dict:
+                    size: tuple[int, int] | str | None = None, workers: int = 2, progress: bool = True) -> dict:
     """Write the synthetic AffectNet-format sample; returns counts per split file."""
     out_dir = Path(out_dir)
     summary = {}
@@ -295,7 +309,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-images", type=int, default=60, help="images in validation.csv")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--classes", type=int, choices=(7, 8), default=7, help="8 also draws contempt")
-    p.add_argument("--size", type=int, default=None, help="fixed square image size (default random 160-480)")
+    sizes = p.add_mutually_exclusive_group()
+    sizes.add_argument("--size", type=int, default=None, help="fixed square image size (default random 160-480)")
+    sizes.add_argument("--affectnet-sizes", action="store_true",
+                       help="AffectNet's spread of photo sizes (long side 425 +- 350 px, 128-2000) and one face per "
+                            "photo: a stand-in for the real set at its scale")
     p.add_argument("--workers", type=int, default=2)
     return p
 
@@ -303,7 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     t0 = time.perf_counter()
-    size = (args.size, args.size) if args.size else None
+    size = "affectnet" if args.affectnet_sizes else (args.size, args.size) if args.size else None
     summary = generate_sample(args.out, args.train_images, args.val_images, args.seed, args.classes, size,
                               args.workers)
     dt = time.perf_counter() - t0

@@ -3,7 +3,8 @@
 Parts: convert (our converter vs a plain single-process OpenCV loop on the same rows, side by side),
 fer2013 (full FER2013 + FER+ conversion time), classifier (PrivateTest accuracy and faces/s of shipped models),
 transfer (classifier-initialised vs scratch detector), scenes (one-stage vs two-stage on real-face scenes),
-demo-ultralytics / demo-darknet (`make demo` end to end).
+demo-ultralytics / demo-darknet (`make demo` end to end), convert-scale (AffectNet-sized photos: memory, throughput
+against the compute ceiling, resume after kill -9; scripts/bench_scale.py).
 `python -m scripts.bench --parts convert` runs one part; BENCHMARKS.md always lists all parts measured.
 """
 from __future__ import annotations
@@ -467,6 +468,8 @@ def benchmarks_markdown() -> str:
     for backend in ("ultralytics", "darknet"):
         if extra := parts.get(f"demo-{backend}"):
             lines += [f"## make demo ({backend})", "", extra["markdown"], ""]
+    if extra := parts.get("convert-scale"):
+        lines += [extra["markdown"]]
     if extra := parts.get("darknet"):
         lines += ["## Darknet engines: detector training speed, AlexeyAB vs pjreddie", "",
                   extra.get("markdown") or f"skipped: {extra['skipped']}", ""]
@@ -492,7 +495,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--parts", nargs="+", default=["convert", "fer2013", "classifier"],
                    choices=["convert", "fer2013", "classifier", "transfer", "scenes", "real", "demo-ultralytics",
-                            "demo-darknet", "darknet", "darknet-csp", "label-noise", "none"])
+                            "demo-darknet", "darknet", "darknet-csp", "label-noise", "convert-scale", "none"])
     p.add_argument("--reuse", action="store_true",
                    help="demo parts: record the last run's summary instead of rerunning; scenes: score the last "
                         "trained detector")
@@ -524,6 +527,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--models", type=Path, nargs="+", default=None, help="ONNX FER models (default: weights/fer2013-*.onnx)")
     p.add_argument("--images", type=int, default=3000, help="synthetic images for the conversion benchmark")
     p.add_argument("--side", type=int, default=450)
+    p.add_argument("--rows", type=int, default=50_000, help="convert-scale: photos at AffectNet's sizes")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     return p
 
@@ -553,6 +557,11 @@ def main(argv=None) -> int:
             r = bench_demo(backend, args.reuse)
             save(f"demo-{backend}", r)
             print(r["markdown"])
+    if "convert-scale" in args.parts:
+        from scripts.bench_scale import bench_convert_scale
+        r = bench_convert_scale(args.rows)
+        save("convert-scale", r)
+        print(r["markdown"])
     if "darknet" in args.parts:
         from scripts.bench_darknet import bench_darknet_speed
         r = bench_darknet_speed()

@@ -1,0 +1,196 @@
+"""Benchmark part `convert-scale`: the AffectNet converter at AffectNet's scale and photo sizes.
+
+On one synthetic AffectNet-format set (`python -m converters.synthetic --affectnet-sizes`: long side 425 +- 350 px,
+one face a photo), side by side on the same rows and cores:
+- the compute ceiling: N processes that only decode each photo at reduced size (the converter's DCT scale), crop
+  and resize its face to 48 px; nothing written, no validation;
+- the converter (`python -m converters.convert --sizes 48 --formats crops yolo`), as a user runs it;
+and their ratio, for N = 1 and 2 (how it scales with cores). The converter's peak memory (its main process's
+VmHWM) at 5,000 and at all rows says whether memory grows with the rows; a run killed with SIGKILL half-way and
+rerun must give the clean run's files, byte for byte.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+
+from converters.settings import PROJECT_ROOT, RUNS_DIR
+
+SET = RUNS_DIR / "affectnet-scale"
+SIZE = 48
+
+
+def generate(rows: int, workers: int) -> Path:
+    """The synthetic set of `rows` photos (made once, reused while its CSV has that many rows)."""
+    csv_path = SET / "training.csv"
+    if not (csv_path.exists() and sum(1 for _ in open(csv_path)) - 1 == rows):
+        subprocess.run([sys.executable, "-m", "converters.synthetic", "--out", str(SET), "--train-images", str(rows),
+                        "--val-images", "0", "--affectnet-sizes", "--seed", "7", "--workers", str(workers)],
+                       check=True, cwd=PROJECT_ROOT)
+    return SET
+
+
+def subset(root: Path, rows: int) -> Path:
+    """A dataset folder holding the first `rows` rows of `root`'s training.csv over the same photos."""
+    sub = root.parent / f"{root.name}-{rows}"
+    sub.mkdir(exist_ok=True)
+    link = sub / "Manually_Annotated_Images"
+    if not link.exists():
+        link.symlink_to((root / "Manually_Annotated_Images").resolve())
+    with open(root / "training.csv") as f:
+        lines = [next(f) for _ in range(rows + 1)]
+    (sub / "training.csv").write_text("".join(lines))
+    return sub
+
+
+def _ceiling_job(job: tuple[str, tuple[float, float, float, float], str | None]) -> int:
+    from converters.crops import decode_factor, box_crop
+    path, box, out = job
+    factor = decode_factor([box], SIZE)
+    flag = {1: cv2.IMREAD_GRAYSCALE, 2: cv2.IMREAD_REDUCED_GRAYSCALE_2, 4: cv2.IMREAD_REDUCED_GRAYSCALE_4,
+            8: cv2.IMREAD_REDUCED_GRAYSCALE_8}[factor]
+    image = cv2.imread(path, flag | cv2.IMREAD_IGNORE_ORIENTATION)
+    crop = box_crop(image, box, factor, image.shape, SIZE)
+    if out is not None:  # + the files the converter makes per photo, written plainly: PNG crop, linked JPEG, label
+        with open(f"{out}.png", "wb") as f:
+            f.write(cv2.imencode(".png", crop, [cv2.IMWRITE_PNG_COMPRESSION, 1])[1].tobytes())
+        os.link(path, f"{out}.jpg")
+        with open(f"{out}.txt", "w") as f:
+            f.write(f"0 {box[0]} {box[1]} {box[2]} {box[3]}\n")
+    return int(crop.size)
+
+
+def ceiling(root: Path, workers: int, write_to: Path | None = None) -> float:
+    """Seconds for N processes to decode (reduced), crop and resize every row's face; nothing written, or with
+    `write_to` the same three files per photo as the converter, written plainly (no checks, no atomic renames)."""
+    from converters.parallel import parallel_map
+    if write_to is not None:
+        shutil.rmtree(write_to, ignore_errors=True)
+        write_to.mkdir(parents=True)
+        os.sync()
+    t0 = time.perf_counter()
+    with open(root / "training.csv", newline="") as f:
+        jobs = [(str(root / "Manually_Annotated_Images" / r[0]), tuple(float(v) for v in r[1:5]),
+                 None if write_to is None else str(write_to / f"r{k}")) for k, r in enumerate(list(csv.reader(f))[1:])]
+    sum(parallel_map(_ceiling_job, jobs, workers))
+    return time.perf_counter() - t0
+
+
+PEAK = "import atexit, resource, sys, runpy; atexit.register(lambda: print('PEAK_RSS_KB', " \
+       "resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)); sys.argv = ['convert'] + sys.argv[1:]; " \
+       "runpy.run_module('converters.convert', run_name='__main__', alter_sys=True)"
+
+
+def _convert_cmd(root: Path, out: Path, workers: int) -> list[str]:
+    return [sys.executable, "-c", PEAK, "--input", str(root), "--out", str(out), "--sizes", str(SIZE),
+            "--formats", "crops", "yolo", "--split", "training", "--workers", str(workers), "--quiet"]
+
+
+def convert(root: Path, out: Path, workers: int) -> tuple[float, int]:
+    """(seconds, peak RSS of the converter's main process in KB) for a fresh conversion."""
+    shutil.rmtree(out, ignore_errors=True)
+    os.sync()
+    t0 = time.perf_counter()
+    run = subprocess.run(_convert_cmd(root, out, workers), capture_output=True, text=True, cwd=PROJECT_ROOT)
+    seconds = time.perf_counter() - t0
+    if run.returncode != 0:
+        raise RuntimeError(f"converter failed: {run.stderr[-2000:]}")
+    peak = int(run.stderr.split("PEAK_RSS_KB")[-1].split()[0])
+    return seconds, peak
+
+
+def tree_digest(out: Path) -> str:
+    """One digest of every output file (name and bytes, the folder's own path made neutral)."""
+    h = hashlib.sha1()
+    here = str(out.resolve()).encode()
+    for p in sorted(out.rglob("*")):
+        if p.is_file() and p.name != ".emodet.lock":
+            h.update(str(p.relative_to(out)).encode() + b"\0" + p.read_bytes().replace(here, b"OUT"))
+    return h.hexdigest()
+
+
+def killed_and_resumed(root: Path, out: Path, workers: int, after: float) -> dict:
+    """SIGKILL the converter `after` seconds in, rerun it; seconds of the rerun and its output digest."""
+    shutil.rmtree(out, ignore_errors=True)
+    proc = subprocess.Popen(_convert_cmd(root, out, workers), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            cwd=PROJECT_ROOT, start_new_session=True)
+    time.sleep(after)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    time.sleep(2)  # its helpers get SIGTERM as it goes
+    written = sum(1 for _ in out.rglob("*.png"))
+    seconds, _ = _rerun(root, out, workers)
+    return dict(killed_after_s=after, crops_before_rerun=written, rerun_seconds=seconds, digest=tree_digest(out))
+
+
+def _rerun(root: Path, out: Path, workers: int) -> tuple[float, int]:
+    t0 = time.perf_counter()
+    run = subprocess.run(_convert_cmd(root, out, workers), capture_output=True, text=True, cwd=PROJECT_ROOT)
+    if run.returncode != 0:
+        raise RuntimeError(f"converter rerun failed: {run.stderr[-2000:]}")
+    return time.perf_counter() - t0, int(run.stderr.split("PEAK_RSS_KB")[-1].split()[0])
+
+
+def bench_convert_scale(rows: int = 50_000, small: int = 5_000, workers: int = 2) -> dict:
+    root = generate(rows, workers)
+    sub = subset(root, small)
+    for p in (root / "Manually_Annotated_Images").rglob("*.jpg"):  # warm the page cache for every run alike
+        p.read_bytes()
+    out = RUNS_DIR / "affectnet-scale-out"
+    result = dict(rows=rows, small=small, workers=workers)
+    # 1 vs N workers on the small set, ceiling and converter alternating
+    for n in (1, workers):
+        result[f"ceiling_small_{n}_s"] = ceiling(sub, n)
+        result[f"convert_small_{n}_s"], result[f"rss_small_{n}_kb"] = convert(sub, out / f"small{n}", n)
+        result[f"ceiling_writes_small_{n}_s"] = ceiling(sub, n, out / f"plain{n}")
+    clean = tree_digest(out / f"small{workers}")
+    half = result[f"convert_small_{workers}_s"] / 2
+    resumed = killed_and_resumed(sub, out / "killed", workers, half)
+    result["resume"] = dict(resumed, equal_to_clean=resumed["digest"] == clean)
+    # all rows, N workers
+    result["ceiling_all_s"] = ceiling(root, workers)
+    result["convert_all_s"], result["rss_all_kb"] = convert(root, out / "all", workers)
+    result["ceiling_writes_all_s"] = ceiling(root, workers, out / "plain-all")
+    shutil.rmtree(out, ignore_errors=True)
+    result["markdown"] = markdown(result)
+    return result
+
+
+def markdown(r: dict) -> str:
+    n, small, rows = r["workers"], r["small"], r["rows"]
+
+    lines = ["## AffectNet-scale conversion: memory, throughput against the compute ceiling, resume", "",
+             f"Synthetic AffectNet-format photos (`python -m converters.synthetic --affectnet-sizes`: long side "
+             f"425 +- 350 px, one face each), 48 px crops + YOLO set. Ceiling: {n} processes that only decode "
+             "(reduced, as the converter does), crop and resize each face, writing nothing. Same rows, same cores, "
+             "one run.", "",
+             "| rows | processes | ceiling images/s | ceiling + plain writes images/s | converter images/s | "
+             "converter / ceiling | converter / ceiling + writes | converter peak RSS |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|"]
+
+    def row(count, k, c, w, v, rss):
+        return (f"| {count:,} | {k} | {count / r[c]:.0f} | {count / r[w]:.0f} | {count / r[v]:.0f} | "
+                f"{r[c] / r[v]:.0%} | {r[w] / r[v]:.0%} | {r[rss] / 1024:.0f} MB |")
+    for k in (1, n):
+        lines.append(row(small, k, f"ceiling_small_{k}_s", f"ceiling_writes_small_{k}_s", f"convert_small_{k}_s",
+                         f"rss_small_{k}_kb"))
+    lines.append(row(rows, n, "ceiling_all_s", "ceiling_writes_all_s", "convert_all_s", "rss_all_kb"))
+    grow = (r["rss_all_kb"] - r[f"rss_small_{n}_kb"]) * 1024 / (rows - small)
+    res = r["resume"]
+    lines += ["", f"Peak memory from {small:,} to {rows:,} rows: {grow:+.0f} bytes per row. "
+              f"Scaling 1 -> {n} processes: converter {r[f'convert_small_1_s'] / r[f'convert_small_{n}_s']:.2f}x, "
+              f"ceiling {r[f'ceiling_small_1_s'] / r[f'ceiling_small_{n}_s']:.2f}x.",
+              f"Killed with SIGKILL after {res['killed_after_s']:.1f} s ({res['crops_before_rerun']:,} crops on disk), "
+              f"rerun in {res['rerun_seconds']:.1f} s: output {'identical to' if res['equal_to_clean'] else 'DIFFERENT from'}"
+              f" the clean run's, byte for byte.", "",
+              f"Command: `python -m scripts.bench --parts convert-scale --rows {rows}`", ""]
+    return "\n".join(lines)
