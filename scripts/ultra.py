@@ -35,24 +35,26 @@ def version() -> str:
     return ultralytics().__version__
 
 
-def _train_kwargs(task: str, project: Path, name: str, **given) -> dict:
-    """cfg/ultralytics.yaml defaults, overridden by the caller's values that are not None."""
+def _train_kwargs(task: str, project: Path, name: str, n_images: int | None = None, **given) -> dict:
+    """cfg/ultralytics.yaml defaults, overridden by the caller's values that are not None; cache, workers, batch
+    and epochs left to the data and the machine (scripts/train_settings.py) where neither sets them."""
     from scripts.device import describe, resolve_device
-    kw = defaults(task)
-    kw.update({k: v for k, v in given.items() if v is not None})
+    from scripts.train_settings import choose, this_machine
+    cfg = defaults(task)
+    kw = dict(cfg, **{k: v for k, v in given.items() if v is not None})
     kw["device"] = resolve_device(str(kw.get("device", "auto")))
     if kw["device"] != "cpu":
         kw["amp"] = given.get("amp", True)  # mixed precision is a GPU feature (our bf16 hook covers the CPU)
-        if given.get("cache") is None:
-            kw["cache"] = cache_choice(kw["device"])
+    if n_images is not None:
+        c = choose(task, n_images, int(kw["imgsz"]), this_machine(kw["device"], Path(project)), cfg, given)
+        kw.update(cache=c.cache, workers=c.workers, batch=c.batch, epochs=c.epochs)
+        if c.why:
+            print(f"settings for this data and machine: {c.text()}", flush=True)
+    for key, fallback in (("cache", True), ("workers", 2)):  # a caller that cannot count its images
+        if kw.get(key) == "auto":
+            kw[key] = fallback
     print(f"Ultralytics {task} training on {describe(kw['device'])}", flush=True)
     return dict(kw, project=str(Path(project).resolve()), name=name, exist_ok=True, verbose=False)
-
-
-def cache_choice(device: str) -> str | bool:
-    """Decoded images kept in RAM only on the CPU machines this project sizes for (small sets, input-bound
-    training); on a GPU machine with AffectNet-scale data the RAM copy would be tens of GB, so cache on disk."""
-    return True if device == "cpu" else "disk"
 
 
 def defaults(task: str) -> dict:
@@ -72,8 +74,10 @@ def train_classifier(crops: Path, model: str = "v8n", epochs: int | None = None,
             raise EmoDetError(f"{crops}/{split}: missing; convert with the crops format first (make convert)")
     ul = ultralytics()
     yolo = ul.YOLO(model_yaml(model, CLASSIFIERS), task="classify")
-    yolo.train(data=str(Path(crops).resolve()), **_train_kwargs("classify", project, name, epochs=epochs, imgsz=imgsz,
-                                                             batch=batch, workers=workers, seed=seed, **extra))
+    from scripts.train_settings import count_images
+    yolo.train(data=str(Path(crops).resolve()), **_train_kwargs("classify", project, name, count_images(crops),
+                                                             epochs=epochs, imgsz=imgsz, batch=batch, workers=workers,
+                                                             seed=seed, **extra))
     return _best(Path(project) / name)
 
 
@@ -195,8 +199,9 @@ def train_detector(data_yaml: Path, init: str | Path = "v8n", epochs: int | None
     if init.endswith(".pt") and not Path(init).exists():
         raise EmoDetError(f"{init}: no such checkpoint (a missing .pt would be downloaded; offline we refuse)")
     yolo = ul.YOLO(source, task="detect")
-    kw = _train_kwargs("detect", project, name, epochs=epochs, imgsz=imgsz, batch=batch, workers=workers, seed=seed,
-                       freeze=freeze or None, **extra)
+    from scripts.train_settings import count_images
+    kw = _train_kwargs("detect", project, name, count_images(data_yaml), epochs=epochs, imgsz=imgsz, batch=batch,
+                       workers=workers, seed=seed, freeze=freeze or None, **extra)
     if kw.pop("bf16", False) and kw.get("device") == "cpu" and cpu_has_bf16():
         yolo.add_callback("on_train_start", bf16_training_forward)
         yolo.add_callback("on_train_end", plain_training_forward)
