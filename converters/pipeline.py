@@ -1,5 +1,7 @@
 """One record stream -> every output format. Readers produce FaceRecords; this module groups them by image,
-crops each image once in a process pool, and hands the results to the writers of each format.
+crops each image once in a process pool, and hands the results to the writers of each format. A split comes as
+a list, or (AffectNet at scale) as a RecordStream read row by row: then nothing is kept per row, the photos are
+checked in the pool, and the split files are appended as images stream past (writers.SplitFiles).
 
 Layout under OUT (one writer each):
   crops/<size>/<split>/<class>/<id>.png            Ultralytics classification layout (+ landmarks_<split>.csv)

@@ -85,8 +85,10 @@ def ceiling(root: Path, workers: int, write_to: Path | None = None) -> float:
     return time.perf_counter() - t0
 
 
-PEAK = "import atexit, resource, sys, runpy; atexit.register(lambda: print('PEAK_RSS_KB', " \
-       "resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)); sys.argv = ['convert'] + sys.argv[1:]; " \
+# The converter's own peak: VmHWM of its process image. (getrusage's ru_maxrss would not do: Linux carries it over
+# exec from the forked parent, so it reports this benchmark's own memory whenever that is larger.)
+PEAK = "import atexit, sys, runpy; atexit.register(lambda: print('PEAK_RSS_KB', next(l.split()[1] for l in " \
+       "open('/proc/self/status') if l.startswith('VmHWM')), file=sys.stderr)); sys.argv = ['convert'] + sys.argv[1:]; " \
        "runpy.run_module('converters.convert', run_name='__main__', alter_sys=True)"
 
 
