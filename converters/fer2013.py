@@ -79,7 +79,7 @@ def read_fer2013(csv_path: Path, rows_path: Path | None = None) -> tuple[dict[st
         if usage not in USAGE_TO_SPLIT:
             rejects.append(Reject(source, i + 2, "unknown Usage", repr(usage)))
             continue
-        if code != code or not 0 <= int(code) <= 6:  # FER2013 itself has 7 classes (7 is our contempt extension)
+        if code != code or not 0 <= code <= 6:  # FER2013 itself has 7 classes (7 is our contempt extension)
             rejects.append(Reject(source, i + 2, "emotion not in 0..6", repr(df.emotion.iat[i])))
             continue
         by_split[USAGE_TO_SPLIT[usage]].append(FaceRecord(
