@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from .jpeg_header import HEAD_BYTES, TAIL_BYTES, read_file_header, read_jpeg_header
+from .jpeg_header import HEAD_BYTES, TAIL_BYTES, JpegHeader, file_complete, read_file_header, read_jpeg_header
 from .labels import AFFECTNET_NON_EXPRESSIONS
 from .records import FaceRecord, Fix, ReadResult, Reject
 
@@ -158,11 +158,11 @@ def checked_on_image(records, image: Path) -> CheckedImage:
         if image.suffix.lower() in (".jpg", ".jpeg") and 0 < image.stat().st_size <= WHOLE_FILE:
             data = image.read_bytes()
             header = read_jpeg_header(data[:HEAD_BYTES], data[-TAIL_BYTES:])
-            if header is not None and header.complete and header.width * header.height <= 2 * Image.MAX_IMAGE_PIXELS:
-                probe = (header.width, header.height), header.orientation not in (0, 1)
+            if header is not None:
+                probe = _from_header(header)
     except OSError:
         data = None
-    if probe is None:  # anything unusual takes the full probe and its reasons
+    if probe is None:  # a file our parser leaves to PIL, or an empty or unreadable one: the full probe
         probe = probe_header(image)
     if isinstance(probe, str):
         return CheckedImage([], [Reject(r.source, r.row, probe, "", str(image)) for r in records], [], False, None)
@@ -337,17 +337,6 @@ def _resolved(folder: str) -> Path:
     return Path(folder).resolve()
 
 
-def _jpeg_complete(path: Path) -> bool:
-    """Whether a JPEG file ends with the end-of-image marker (FF D9), allowing trailing padding; libjpeg only
-    warns on a truncated file and fills the missing rows with grey."""
-    with open(path, "rb") as f:
-        f.seek(0, 2)
-        size = f.tell()
-        f.seek(max(0, size - 4096))
-        tail = f.read().rstrip(b"\x00")
-    return tail.endswith(b"\xff\xd9")
-
-
 def probe_image(path: Path) -> tuple[int, int] | str:
     """Image size, or the reject reason when the file is missing, empty, truncated, too large or not an image."""
     probe = probe_header(path)
@@ -363,14 +352,10 @@ def probe_header(path: Path) -> tuple[tuple[int, int], bool] | str:
         if path.suffix.lower() in (".jpg", ".jpeg"):
             header = read_file_header(path)
             if header is not None:
-                if not header.complete:
-                    return R_TRUNCATED
-                if header.width * header.height > 2 * Image.MAX_IMAGE_PIXELS:  # where PIL refuses to decode
-                    return R_TOO_LARGE
-                return (header.width, header.height), header.orientation not in (0, 1)
+                return _from_header(header)
         with Image.open(path) as im:
             size, rotated = im.size, _exif_rotated(im)
-        if path.suffix.lower() in (".jpg", ".jpeg") and not _jpeg_complete(path):
+        if path.suffix.lower() in (".jpg", ".jpeg") and not file_complete(path):
             return R_TRUNCATED
         return size, rotated
     except FileNotFoundError:
@@ -380,6 +365,15 @@ def probe_header(path: Path) -> tuple[tuple[int, int], bool] | str:
     except (UnidentifiedImageError, OSError, EOFError, SyntaxError, ValueError, ImportError):
         # ImportError: PIL recognised a format whose optional plugin (e.g. HEIF) is not installed
         return R_UNDECODABLE
+
+
+def _from_header(header: JpegHeader) -> tuple[tuple[int, int], bool] | str:
+    """probe_header's answer from a parsed JPEG header."""
+    if not header.complete:
+        return R_TRUNCATED
+    if header.width * header.height > 2 * Image.MAX_IMAGE_PIXELS:  # where PIL refuses to decode
+        return R_TOO_LARGE
+    return (header.width, header.height), header.orientation not in (0, 1)
 
 
 def _exif_rotated(im) -> bool:

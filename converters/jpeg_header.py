@@ -27,18 +27,30 @@ class JpegHeader:
     complete: bool  # ends with FF D9 (allowing trailing padding); libjpeg fills a cut file with grey silently
 
 
-def read_file_header(path) -> JpegHeader | None:
-    """read_jpeg_header of a file's first HEAD_BYTES and its completeness from its last TAIL_BYTES."""
+def _head_and_tail(path) -> tuple[bytes, bytes]:
     with open(path, "rb") as f:
         head = f.read(HEAD_BYTES)
         f.seek(0, 2)
         size = f.tell()
-        if size > len(head):
-            f.seek(max(0, size - TAIL_BYTES))
-            tail = f.read()
-        else:
-            tail = head[-TAIL_BYTES:]
-    return read_jpeg_header(head, tail)
+        if size <= len(head):
+            return head, head[-TAIL_BYTES:]
+        f.seek(max(0, size - TAIL_BYTES))
+        return head, f.read()
+
+
+def read_file_header(path) -> JpegHeader | None:
+    """read_jpeg_header of a file's first HEAD_BYTES and its completeness from its last TAIL_BYTES."""
+    return read_jpeg_header(*_head_and_tail(path))
+
+
+def file_complete(path) -> bool:
+    """Whether a JPEG file ends with its end-of-image marker (for JPEGs our parser leaves to PIL)."""
+    return ends_complete(_head_and_tail(path)[1])
+
+
+def ends_complete(tail: bytes) -> bool:
+    """FF D9 at the end, allowing trailing padding; libjpeg only warns on a cut file and fills it with grey."""
+    return tail.rstrip(b"\0").endswith(b"\xff\xd9")
 
 
 def read_jpeg_header(data: bytes, tail: bytes) -> JpegHeader | None:
@@ -68,7 +80,7 @@ def read_jpeg_header(data: bytes, tail: bytes) -> JpegHeader | None:
             height, width = struct.unpack_from(">HH", data, i + 5)
             if not (width and height):
                 return None
-            return JpegHeader(width, height, orientation, tail.rstrip(b"\0").endswith(b"\xff\xd9"))
+            return JpegHeader(width, height, orientation, ends_complete(tail))
         elif marker == 0xDA:  # scan data before any frame header: not a JPEG we understand
             return None
         i += 2 + length

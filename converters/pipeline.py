@@ -398,15 +398,18 @@ def convert_split(records: list[FaceRecord] | RecordStream, split: str, out: Pat
 
 
 class _Tally:
-    """What a split's report counts, taken as rows and images stream past (nothing kept per face)."""
+    """What a split's report counts, taken as rows and images stream past (nothing kept per face); every
+    rejected row goes to its staged rejects file as it comes."""
 
-    def __init__(self, rejects_file: Path, keep: int | None):
+    def __init__(self, rejects_file, keep: int | None):
+        import csv
         self.rejects: list[Reject] = []
         self.fixes: list[Reject] = []
         self.reasons: Counter = Counter()
         self.keep = keep
-        self.file = rejects_file
-        self.lines = ["source,row,reason,detail,image\n"]
+        self.file = rejects_file  # a writers.StagedFile
+        self.rows = csv.writer(rejects_file.handle, lineterminator="\n")
+        self.rows.writerow(("source", "row", "reason", "detail", "image"))
         self.images = self.faces = self.dropped = self.written = 0
         self.per_class: Counter = Counter()
 
@@ -414,22 +417,7 @@ class _Tally:
         self.reasons[j.reason] += 1
         if self.keep is None or len(self.rejects) < self.keep:
             self.rejects.append(j)
-        self.lines.append(_csv_line((j.source, j.row, j.reason, j.detail, j.image)))
-        if len(self.lines) > 4096:
-            self.flush()
-
-    def flush(self) -> None:
-        with open(self.file, "a") as f:
-            f.writelines(self.lines)
-        self.lines = []
-
-
-def _csv_line(fields) -> str:
-    import csv
-    import io
-    buf = io.StringIO()
-    csv.writer(buf, lineterminator="\n").writerow(fields)
-    return buf.getvalue()
+        self.rows.writerow((j.source, j.row, j.reason, j.detail, j.image))
 
 
 def stream_tasks(items: Iterable, split: str, tally: _Tally) -> Iterator[ImageTask]:
@@ -463,7 +451,7 @@ def stream_tasks(items: Iterable, split: str, tally: _Tally) -> Iterator[ImageTa
 
 
 def _convert_split(records, split, out, options, rejects, overwrite, digest):
-    from .writers import SplitFiles, replace_if_changed
+    from .writers import SplitFiles, StagedFile
     t0 = time.perf_counter()
     streamed = isinstance(records, RecordStream)
     digest = records.digest if streamed else digest or records_digest(records)
@@ -471,26 +459,23 @@ def _convert_split(records, split, out, options, rejects, overwrite, digest):
     layout = Layout(out, options)
     layout.fresh = not any(next(out.glob(pattern), None) for pattern in (f"crops/*/{split}", f"darknet/*/{split}",
                                                                           f"yolo/{split}"))
-    rejects_file = out / f"rejects_{split}.csv"
-    staged = rejects_file.with_name(f".{rejects_file.name}.{os.getpid()}.tmp")
-    tally = _Tally(staged, KEPT_REJECTS if streamed else None)
-    if streamed:
-        tasks, total = stream_tasks(records.items, split, tally), records.images
-    else:
-        for j in rejects:
-            tally.reject(j)
-        tasks = image_tasks(records, split)
-        total = len(tasks)
+    tally = _Tally(StagedFile(out / f"rejects_{split}.csv"), KEPT_REJECTS if streamed else None)
     files = SplitFiles(layout, split, options.formats, options.sizes)
     try:
+        if streamed:
+            tasks, total = stream_tasks(records.items, split, tally), records.images
+        else:
+            for j in rejects:
+                tally.reject(j)
+            tasks = image_tasks(records, split)
+            total = len(tasks)
         _convert_tasks(tasks, total, layout, options, streamed, tally, files, rejects)
         files.close()
-        tally.flush()
+        tally.file.commit()
     except BaseException:
         files.discard()
-        staged.unlink(missing_ok=True)
+        tally.file.discard()
         raise
-    replace_if_changed(staged, rejects_file)
     report = SplitReport(split, tally.images, tally.faces, {n: tally.per_class.get(i, 0) for i, n in enumerate(layout.names)},
                          tally.reasons, tally.dropped, tally.written, time.perf_counter() - t0, tally.fixes)
     return report, tally.rejects

@@ -43,6 +43,10 @@ class StagedFile:
         self.handle.close()
         return replace_if_changed(self.tmp, self.path)
 
+    def discard(self) -> None:
+        self.handle.close()
+        self.tmp.unlink(missing_ok=True)
+
 
 def replace_if_changed(tmp: Path, path: Path) -> bool:
     """Move `tmp` onto `path`, unless `path` already holds the same bytes (then `tmp` goes): a rerun leaves its
@@ -117,8 +121,7 @@ class SplitFiles:
     def discard(self) -> None:
         """Drop every staged file (an interrupted split leaves the files of its last complete run)."""
         for f in self.files.values():
-            f.handle.close()
-            f.tmp.unlink(missing_ok=True)
+            f.discard()
 
     def _flush_landmarks(self) -> None:
         for s in self.sizes:

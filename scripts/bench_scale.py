@@ -101,13 +101,17 @@ def convert(root: Path, out: Path, workers: int) -> tuple[float, int]:
     """(seconds, peak RSS of the converter's main process in KB) for a fresh conversion."""
     shutil.rmtree(out, ignore_errors=True)
     os.sync()
+    return _run(root, out, workers)
+
+
+def _run(root: Path, out: Path, workers: int) -> tuple[float, int]:
+    """(seconds, peak RSS in KB) of the converter writing into `out` as it stands."""
     t0 = time.perf_counter()
     run = subprocess.run(_convert_cmd(root, out, workers), capture_output=True, text=True, cwd=PROJECT_ROOT)
     seconds = time.perf_counter() - t0
     if run.returncode != 0:
         raise RuntimeError(f"converter failed: {run.stderr[-2000:]}")
-    peak = int(run.stderr.split("PEAK_RSS_KB")[-1].split()[0])
-    return seconds, peak
+    return seconds, int(run.stderr.split("PEAK_RSS_KB")[-1].split()[0])
 
 
 def tree_digest(out: Path) -> str:
@@ -130,16 +134,8 @@ def killed_and_resumed(root: Path, out: Path, workers: int, after: float) -> dic
     proc.wait()
     time.sleep(2)  # its helpers get SIGTERM as it goes
     written = sum(1 for _ in out.rglob("*.png"))
-    seconds, _ = _rerun(root, out, workers)
+    seconds, _ = _run(root, out, workers)
     return dict(killed_after_s=after, crops_before_rerun=written, rerun_seconds=seconds, digest=tree_digest(out))
-
-
-def _rerun(root: Path, out: Path, workers: int) -> tuple[float, int]:
-    t0 = time.perf_counter()
-    run = subprocess.run(_convert_cmd(root, out, workers), capture_output=True, text=True, cwd=PROJECT_ROOT)
-    if run.returncode != 0:
-        raise RuntimeError(f"converter rerun failed: {run.stderr[-2000:]}")
-    return time.perf_counter() - t0, int(run.stderr.split("PEAK_RSS_KB")[-1].split()[0])
 
 
 def bench_convert_scale(rows: int = 50_000, small: int = 5_000, workers: int = 2) -> dict:

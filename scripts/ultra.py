@@ -35,7 +35,7 @@ def version() -> str:
     return ultralytics().__version__
 
 
-def _train_kwargs(task: str, project: Path, name: str, n_images: int | None = None, **given) -> dict:
+def _train_kwargs(task: str, project: Path, name: str, n_images: int, **given) -> dict:
     """cfg/ultralytics.yaml defaults, overridden by the caller's values that are not None; cache, workers, batch
     and epochs left to the data and the machine (scripts/train_settings.py) where neither sets them."""
     from scripts.device import describe, resolve_device
@@ -45,14 +45,10 @@ def _train_kwargs(task: str, project: Path, name: str, n_images: int | None = No
     kw["device"] = resolve_device(str(kw.get("device", "auto")))
     if kw["device"] != "cpu":
         kw["amp"] = given.get("amp", True)  # mixed precision is a GPU feature (our bf16 hook covers the CPU)
-    if n_images is not None:
-        c = choose(task, n_images, int(kw["imgsz"]), this_machine(kw["device"], Path(project)), cfg, given)
-        kw.update(cache=c.cache, workers=c.workers, batch=c.batch, epochs=c.epochs)
-        if c.why:
-            print(f"settings for this data and machine: {c.text()}", flush=True)
-    for key, fallback in (("cache", True), ("workers", 2)):  # a caller that cannot count its images
-        if kw.get(key) == "auto":
-            kw[key] = fallback
+    c = choose(task, n_images, int(kw["imgsz"]), this_machine(kw["device"], Path(project)), cfg, given)
+    kw.update(cache=c.cache, workers=c.workers, batch=c.batch, epochs=c.epochs)
+    if c.why:
+        print(f"settings for this data and machine: {c.text()}", flush=True)
     print(f"Ultralytics {task} training on {describe(kw['device'])}", flush=True)
     return dict(kw, project=str(Path(project).resolve()), name=name, exist_ok=True, verbose=False)
 
