@@ -88,3 +88,24 @@ def table_pixels(crop48: np.ndarray) -> np.ndarray:
     """FER2013-style flat 2304 grey pixels of a 48 px crop (grey or BGR)."""
     grey = crop48 if crop48.ndim == 2 else cv2.cvtColor(crop48, cv2.COLOR_BGR2GRAY)
     return grey.reshape(-1)
+
+
+def grey_bgr(image: np.ndarray) -> np.ndarray:
+    """A BGR image as grey in all three channels: what a detector trained on grey input sees (its checkpoint says
+    so), colour photos and grey ones alike."""
+    if image.ndim == 2:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    return cv2.cvtColor(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
+
+
+def softened(image: np.ndarray, side: int) -> np.ndarray:
+    """The image as if it had come from a source whose long side was `side` pixels: area-reduced to that and
+    bilinearly enlarged back to its own size (no-op where it is no larger). Training on such copies stops a
+    detector from telling sources (and so their label mixes) apart by sharpness alone."""
+    h, w = image.shape[:2]
+    r = side / max(h, w)
+    if r >= 1:
+        return image
+    small = cv2.resize(image, (max(1, round(w * r)), max(1, round(h * r))), interpolation=cv2.INTER_AREA)
+    out = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+    return out.reshape(image.shape)

@@ -38,8 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", type=Path, default=None, help="classifier (.pt/.onnx); default: the shipped model")
     p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="HDF5 table or crops folder (crops/<size>)")
     p.add_argument("--topk", type=int, default=2)
-    p.add_argument("--tta", choices=("none", "flip", "tencrop"), default="none",
-                   help="test-time views: centre crop, + its mirror (2x cost), or ten crops (10x)")
+    p.add_argument("--tta", choices=("none", "flip", "tencrop"), default=None,
+                   help="test-time views: centre crop, + its mirror (2x cost), or ten crops (10x); default: the "
+                        "model's own (the one it was selected with, e.g. flip for faces-vggc; else none)")
     p.add_argument("--classes", type=int, choices=(7, 8), default=7)
     p.add_argument("--input-size", type=int, default=None, metavar="PX",
                    help="torch checkpoints: the face crop rendered at PX pixels instead of the model's own input "

@@ -32,8 +32,14 @@ class Classifier:
     backend: str
     weights: Path
 
-    def scores(self, faces: np.ndarray, tta: str = "none") -> np.ndarray:
-        return self.run(faces, tta)
+    @property
+    def tta(self) -> str:
+        """The test-time augmentation this model was selected with (its checkpoint says; else none): what a
+        caller that names none gets."""
+        return self.prep.get("tta", "none")
+
+    def scores(self, faces: np.ndarray, tta: str | None = None) -> np.ndarray:
+        return self.run(faces, tta or self.tta)
 
     def label_names(self, n_classes: int = 7) -> tuple[str, ...]:
         """The classes callers receive: the canonical 7 or 8, or the model's own when it was trained on a
@@ -42,7 +48,7 @@ class Classifier:
         canonical = set(self.names) <= set(CANONICAL_NAMES)
         return class_names(n_classes) if canonical else tuple(self.names)
 
-    def scores_in(self, faces: np.ndarray, names, tta: str = "none") -> np.ndarray:
+    def scores_in(self, faces: np.ndarray, names, tta: str | None = None) -> np.ndarray:
         """Scores re-ordered into `names`' order by name (classes the model lacks get -inf)."""
         raw = self.scores(faces, tta)
         names = list(names)
@@ -52,11 +58,11 @@ class Classifier:
                 out[:, names.index(name)] = raw[:, j]
         return out
 
-    def canonical_scores(self, faces: np.ndarray, n_classes: int, tta: str = "none") -> np.ndarray:
+    def canonical_scores(self, faces: np.ndarray, n_classes: int, tta: str | None = None) -> np.ndarray:
         """Scores in canonical class order by name (a model of a dataset's own classes: in its own order)."""
         return self.scores_in(faces, self.label_names(n_classes), tta)
 
-    def probabilities(self, faces: np.ndarray, n_classes: int, tta: str = "none") -> np.ndarray:
+    def probabilities(self, faces: np.ndarray, n_classes: int, tta: str | None = None) -> np.ndarray:
         """Class probabilities in canonical order (rows sum to 1). Ultralytics classifiers already output
         probabilities; our torch/ONNX models output logits, so those go through a softmax."""
         s = self.canonical_scores(faces, n_classes, tta)

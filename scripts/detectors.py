@@ -10,8 +10,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from converters.crops import grey_bgr
 from converters.errors import EmoDetError
 from scripts.device import onnx_providers
+from scripts.ultra import INPUT_KEY
 
 
 def letterbox(image: np.ndarray, size: int) -> tuple[np.ndarray, tuple[float, float], tuple[int, int]]:
@@ -79,6 +81,7 @@ class LetterboxDetector:
     imgsz: int
     names: list[str] | None = None  # the model's own class names, when it carries them
     extra_sizes: tuple[int, ...] = ()  # further input sizes whose candidates join the main size's before NMS
+    grey: bool = False  # the detector was trained on grey input (its checkpoint says so): colour is dropped first
 
     def __init__(self, multi_label: bool = False, max_det: int = 300, flip: bool = False):
         self.multi_label, self.max_det, self.flip = multi_label, max_det, flip
@@ -94,6 +97,8 @@ class LetterboxDetector:
         """(boxes x, y, w, h in pixels of `image`, class, score, class scores) of every anchor at >= conf, with
         the image letterboxed to `size`."""
         padded, (sx, sy), (left, top) = letterbox(image, size)
+        if self.grey:
+            padded = grey_bgr(padded)
         x = np.ascontiguousarray(padded[:, :, ::-1].transpose(2, 0, 1)[None], dtype=np.float32) / 255.0
         out = self.raw(x)
         if self.flip:
@@ -156,6 +161,7 @@ class OnnxDetector(LetterboxDetector):
         trained = _sizes(str(meta.get("imgsz", "")).strip("[]").split(",")[0]) if meta.get("imgsz") else ()
         self.imgsz = checked_imgsz(imgsz or (trained[0] if trained else 256), path) if self.dynamic else shape[-1]
         self.names = _names_from_metadata(meta.get("names"))
+        self.grey = meta.get(INPUT_KEY) == "grey"
         # extra sizes need an export with dynamic axes (scripts.export --extra-sizes writes both)
         self.extra_sizes = _sizes(meta.get(SCALES_KEY)) if self.dynamic and extra_sizes is None else tuple(
             extra_sizes or ())
@@ -198,6 +204,7 @@ class TorchDetector(LetterboxDetector):
         self.imgsz = checked_imgsz(imgsz or checkpoint_imgsz(self.net) or 256, path)
         names = getattr(self.net, "names", None)
         self.names = [names[i] for i in sorted(names)] if isinstance(names, dict) else None
+        self.grey = (yolo.ckpt or {}).get(INPUT_KEY) == "grey"
         self.extra_sizes = tuple(checked_imgsz(v, path) for v in (
             extra_sizes if extra_sizes is not None else _sizes((yolo.ckpt or {}).get(SCALES_KEY))))
 

@@ -112,18 +112,6 @@ def calibration_faces(table: Path, n: int = 1024, seed: int = 0) -> np.ndarray:
         return pixels[idx].reshape(-1, 48, 48)
 
 
-def set_onnx_metadata(path: Path, values: dict[str, str]) -> None:
-    """Add (or replace) custom metadata entries of an ONNX model, in place."""
-    import onnx
-    model = onnx.load(str(path))
-    kept = [p for p in model.metadata_props if p.key not in values]
-    del model.metadata_props[:]
-    model.metadata_props.extend(kept)
-    for k, v in values.items():
-        model.metadata_props.add(key=k, value=str(v))
-    onnx.save(model, str(path))
-
-
 def _trained_imgsz(checkpoint: dict) -> int:
     """The input size an Ultralytics checkpoint was trained at (256 if it does not say)."""
     size = (checkpoint.get("train_args") or {}).get("imgsz") if isinstance(checkpoint, dict) else None
@@ -154,7 +142,7 @@ def main(argv=None) -> int:
             sizes = ",".join(map(str, args.extra_sizes))
             torch.save(dict(ck, **{SCALES_KEY: sizes}), w)  # the .pt carries them too
             out = ultra.export_onnx(w, args.imgsz or _trained_imgsz(ck), dynamic=True)
-            set_onnx_metadata(out, {SCALES_KEY: sizes})
+            ultra.set_onnx_metadata(out, {SCALES_KEY: sizes})
             print(f"{w} -> {out} (dynamic input; extra inference sizes {sizes} recorded in both files)")
         else:
             print(f"{w} -> {ultra.export_onnx(w, args.imgsz or _trained_imgsz(ck))}")

@@ -94,11 +94,12 @@ def data_names(data: Path, default) -> tuple[str, ...]:
     return declared if declared and not is_canonical(declared) else tuple(default)
 
 
-def evaluate_classifier(weights: Path, data: Path, split: str, k: int = 2, tta: str = "none",
+def evaluate_classifier(weights: Path, data: Path, split: str, k: int = 2, tta: str | None = None,
                         groups: Path | None = None, n_classes: int = 7, input_size: int | None = None) -> dict:
     from scripts.classifiers import load_classifier
     faces, labels, ids = load_faces(data, split)
     clf = load_classifier(weights, input_size=input_size)
+    tta = tta or clf.tta  # none named: the model's own
     t0 = time.perf_counter()
     names = data_names(data, clf.label_names(n_classes))
     scores = clf.scores_in(faces, names, tta)

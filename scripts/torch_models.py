@@ -14,6 +14,7 @@ class Preprocess:
     mean: float = 0.5
     std: float = 0.25
     channels: int = 1
+    tta: str = "none"  # the test-time augmentation the model was selected with: what its users get by default
 
 
 def _conv(i: int, o: int) -> nn.Sequential:

@@ -26,7 +26,8 @@ def load_recipe(path: Path) -> dict:
         recipe = yaml.safe_load(Path(path).read_text())
     except FileNotFoundError:
         raise EmoDetError(f"{path}: no such recipe (see cfg/recipes/)") from None
-    required = {"detect": ("name", "task", "imgsz", "train", "val"), "classify": ("name", "task", "args")}
+    required = {"detect": ("name", "task", "imgsz", "train", "val"), "classify": ("name", "task", "args"),
+                "average": ("name", "task", "args")}
     if recipe.get("task") not in required:
         raise EmoDetError(f"{path}: task must be one of {', '.join(required)}")
     for key in required[recipe["task"]]:
@@ -34,6 +35,10 @@ def load_recipe(path: Path) -> dict:
             raise EmoDetError(f"{path}: recipe has no `{key}`")
     if recipe["task"] == "detect" and ("init" in recipe) == ("init_backbone" in recipe):
         raise EmoDetError(f"{path}: a detect recipe starts from `init` (a detector) or `init_backbone` (a classifier)")
+    if recipe.get("input", "colour") not in ("colour", "grey"):
+        raise EmoDetError(f"{path}: input must be colour or grey, not {recipe['input']!r}")
+    if not 0 <= float(recipe.get("soften", 0)) <= 1:
+        raise EmoDetError(f"{path}: soften is a share of the training images, 0 to 1, not {recipe['soften']}")
     return recipe
 
 
@@ -70,6 +75,15 @@ def train_classifier_recipe(recipe: dict, name: str | None = None) -> Path:
             from scripts import distill
             distill.main(distill_argv(step))
     torch_classifier.main(classifier_argv(recipe, out))
+    (out / "recipe.json").write_text(json.dumps(recipe, indent=1))
+    return out
+
+
+def average_recipe(recipe: dict, name: str | None = None) -> Path:
+    """A classifier averaged from two checkpoints (scripts.average, its `args` as options)."""
+    from scripts import average
+    out = RUNS_DIR / "torch" / (name or recipe["name"])
+    average.main(classifier_argv(recipe, out))
     (out / "recipe.json").write_text(json.dumps(recipe, indent=1))
     return out
 
@@ -141,6 +155,9 @@ def train_detector_recipe(recipe: dict, name: str | None = None, hours: float | 
     yaml_path = data_yaml(recipe, RUNS_DIR / "recipes" / name)
     init, freeze = detector_init(recipe, name)
     hyp = dict(recipe.get("hyp", {}))
+    if recipe.get("input") == "grey" or recipe.get("soften"):
+        trainer = ultra.photo_input_trainer(grey=recipe.get("input") == "grey", soften=float(recipe.get("soften", 0)),
+                                            base=trainer)
     ultra.train_detector(yaml_path, init, imgsz=recipe["imgsz"], name=name, time=hours or recipe.get("hours"),
                          freeze=freeze, seed=recipe.get("seed", 0), project=RUNS_DIR / "ultralytics",
                          trainer=trainer, **hyp)
@@ -167,6 +184,8 @@ def main(argv=None) -> int:
         recipe[key] = dict(recipe.get(key, {}), device=args.device)
     if recipe["task"] == "classify":
         run = train_classifier_recipe(recipe, args.name)
+    elif recipe["task"] == "average":
+        run = average_recipe(recipe, args.name)
     else:
         run = train_detector_recipe(recipe, args.name, args.hours)
     print(f"trained {run}")

@@ -205,6 +205,55 @@ def train_detector(data_yaml: Path, init: str | Path = "v8n", epochs: int | None
     return _best(Path(project) / name)
 
 
+INPUT_KEY = "emodet_input"  # checkpoint / ONNX metadata key: "grey" for a detector that sees grey images only
+
+
+def photo_input_loader(load, grey: bool, soften: float, sides: tuple[int, int], augment: bool, rng=None):
+    """An Ultralytics dataset's `load_image` (`load`: index -> image, original and resized (h, w)) whose images come
+    out grey (`grey`) and, when `augment` (training), softened with probability `soften` as if taken at a long
+    side drawn from `sides`."""
+    import random
+    from converters.crops import grey_bgr, softened
+    rng = rng or random
+
+    def load_image(i, *args, **kwargs):
+        im, hw0, hw = load(i, *args, **kwargs)
+        if augment and soften and rng.random() < soften:
+            im = softened(im, rng.randint(*sides))
+        return (grey_bgr(im) if grey else im), hw0, hw
+    return load_image
+
+
+def photo_input_trainer(grey: bool = False, soften: float = 0.0, soften_sides: tuple[int, int] = (96, 200),
+                        base=None):
+    """An Ultralytics DetectionTrainer class (subclassing `base`, default DetectionTrainer) whose images are turned
+    grey (training and validation: the detector is then used on grey input everywhere) and, with probability
+    `soften` per training image, softened as if taken at a long side drawn from `soften_sides`.
+    Why: in a mix of sources the sources differ in colour and sharpness as much as in their label mix (grey
+    160 px face photos mostly neutral or happy, sharp colour close-ups mostly angry or surprised); a detector
+    learns the source instead of the face, and calls a sharp colour smile angry."""
+    if base is None:
+        from ultralytics.models.yolo.detect import DetectionTrainer as base
+
+    class PhotoInputTrainer(base):
+        def build_dataset(self, img_path, mode="train", batch=None):
+            dataset = super().build_dataset(img_path, mode, batch)
+            # Mosaic draws its extra images through the same method; a RAM cache keeps the images as read
+            dataset.load_image = photo_input_loader(dataset.load_image, grey, soften, soften_sides, dataset.augment)
+            return dataset
+
+        def save_model(self):
+            super().save_model()
+            if grey:  # every checkpoint says what input it wants, so predict, eval and export follow it
+                import torch
+                for path in (self.last, self.best):
+                    if Path(path).exists():
+                        ck = torch.load(path, map_location="cpu", weights_only=False)
+                        torch.save(dict(ck, **{INPUT_KEY: "grey"}), path)
+
+    return PhotoInputTrainer
+
+
 def cpu_has_bf16() -> bool:
     """Whether this CPU runs bfloat16 natively (AVX-512 BF16 / AMX); elsewhere bf16 autocast is slower, not faster."""
     import torch
@@ -265,5 +314,20 @@ def train_detector_frozen_first(data_yaml: Path, init: Path, frozen_epochs: int,
 def export_onnx(weights: Path, imgsz: int, dynamic: bool = False) -> Path:
     """ONNX export beside the weights (input `imgsz`; `dynamic`: any input side, for several inference sizes)."""
     ul = ultralytics()
-    path = ul.YOLO(str(weights)).export(format="onnx", imgsz=imgsz, device="cpu", simplify=True, dynamic=dynamic)
-    return Path(path)
+    yolo = ul.YOLO(str(weights))
+    path = Path(yolo.export(format="onnx", imgsz=imgsz, device="cpu", simplify=True, dynamic=dynamic))
+    if (yolo.ckpt or {}).get(INPUT_KEY):  # the input the detector wants travels with it
+        set_onnx_metadata(path, {INPUT_KEY: yolo.ckpt[INPUT_KEY]})
+    return path
+
+
+def set_onnx_metadata(path: Path, values: dict[str, str]) -> None:
+    """Add (or replace) custom metadata entries of an ONNX model, in place."""
+    import onnx
+    model = onnx.load(str(path))
+    kept = [p for p in model.metadata_props if p.key not in values]
+    del model.metadata_props[:]
+    model.metadata_props.extend(kept)
+    for k, v in values.items():
+        model.metadata_props.add(key=k, value=str(v))
+    onnx.save(model, str(path))

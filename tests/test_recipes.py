@@ -28,11 +28,12 @@ def test_a_recipe_is_complete_and_its_options_are_known(path):
             from scripts.train_recipe import distill_argv
             d = distill_parser().parse_args(distill_argv(step))
             assert str(d.out).endswith(recipe["args"]["soft"])  # the recipe trains on what its step writes
-            names = {p.stem for p in RECIPES}
-            for teacher in step["teachers"]:  # a shipped model, or the run of another recipe here
-                parts = Path(teacher).parts
-                assert (PROJECT_ROOT / teacher).exists() and parts[0] == "weights" or \
-                    (parts[:2] == ("runs", "torch") and parts[2] in names), teacher
+            for teacher in step["teachers"]:
+                assert _made_here(teacher), teacher
+    elif recipe["task"] == "average":
+        from scripts.average import build_parser
+        args = build_parser().parse_args(classifier_argv(recipe, Path("/tmp/x")))
+        assert all(_made_here(str(m)) for m in args.models) and all(0 <= m <= 1 for m in args.mix)
     else:
         from scripts.ultra import defaults
         known = set(defaults("detect")) | {"cls", "cls_pw", "scale", "close_mosaic", "lr0", "batch", "workers",
@@ -40,6 +41,13 @@ def test_a_recipe_is_complete_and_its_options_are_known(path):
         assert set(recipe.get("hyp", {})) <= known
         assert (PROJECT_ROOT / (recipe.get("init") or recipe["init_backbone"])).suffix == ".pt"
         assert all("path" in e for e in recipe["train"] + recipe["val"])
+
+
+def _made_here(checkpoint: str) -> bool:
+    """A shipped model, or the run of another recipe here (which names the command that makes it)."""
+    parts = Path(checkpoint).parts
+    return (PROJECT_ROOT / checkpoint).exists() and parts[0] == "weights" or \
+        (parts[:2] == ("runs", "torch") and parts[2] in {p.stem for p in RECIPES})
 
 
 def test_a_recipe_without_its_task_fields_is_refused(tmp_path):

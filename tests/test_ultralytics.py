@@ -327,3 +327,60 @@ def test_extra_sizes_travel_in_the_checkpoint_and_the_dynamic_onnx(pipeline, tmp
     image = cv2.imread(str(sorted((pipeline["root"] / "data" / "yolo" / "val").glob("*.jpg"))[0]))
     a, b = torch_det(image, 0.001, 0.7), onnx_det(image, 0.001, 0.7)
     assert len(a) == len(b) and np.allclose(a[:5, 1], b[:5, 1], atol=1e-3)
+
+
+def test_a_grey_recipe_trains_a_detector_that_sees_grey_in_predict_eval_and_onnx(pipeline, tmp_path, monkeypatch):
+    """`input: grey`: the run's checkpoints say so, the ONNX export carries it, and both runtimes drop colour
+    before the network (a colour photo and its grey copy give the same detections); a colour detector does not."""
+    import cv2
+    import yaml
+    from converters.crops import grey_bgr
+    from scripts import export, train_recipe
+    from scripts.detectors import load_detector
+    monkeypatch.setattr(train_recipe, "PROJECT_ROOT", tmp_path)
+    monkeypatch.setattr(train_recipe, "RUNS_DIR", tmp_path / "runs")
+    (tmp_path / "a").symlink_to(pipeline["root"] / "data" / "yolo" / "train")
+    recipe = dict(name="grey", task="detect", init=str(pipeline["det"]), imgsz=96, input="grey", soften=0.5,
+                  train=[dict(path="a")], val=[dict(path="a")], hyp=dict(epochs=1, batch=8, workers=0, plots=False))
+    (tmp_path / "grey.yaml").write_text(yaml.safe_dump(recipe))
+    assert train_recipe.main(["--recipe", str(tmp_path / "grey.yaml")]) == 0
+    weights = tmp_path / "runs" / "ultralytics" / "grey" / "weights"
+    for name in ("best.pt", "last.pt"):
+        assert torch.load(weights / name, map_location="cpu", weights_only=False)[ultra.INPUT_KEY] == "grey"
+    assert export.main([str(weights / "best.pt")]) == 0
+    image = cv2.imread(str(sorted((pipeline["root"] / "data" / "yolo" / "val").glob("*.jpg"))[0]))
+    image = cv2.resize(image, (96, 96))  # at the input size: the letterbox copies it (no resampling to round)
+    image[..., 2] = 255 - image[..., 2]  # a colour photo: grey would change it
+
+    def every_anchor(det, img):  # boxes and class scores of every anchor, before any threshold
+        boxes, _, _, scores = det.candidates(img, det.imgsz, 0.0)
+        return np.c_[boxes, scores]
+
+    def network_input(det, img):  # what the network itself is given
+        seen, plain = [], det.raw
+        det.raw = lambda x: (seen.append(x), plain(x))[1]
+        det(img, 0.25, 0.7)
+        det.raw = plain
+        return seen[0][0]
+    for det in (load_detector(weights / "best.pt"), load_detector(weights / "best.onnx", threads=1)):
+        assert det.grey and det.imgsz == 96
+        x = network_input(det, image)
+        assert np.array_equal(x[0], x[1]) and np.array_equal(x[1], x[2])
+        assert np.allclose(every_anchor(det, image), every_anchor(det, grey_bgr(image)), atol=1e-5)
+    colour = load_detector(pipeline["det"])
+    x = network_input(colour, image)
+    assert not colour.grey and np.abs(x[0] - x[2]).max() > 0.5
+
+
+def test_a_recipe_with_an_unknown_input_or_soften_is_refused(tmp_path):
+    import yaml
+    from converters.errors import EmoDetError
+    from scripts.train_recipe import load_recipe
+    base = dict(name="x", task="detect", init="x.pt", imgsz=96, train=[], val=[])
+    for extra, message in ((dict(input="hsv"), "input must be colour or grey, not 'hsv'"),
+                           (dict(soften=2), "soften is a share of the training images, 0 to 1, not 2")):
+        (tmp_path / "r.yaml").write_text(yaml.safe_dump(base | extra))
+        with pytest.raises(EmoDetError, match=message):
+            load_recipe(tmp_path / "r.yaml")
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(base | dict(input="grey", soften=0.5)))
+    assert load_recipe(tmp_path / "r.yaml")["input"] == "grey"
