@@ -30,41 +30,80 @@ def export_torch_classifier(weights: Path, out: Path | None = None, opset: int =
     return out
 
 
-def quantize_classifier(onnx_path: Path, faces: np.ndarray, out: Path | None = None) -> Path:
-    """Static int8 (QDQ, per-channel) copy of an exported FER classifier, calibrated on `faces` (uint8 (N, S, S),
-    training faces: never the split it is scored on). CPUs with VNNI run int8 convolutions several times faster;
-    the metadata (names, preprocessing) is carried over so every loader treats it like the float model."""
+def quantized_copy(onnx_path: Path, batches: list[np.ndarray], out: Path, exclude: tuple[str, ...] = ()) -> Path:
+    """Static int8 (QDQ, per-channel) copy of an ONNX model, calibrated on `batches` (inputs as the model takes
+    them, from training data: never the split it is scored on), with the nodes named in `exclude` kept in float.
+    CPUs with VNNI run int8 convolutions several times faster; the metadata (names, preprocessing, input) is
+    carried over so every loader treats it like the float model."""
     import onnx
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
-    from scripts.torch_classifier import centre_crop
     source = onnx.load(str(onnx_path))
     meta = {p.key: p.value for p in source.metadata_props}
-    prep = json.loads(meta["preprocess"])
-    x = (faces.astype(np.float32) / 255.0 - prep["mean"]) / prep["std"]
-    x = centre_crop(x[:, None], prep["input_size"])
     name = source.graph.input[0].name
 
-    class Faces(CalibrationDataReader):
+    class Batches(CalibrationDataReader):
         def __init__(self):
-            self.batches = iter(np.array_split(x, max(1, len(x) // 32)))
+            self.batches = iter(batches)
 
         def get_next(self):
             batch = next(self.batches, None)
             return None if batch is None else {name: np.ascontiguousarray(batch)}
 
-    out = Path(out or Path(onnx_path).with_name(Path(onnx_path).stem + "-int8.onnx"))
+    out = Path(out)
     prepared = out.with_suffix(".pre.onnx")
     quant_pre_process(str(onnx_path), str(prepared), skip_symbolic_shape=True)
-    quantize_static(str(prepared), str(out), Faces(), quant_format=QuantFormat.QDQ, per_channel=True,
-                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    quantize_static(str(prepared), str(out), Batches(), quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, nodes_to_exclude=list(exclude))
     prepared.unlink()
     proto = onnx.load(str(out))
+    kept = {p.key for p in proto.metadata_props}
     for key, value in meta.items():
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = key, value
+        if key not in kept:
+            entry = proto.metadata_props.add()
+            entry.key, entry.value = key, value
     onnx.save(proto, str(out))
     return out
+
+
+def int8_name(onnx_path: Path) -> Path:
+    return Path(onnx_path).with_name(Path(onnx_path).stem + "-int8.onnx")
+
+
+def quantize_classifier(onnx_path: Path, faces: np.ndarray, out: Path | None = None) -> Path:
+    """quantized_copy of an exported FER classifier, calibrated on `faces` (uint8 (N, S, S) training faces)."""
+    import onnx
+    from scripts.torch_classifier import centre_crop
+    meta = {p.key: p.value for p in onnx.load(str(onnx_path)).metadata_props}
+    prep = json.loads(meta["preprocess"])
+    x = (faces.astype(np.float32) / 255.0 - prep["mean"]) / prep["std"]
+    x = centre_crop(x[:, None], prep["input_size"])
+    return quantized_copy(onnx_path, np.array_split(x, max(1, len(x) // 32)), out or int8_name(onnx_path))
+
+
+def detector_head_tail(onnx_path: Path) -> tuple[str, ...]:
+    """The nodes of an Ultralytics detector's last module that decode boxes and scores (DFL, anchors, strides,
+    sigmoid, concatenations), left out of int8: box coordinates in pixels and the scores' last digits are what
+    the mAP is made of, and those few nodes cost nothing next to the convolutions."""
+    import onnx
+    names = [n.name for n in onnx.load(str(onnx_path)).graph.node]
+    last = max(int(n.split("/")[1].split(".")[1]) for n in names if n.startswith("/model."))
+    return tuple(n for n in names if n.startswith(f"/model.{last}/") and "/cv" not in n)
+
+
+def quantize_detector(onnx_path: Path, images: list[Path], out: Path | None = None) -> Path:
+    """quantized_copy of an exported detector, calibrated on `images` (training photos) fed as predict feeds them."""
+    import cv2
+    from scripts.detectors import load_detector
+    det = load_detector(onnx_path, threads=1)
+    seen = []
+    det.raw = lambda x: seen.append(x) or np.zeros((4 + 1, 0), np.float32)
+    for path in images:
+        image = cv2.imread(str(path))
+        if image is None:
+            raise EmoDetError(f"{path}: not an image (calibration)")
+        det(image, 0.25, 0.7)
+    return quantized_copy(onnx_path, seen, out or int8_name(onnx_path), detector_head_tail(onnx_path))
 
 
 def slim_checkpoint(src: Path, dst: Path) -> Path:
@@ -93,11 +132,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--extra-sizes", type=int, nargs="+", default=None, metavar="PX",
                    help="Ultralytics detectors: also run at these input sizes, candidates merged before NMS; recorded "
                         "in the .pt and its (dynamic) .onnx, so predict, eval and the app use them")
-    p.add_argument("--ship", default=None, help="torch classifier: also write weights/<SHIP>.pt (slim) and .onnx")
+    p.add_argument("--ship", default=None, help="also write weights/<SHIP>.pt (torch classifiers: slim) and its .onnx")
     p.add_argument("--int8", action="store_true",
-                   help="torch classifier: also write <name>-int8.onnx, calibrated on training faces of --calib")
+                   help="also write <name>-int8.onnx, calibrated on the training data of --calib")
     p.add_argument("--calib", type=Path, default=None,
-                   help="HDF5 table whose Training faces calibrate --int8 (default: the FER2013 conversion)")
+                   help="classifiers: HDF5 table whose Training faces calibrate --int8 (default: the FER2013 "
+                        "conversion); detectors: a folder of training photos or a list of them (e.g. a recipe's "
+                        "runs/recipes/<name>/train.txt), of which 64 are drawn")
     return p
 
 
@@ -110,6 +151,22 @@ def calibration_faces(table: Path, n: int = 1024, seed: int = 0) -> np.ndarray:
         pixels = f["Training_pixel"]
         idx = np.sort(np.random.default_rng(seed).choice(len(pixels), min(n, len(pixels)), replace=False))
         return pixels[idx].reshape(-1, 48, 48)
+
+
+def calibration_images(source: Path | None, n: int = 64, seed: int = 0) -> list[Path]:
+    """`n` training photos drawn (seeded) from a folder of images or a text file listing them, one per line."""
+    import random
+    if source is None:
+        raise EmoDetError("--int8 for a detector: name its training photos with --calib FOLDER or --calib LIST.txt")
+    if Path(source).is_dir():
+        paths = sorted(p for p in Path(source).iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    elif Path(source).is_file():
+        paths = sorted({Path(line.strip()) for line in Path(source).read_text().splitlines() if line.strip()})
+    else:
+        raise EmoDetError(f"{source}: no such folder or list of training photos")
+    if not paths:
+        raise EmoDetError(f"{source}: no images to calibrate on")
+    return sorted(random.Random(seed).sample(paths, min(n, len(paths))))
 
 
 def _trained_imgsz(checkpoint: dict) -> int:
@@ -137,15 +194,24 @@ def main(argv=None) -> int:
                 from converters.settings import FER2013_TABLE
                 calib = calibration_faces(args.calib or FER2013_TABLE)
                 print(f"{out} -> {quantize_classifier(out, calib)} (int8, calibrated on {len(calib)} training faces)")
-        elif args.extra_sizes:
-            from scripts.detectors import SCALES_KEY
-            sizes = ",".join(map(str, args.extra_sizes))
-            torch.save(dict(ck, **{SCALES_KEY: sizes}), w)  # the .pt carries them too
-            out = ultra.export_onnx(w, args.imgsz or _trained_imgsz(ck), dynamic=True)
-            ultra.set_onnx_metadata(out, {SCALES_KEY: sizes})
-            print(f"{w} -> {out} (dynamic input; extra inference sizes {sizes} recorded in both files)")
         else:
-            print(f"{w} -> {ultra.export_onnx(w, args.imgsz or _trained_imgsz(ck))}")
+            if args.ship:
+                import shutil
+                from converters.settings import WEIGHTS_DIR
+                w = Path(shutil.copyfile(w, WEIGHTS_DIR / f"{args.ship}.pt"))
+            if args.extra_sizes:
+                from scripts.detectors import SCALES_KEY
+                sizes = ",".join(map(str, args.extra_sizes))
+                torch.save(dict(ck, **{SCALES_KEY: sizes}), w)  # the .pt carries them too
+                out = ultra.export_onnx(w, args.imgsz or _trained_imgsz(ck), dynamic=True)
+                ultra.set_onnx_metadata(out, {SCALES_KEY: sizes})
+                print(f"{w} -> {out} (dynamic input; extra inference sizes {sizes} recorded in both files)")
+            else:
+                out = ultra.export_onnx(w, args.imgsz or _trained_imgsz(ck))
+                print(f"{w} -> {out}")
+            if args.int8:
+                images = calibration_images(args.calib)
+                print(f"{out} -> {quantize_detector(out, images)} (int8, calibrated on {len(images)} training photos)")
     return 0
 
 

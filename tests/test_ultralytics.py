@@ -384,3 +384,36 @@ def test_a_recipe_with_an_unknown_input_or_soften_is_refused(tmp_path):
             load_recipe(tmp_path / "r.yaml")
     (tmp_path / "r.yaml").write_text(yaml.safe_dump(base | dict(input="grey", soften=0.5)))
     assert load_recipe(tmp_path / "r.yaml")["input"] == "grey"
+
+
+def test_an_int8_detector_copy_keeps_its_metadata_and_tracks_the_float_one(pipeline, tmp_path):
+    """export --int8 on a detector: calibrated on training photos, its decoding tail left in float; loads with the
+    float export's input size and names and gives nearly the same boxes and scores on photos it was not
+    calibrated on."""
+    import shutil
+    import cv2
+    import onnx
+    from scripts import export
+    from scripts.detectors import load_detector
+    w = tmp_path / "det.pt"
+    shutil.copy(pipeline["det"], w)
+    yolo = pipeline["root"] / "data" / "yolo"
+    assert export.main([str(w), "--int8", "--calib", str(yolo / "train")]) == 0
+    q = tmp_path / "det-int8.onnx"
+    ops = [n.op_type for n in onnx.load(str(q)).graph.node]
+    assert ops.count("QuantizeLinear") > 10 and q.stat().st_size < w.with_suffix(".onnx").stat().st_size
+    graph = onnx.load(str(q)).graph
+    dequantized = {o for n in graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    convs = {n.name: n for n in graph.node if n.op_type == "Conv"}
+    dfl = [name for name in export.detector_head_tail(w.with_suffix(".onnx")) if name.endswith("dfl/conv/Conv")]
+    assert dfl and convs[dfl[0]].input[1] not in dequantized  # the box decoder's weights stay float
+    assert sum(c.input[1] in dequantized for c in convs.values()) > 10  # the network's are int8
+    ref, int8 = load_detector(w.with_suffix(".onnx"), threads=1), load_detector(q, threads=1)
+    assert (int8.imgsz, int8.names, int8.grey) == (ref.imgsz, ref.names, ref.grey)
+    for path in sorted((yolo / "val").glob("*.jpg"))[:3]:
+        image = cv2.imread(str(path))
+        a, b = (det.candidates(image, det.imgsz, 0.0) for det in (ref, int8))
+        assert np.median(np.abs(a[0] - b[0])) < 2.0  # boxes in pixels
+        assert np.corrcoef(a[3].ravel(), b[3].ravel())[0, 1] > 0.9  # class scores
+    with pytest.raises(Exception, match="--calib"):
+        export.main([str(w), "--int8"])
