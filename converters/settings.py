@@ -13,7 +13,7 @@ DEFAULT_CLASSIFIER = WEIGHTS_DIR / "faces-vggc.onnx"
 # the FER classifier whose layers initialise the one-stage emotion detector (the vggdet backbone, cfg/vggdet.yaml)
 FER2013_BACKBONE = WEIGHTS_DIR / "fer2013-vggdet-cls.pt"
 # the default one-stage emotion detector of predict/eval/export: trained for real photos (cfg/recipes/real-det.yaml)
-DEFAULT_DETECTOR = WEIGHTS_DIR / "real-det.onnx"
+DEFAULT_DETECTOR = WEIGHTS_DIR / "real-det-int8.onnx"
 RUNS_DIR = PROJECT_ROOT / "runs"
 # `make convert-fer2013`'s FER2013 table (every split; ids f<csv row>): classifier training, evaluation, distillation
 FER2013_TABLE = DATA_DIR / "fer2013" / "table" / "fer2013.h5"

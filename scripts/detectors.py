@@ -159,6 +159,9 @@ class OnnxDetector(LetterboxDetector):
         meta = self.sess.get_modelmeta().custom_metadata_map
         self.dynamic = not isinstance(shape[-1], int)
         trained = _sizes(str(meta.get("imgsz", "")).strip("[]").split(",")[0]) if meta.get("imgsz") else ()
+        if not self.dynamic and imgsz and imgsz != shape[-1]:
+            raise EmoDetError(f"{path}: exported for {shape[-1]} px input, not {imgsz}; use the .pt, or export it "
+                              "with a dynamic input (python -m scripts.export <weights>.pt --extra-sizes ...)")
         self.imgsz = checked_imgsz(imgsz or (trained[0] if trained else 256), path) if self.dynamic else shape[-1]
         self.names = _names_from_metadata(meta.get("names"))
         self.grey = meta.get(INPUT_KEY) == "grey"

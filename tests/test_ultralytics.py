@@ -417,3 +417,17 @@ def test_an_int8_detector_copy_keeps_its_metadata_and_tracks_the_float_one(pipel
         assert np.corrcoef(a[3].ravel(), b[3].ravel())[0, 1] > 0.9  # class scores
     with pytest.raises(Exception, match="--calib"):
         export.main([str(w), "--int8"])
+
+
+def test_a_fixed_size_onnx_detector_refuses_another_input_size_in_one_line(pipeline, tmp_path):
+    """A static ONNX export runs at its own size only: asking for another is an error, not silently ignored."""
+    import shutil
+    from converters.errors import EmoDetError
+    from scripts import export
+    from scripts.detectors import load_detector
+    w = tmp_path / "det.pt"
+    shutil.copy(pipeline["det"], w)
+    assert export.main([str(w)]) == 0
+    assert load_detector(w.with_suffix(".onnx")).imgsz == load_detector(w.with_suffix(".onnx"), 128).imgsz == 128
+    with pytest.raises(EmoDetError, match="exported for 128 px input, not 160"):
+        load_detector(w.with_suffix(".onnx"), 160)
