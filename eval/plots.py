@@ -128,9 +128,28 @@ def contact_sheet(images: list[np.ndarray], thumb: int = 240, columns: int | Non
         x0 = c * thumb + (thumb - small.shape[1]) // 2
         sheet[y0:y0 + small.shape[0], x0:x0 + small.shape[1]] = small if small.ndim == 3 else small[..., None]
         if captions:
-            cv2.putText(sheet, captions[k][:34], (c * thumb + 4, r * (thumb + cap_h) + thumb + 13),
-                        cv2.FONT_HERSHEY_SIMPLEX, 0.4, (230, 230, 230), 1, cv2.LINE_AA)
+            cv2.putText(sheet, fitted_caption(captions[k], thumb - 8),
+                        (c * thumb + 4, r * (thumb + cap_h) + thumb + 13),
+                        cv2.FONT_HERSHEY_SIMPLEX, CAPTION_SCALE, (230, 230, 230), 1, cv2.LINE_AA)
     return sheet
+
+
+CAPTION_SCALE = 0.4  # OpenCV's simplex font at this scale: about 7 px a character
+
+
+def fitted_caption(text: str, width: int) -> str:
+    """`text` as drawn in `width` pixels: whole if it fits, else its start and end around an ellipsis (a photo's
+    name differs at its end as often as at its start, e.g. a camera's counter before the extension)."""
+    import cv2
+
+    def fits(t: str) -> bool:
+        return cv2.getTextSize(t, cv2.FONT_HERSHEY_SIMPLEX, CAPTION_SCALE, 1)[0][0] <= width
+    if fits(text):
+        return text
+    keep = len(text)
+    while keep > 2 and not fits(f"{text[:keep - keep // 2]}..{text[len(text) - keep // 2:]}"):
+        keep -= 1
+    return f"{text[:keep - keep // 2]}..{text[len(text) - keep // 2:]}"
 
 
 def plot_folds(per_fold: list[dict], names: dict, path: Path, title: str) -> Path:
