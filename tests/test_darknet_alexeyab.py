@@ -218,13 +218,16 @@ def test_detector_map_and_our_evaluator_give_the_same_map(sample_sets, tmp_path,
     entries = read_data_file(yolo / "emotion.data")
     (seen / "emotion.data").write_text(data_file_text(dict(entries, train=entries["valid"])))
     n = darknet.list_length(entries["valid"])
-    cfg, weights = darknet.train_detector(seen, tmp_path / "det", None, 200 * 4 / n, 96, 4, learning_rate=0.002,
-                                          map_chart=False, burn_in=20)
-    data_file = tmp_path / "det" / "emotion.data"
-    pred = darknet.detector_test(cfg, weights, data_file, tmp_path / "det")
+    for attempt in range(3):  # Darknet seeds its augmentation from the clock: now and then 200 updates find nothing
+        run = tmp_path / f"det{attempt}"
+        cfg, weights = darknet.train_detector(seen, run, None, 200 * 4 / n, 96, 4, learning_rate=0.002,
+                                              map_chart=False, burn_in=20)
+        theirs = darknet.detector_map(cfg, weights, run / "emotion.data", run)
+        if theirs["map50"] > 0.005:
+            break
+    assert theirs["map50"] > 0.005, "the detector found nothing in three fits: no cross-check possible"
+    pred = darknet.detector_test(cfg, weights, run / "emotion.data", run)
     ours = evaluate_folders(yolo / "val", pred, "darknet", yolo / "emotion.names", map_view=True)
-    theirs = darknet.detector_map(cfg, weights, data_file, tmp_path / "det")
-    assert theirs["map50"] > 0.005, "the detector found nothing: no cross-check possible"
     assert abs(ours["map50"] - theirs["map50"]) <= 0.001, (ours["map50"], theirs["map50"])
     assert (ours["tp"], ours["fp"], ours["fn"]) == (theirs["tp"], theirs["fp"], theirs["fn"])
     if "precision" in theirs:  # Darknet prints -nan for a precision of no boxes above 0.25
