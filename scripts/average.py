@@ -13,8 +13,6 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
-
 from converters.errors import EmoDetError, run_cli
 from converters.settings import FER2013_TABLE
 
@@ -32,17 +30,6 @@ def averaged(a: dict, b: dict, share: float) -> dict:
     model = {k: (a["model"][k].float() * (1 - share) + v.float() * share).to(v.dtype) if v.is_floating_point() else v
              for k, v in b["model"].items()}
     return dict(b, model=model)
-
-
-def selection_score(logits_val: np.ndarray, y_val: np.ndarray, logits_sel: np.ndarray | None, y_sel, classes) -> dict:
-    """PublicTest top-1, and with a second validation set (mean of) it and that set's macro recall: the score a
-    fine-tune with --select-extra is selected by."""
-    from scripts.torch_classifier import macro_recall
-    top1 = float((logits_val.argmax(1) == y_val).mean())
-    if logits_sel is None:
-        return dict(val_top1=top1, score=top1)
-    extra = macro_recall(logits_sel, y_sel, classes)
-    return dict(val_top1=top1, extra_macro_recall=extra, score=(top1 + extra) / 2)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -66,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     import torch
-    from scripts.torch_classifier import load_split, predict_logits, supported_classes
+    from scripts.torch_classifier import load_split, predict_logits, selection_score, supported_classes
     from scripts.torch_models import model_from_checkpoint
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -77,18 +64,20 @@ def main(argv=None) -> int:
             raise EmoDetError(f"{path}: no such checkpoint (its recipe names the command that makes it)")
     base, tuned = (torch.load(p, map_location="cpu", weights_only=False) for p in args.models)
     x_val, y_val = load_split(args.data, "val")
-    sel = (*load_split(args.select_extra, "val"), supported_classes(args.select_extra, args.min_support)) \
-        if args.select_extra else None
+    x_sel = y_sel = classes = None
+    if args.select_extra:
+        x_sel, y_sel = load_split(args.select_extra, "val")
+        classes = supported_classes(args.select_extra, args.min_support)
     sweep, best = [], None
     for share in args.mix:
         ck = averaged(base, tuned, share)
         model, prep, _, _ = model_from_checkpoint(ck, args.out)
         for tta in args.tta:
-            logits_sel = predict_logits(model, sel[0], prep, tta) if sel else None
+            logits_sel = predict_logits(model, x_sel, prep, tta) if args.select_extra else None
             row = dict(mix=share, tta=tta, **selection_score(predict_logits(model, x_val, prep, tta), y_val,
-                                                             logits_sel, *(sel[1:] if sel else (None, None))))
+                                                             logits_sel, y_sel, classes))
             sweep.append(row)
-            extra = f"  val macro recall {row['extra_macro_recall']:.4f}" if sel else ""
+            extra = f"  val macro recall {row['extra_macro_recall']:.4f}" if args.select_extra else ""
             print(f"mix {share:.2f} tta {tta:5s}: PublicTest top-1 {row['val_top1']:.4f}{extra}  "
                   f"selection {row['score']:.4f}", flush=True)
             if best is None or row["score"] > best[0]["score"]:

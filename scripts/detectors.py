@@ -93,13 +93,18 @@ class LetterboxDetector:
         """(n, 6) class, score, x1, y1, x2, y2 in pixels of `image`, best first."""
         return self.with_scores(image, conf, iou)[0]
 
+    def network_input(self, image: np.ndarray, size: int) -> tuple[np.ndarray, tuple[float, float], tuple[int, int]]:
+        """(the (1, 3, size, size) RGB float input the network is given for `image`, the letterbox's scale and
+        padding): letterboxed, grey where the detector was trained on grey."""
+        padded, scale, pad = letterbox(image, size)
+        if self.grey:
+            padded = grey_bgr(padded)
+        return np.ascontiguousarray(padded[:, :, ::-1].transpose(2, 0, 1)[None], dtype=np.float32) / 255.0, scale, pad
+
     def candidates(self, image: np.ndarray, size: int, conf: float):
         """(boxes x, y, w, h in pixels of `image`, class, score, class scores) of every anchor at >= conf, with
         the image letterboxed to `size`."""
-        padded, (sx, sy), (left, top) = letterbox(image, size)
-        if self.grey:
-            padded = grey_bgr(padded)
-        x = np.ascontiguousarray(padded[:, :, ::-1].transpose(2, 0, 1)[None], dtype=np.float32) / 255.0
+        x, (sx, sy), (left, top) = self.network_input(image, size)
         out = self.raw(x)
         if self.flip:
             out = flip_averaged(out, self.raw(np.ascontiguousarray(x[..., ::-1])), size)

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from converters.errors import EmoDetError, run_cli
+from scripts.ultra import set_onnx_metadata
 
 
 def export_torch_classifier(weights: Path, out: Path | None = None, opset: int = 17) -> Path:
@@ -56,13 +57,7 @@ def quantized_copy(onnx_path: Path, batches: list[np.ndarray], out: Path, exclud
     quantize_static(str(prepared), str(out), Batches(), quant_format=QuantFormat.QDQ, per_channel=True,
                     activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, nodes_to_exclude=list(exclude))
     prepared.unlink()
-    proto = onnx.load(str(out))
-    kept = {p.key for p in proto.metadata_props}
-    for key, value in meta.items():
-        if key not in kept:
-            entry = proto.metadata_props.add()
-            entry.key, entry.value = key, value
-    onnx.save(proto, str(out))
+    set_onnx_metadata(out, meta)
     return out
 
 
@@ -96,14 +91,13 @@ def quantize_detector(onnx_path: Path, images: list[Path], out: Path | None = No
     import cv2
     from scripts.detectors import load_detector
     det = load_detector(onnx_path, threads=1)
-    seen = []
-    det.raw = lambda x: seen.append(x) or np.zeros((4 + 1, 0), np.float32)
+    batches = []
     for path in images:
         image = cv2.imread(str(path))
         if image is None:
             raise EmoDetError(f"{path}: not an image (calibration)")
-        det(image, 0.25, 0.7)
-    return quantized_copy(onnx_path, seen, out or int8_name(onnx_path), detector_head_tail(onnx_path))
+        batches.append(det.network_input(image, det.imgsz)[0])
+    return quantized_copy(onnx_path, batches, out or int8_name(onnx_path), detector_head_tail(onnx_path))
 
 
 def slim_checkpoint(src: Path, dst: Path) -> Path:
@@ -204,7 +198,7 @@ def main(argv=None) -> int:
                 sizes = ",".join(map(str, args.extra_sizes))
                 torch.save(dict(ck, **{SCALES_KEY: sizes}), w)  # the .pt carries them too
                 out = ultra.export_onnx(w, args.imgsz or _trained_imgsz(ck), dynamic=True)
-                ultra.set_onnx_metadata(out, {SCALES_KEY: sizes})
+                set_onnx_metadata(out, {SCALES_KEY: sizes})
                 print(f"{w} -> {out} (dynamic input; extra inference sizes {sizes} recorded in both files)")
             else:
                 out = ultra.export_onnx(w, args.imgsz or _trained_imgsz(ck))

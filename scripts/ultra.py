@@ -246,10 +246,10 @@ def photo_input_trainer(grey: bool = False, soften: float = 0.0, soften_sides: t
             super().save_model()
             if grey:  # every checkpoint says what input it wants, so predict, eval and export follow it
                 import torch
-                for path in (self.last, self.best):
-                    if Path(path).exists():
-                        ck = torch.load(path, map_location="cpu", weights_only=False)
-                        torch.save(dict(ck, **{INPUT_KEY: "grey"}), path)
+                # last.pt is written every epoch, best.pt in the epochs that improve (Ultralytics' own condition)
+                for path in [self.last] + ([self.best] if self.best_fitness == self.fitness else []):
+                    ck = torch.load(path, map_location="cpu", weights_only=False)
+                    torch.save(dict(ck, **{INPUT_KEY: "grey"}), path)
 
     return PhotoInputTrainer
 

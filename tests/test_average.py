@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from converters.errors import EmoDetError
-from scripts.average import averaged, main, selection_score
+from scripts.average import averaged, main
+from scripts.torch_classifier import selection_score
 
 
 def _checkpoint(seed: int, arch: str = "fertiny") -> dict:
