@@ -71,8 +71,8 @@ def _engine(path: str, mtime: float) -> dict:
     info["gpu"] = bool(flags.get("GPU")) if flags else b"libcudart" in data  # a CUDA build links the runtime
     extras = "+".join(k for k in ("AVX", "OPENMP", "GPU", "CUDNN", "OPENCV") if flags.get(k)) or \
         ("one thread" if info["flavour"] == "pjreddie" else "build flags unknown")
-    if any(p.get("applied") for p in info.get("patches", [])):
-        extras += " +topk fix"
+    # builds recorded before fixes had names carried only the top-k one
+    extras += "".join(f" +{p.get('name', 'topk fix')}" for p in info.get("patches", []) if p.get("applied"))
     name = {"alexeyab": "AlexeyAB Darknet", "hank": "Hank.ai Darknet", "pjreddie": "pjreddie Darknet"}[info["flavour"]]
     return dict(info, path=str(binary), label=f"{name} {info['commit']} ({extras}; {binary})")
 

@@ -160,6 +160,113 @@ def test_topk_measured_mid_training_does_not_end_the_training(sample_sets, tmp_p
     assert [r["iteration"] for r in rows if r.get("topk")] == ["100", "120"]
 
 
+def _updates(binary: Path, setup: dict, init: Path, steps: int, name: str, monkeypatch) -> tuple[np.ndarray, list]:
+    """(every stored value, the logged losses) after `steps` updates from `init`, trained by `binary`."""
+    run = setup["dir"] / name
+    run.mkdir()
+    cfg = run / "small.cfg"
+    cfg.write_text(setup["cfg_text"].replace("max_batches=1\n", f"max_batches={steps}\n"))
+    data_file = run / "one.data"
+    data_file.write_text(f"classes=7\ntrain={setup['list']}\nvalid={setup['list']}\nlabels={setup['labels']}\n"
+                         f"backup={run}\ntop=2\n")
+    monkeypatch.setenv("DARKNET", str(binary))
+    log = darknet.run_darknet(["classifier", "train", data_file, cfg, init, "-clear", "-dont_show"], run,
+                              run / "train.log")
+    losses = [float(r["loss"]) for r in darknet.training_rows(log)]
+    return read_weights(darknet.final_weights(run, cfg.stem))[1], losses
+
+
+def _shift_and_weight_parts(cfg_text: str) -> tuple[np.ndarray, np.ndarray]:
+    """Masks over a small classifier's stored values: batch-norm shifts (biases of BN layers), and everything an
+    update changes the same way in both engines (biases, scales, weights; not the rolling mean and variance,
+    which AlexeyAB averages with momentum 0.9 and pjreddie with 0.99)."""
+    shifts, same = [], []
+    sections = parse_cfg(cfg_text)
+    for layer, (kind, opt) in zip(layer_shapes(sections), sections[1:]):
+        n, floats = int(opt.get("filters", 0)), layer["floats"]
+        if not floats:
+            continue
+        bn = int(opt.get("batch_normalize", 0))
+        same += [1] * n + ([1] * n + [0] * (2 * n) if bn else []) + [1] * (floats - n - 3 * n * bn)
+        shifts += [bn] * n + [0] * (floats - n)
+    return np.array(shifts, bool), np.array(same, bool)
+
+
+@pytest.fixture
+def one_face_training(sample_sets, tmp_path, monkeypatch):
+    """A small classifier trained on one mirror-symmetric face (pjreddie's 2018 loader flips every other image
+    whatever the cfg says), no augmentation, a constant rate and no momentum: each update is the gradient alone.
+    The start is the engine's own random initialisation, saved by a zero-rate run."""
+    import cv2
+    data = sample_sets / "darknet" / "48"
+    face = cv2.imread(Path(data / "train.list").read_text().split()[0])
+    half = face.shape[1] // 2
+    face[:, face.shape[1] - half:] = face[:, :half][:, ::-1]
+    cv2.imwrite(str(tmp_path / "r0_happy.png"), face)
+    (tmp_path / "one.list").write_text(f"{tmp_path / 'r0_happy.png'}\n")
+    cfg = darknet.render_cfg("emotion-classifier", tmp_path / "small.cfg", batch=1, size=48, max_crop=48,
+                             learning_rate=0.1, max_batches=1, classes=7)
+    fixed = dict(policy="constant", momentum=0, angle=0, hue=0, saturation=1, exposure=1, flip=0)
+    text = "\n".join(f"{line.split('=')[0]}={fixed[line.split('=')[0]]}" if line.split("=")[0] in fixed else line
+                     for line in cfg.read_text().splitlines()) + "\n"
+    setup = dict(dir=tmp_path, list=tmp_path / "one.list", labels=data / "labels.txt", cfg_text=text)
+    run = tmp_path / "start"
+    run.mkdir()
+    (run / "small.cfg").write_text(text.replace("learning_rate=0.1\n", "learning_rate=0\n"))
+    (run / "one.data").write_text(f"classes=7\ntrain={setup['list']}\nvalid={setup['list']}\n"
+                                  f"labels={setup['labels']}\nbackup={run}\ntop=2\n")
+    monkeypatch.setenv("DARKNET", str(BUILT))
+    darknet.run_darknet(["classifier", "train", run / "one.data", run / "small.cfg", "-dont_show"], run,
+                        run / "train.log")
+    return dict(setup, init=darknet.final_weights(run, "small"))
+
+
+PJREDDIE = Path("/usr/bin/darknet")
+
+
+def _pjreddie() -> Path | None:
+    return PJREDDIE if PJREDDIE.exists() and darknet.engine(PJREDDIE)["flavour"] == "pjreddie" else None
+
+
+@needs_build
+def test_cpu_training_learns_the_batch_norm_shifts_as_pjreddie_does(one_face_training, monkeypatch):
+    """AlexeyAB's CPU backward pass left out the batch-norm shift gradient (its GPU one has it): the build's fix
+    (scripts/darknet_build.PATCHES). One update from the same start: the shifts move, and where pjreddie's build
+    is installed, every value moves as it does there."""
+    setup = one_face_training
+    shifts, same = _shift_and_weight_parts(setup["cfg_text"])
+    start = read_weights(setup["init"])[1]
+    after, _ = _updates(BUILT, setup, setup["init"], 1, "ab", monkeypatch)
+    assert np.abs(after - start)[shifts].max() > 1e-4, "the batch-norm shifts did not move"
+    if pjreddie := _pjreddie():
+        reference, _ = _updates(pjreddie, setup, setup["init"], 1, "pj", monkeypatch)
+        ours, theirs = after - start, reference - start
+        # not equal to the last digit: the two builds place batch norm's epsilon differently in the backward pass
+        # (sqrt(var) + eps against sqrt(var + eps)), which shows in channels of nearly no variance at the start
+        for part in (shifts, same & ~shifts):
+            assert np.corrcoef(ours[part], theirs[part])[0, 1] > 0.98
+            assert np.median(np.abs(ours[part] - theirs[part])) < 0.02 * np.median(np.abs(theirs[part]))
+
+
+@needs_build
+def test_each_update_starts_from_a_cleared_gradient(one_face_training, monkeypatch):
+    """AlexeyAB's CPU forward pass cleared the gradient only of layers with their own `train` flag, so those
+    without (route, upsample, avgpool, ...) summed every gradient since the start: the build's fix. Three updates
+    in one run equal three runs of one update each (each run starts cleared); and pjreddie's losses, where
+    installed."""
+    setup = one_face_training
+    _, same = _shift_and_weight_parts(setup["cfg_text"])
+    together, losses = _updates(BUILT, setup, setup["init"], 3, "three", monkeypatch)
+    weights = setup["init"]
+    for k in range(3):
+        step, _ = _updates(BUILT, setup, weights, 1, f"step{k}", monkeypatch)
+        weights = darknet.final_weights(setup["dir"] / f"step{k}", "small")
+    np.testing.assert_allclose(together[same], step[same], rtol=1e-3, atol=1e-5)
+    if pjreddie := _pjreddie():
+        _, reference = _updates(pjreddie, setup, setup["init"], 3, "pj3", monkeypatch)
+        np.testing.assert_allclose(losses, reference, rtol=1e-3, atol=1e-5)
+
+
 @needs_build
 def test_map_training_chart_and_detector_map_are_parsed(sample_sets, tmp_path, monkeypatch):
     monkeypatch.setenv("DARKNET", str(BUILT))
