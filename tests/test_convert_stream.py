@@ -128,3 +128,20 @@ def test_affectnet_sized_photos_spread_like_affectnet(tmp_path):
     sides = [max(r.image_size) for r in read.records]
     assert len(read.records) == 40 and read.rejects == []  # one face a photo
     assert all(lo <= s <= hi for s in sides) and np.std(sides) > 100
+
+
+def test_the_scale_bench_splits_the_converters_extra_cpu_into_user_and_kernel():
+    """Known answer: per-photo CPU figures and the kernel's share of what the converter adds over the ceiling."""
+    from scripts.bench_scale import cpu_seconds, cpu_table, with_cpu
+    r = {"rows": 1000,
+         "cpu_ceiling_all": {"user": 1.0, "system": 0.2, "iowait": 0.0, "steal": 0.0},
+         "cpu_ceiling_writes_all": {"user": 1.1, "system": 1.0, "iowait": 0.1, "steal": 0.0},
+         "cpu_convert_all": {"user": 1.3, "system": 1.1, "iowait": 0.0, "steal": 0.1}}
+    text = "\n".join(cpu_table(r))
+    assert "| converter | 1.30 | 1.10 | 0.00 | 0.10 |" in text
+    assert "+0.30 ms user and +0.90 ms kernel per photo (75% of the added CPU time in the kernel)" in text
+    assert "plainly adds +0.10 ms user and +0.80 ms kernel" in text
+    before = cpu_seconds()
+    assert set(before) == {"user", "system", "iowait", "steal"} and before["user"] > 0
+    out, spent = with_cpu(sum, range(2_000_000))
+    assert out == sum(range(2_000_000)) and spent["user"] >= 0 and set(spent) == set(before)
