@@ -160,17 +160,22 @@ def test_topk_measured_mid_training_does_not_end_the_training(sample_sets, tmp_p
     assert [r["iteration"] for r in rows if r.get("topk")] == ["100", "120"]
 
 
+def _one_face_data(run: Path, setup: dict) -> Path:
+    """The .data file of a one-face training whose weights go to `run`."""
+    data_file = run / "one.data"
+    data_file.write_text(f"classes=7\ntrain={setup['list']}\nvalid={setup['list']}\nlabels={setup['labels']}\n"
+                         f"backup={run}\ntop=2\n")
+    return data_file
+
+
 def _updates(binary: Path, setup: dict, init: Path, steps: int, name: str, monkeypatch) -> tuple[np.ndarray, list]:
     """(every stored value, the logged losses) after `steps` updates from `init`, trained by `binary`."""
     run = setup["dir"] / name
     run.mkdir()
     cfg = run / "small.cfg"
     cfg.write_text(setup["cfg_text"].replace("max_batches=1\n", f"max_batches={steps}\n"))
-    data_file = run / "one.data"
-    data_file.write_text(f"classes=7\ntrain={setup['list']}\nvalid={setup['list']}\nlabels={setup['labels']}\n"
-                         f"backup={run}\ntop=2\n")
     monkeypatch.setenv("DARKNET", str(binary))
-    log = darknet.run_darknet(["classifier", "train", data_file, cfg, init, "-clear", "-dont_show"], run,
+    log = darknet.run_darknet(["classifier", "train", _one_face_data(run, setup), cfg, init, "-clear", "-dont_show"], run,
                               run / "train.log")
     losses = [float(r["loss"]) for r in darknet.training_rows(log)]
     return read_weights(darknet.final_weights(run, cfg.stem))[1], losses
@@ -213,10 +218,8 @@ def one_face_training(sample_sets, tmp_path, monkeypatch):
     run = tmp_path / "start"
     run.mkdir()
     (run / "small.cfg").write_text(text.replace("learning_rate=0.1\n", "learning_rate=0\n"))
-    (run / "one.data").write_text(f"classes=7\ntrain={setup['list']}\nvalid={setup['list']}\n"
-                                  f"labels={setup['labels']}\nbackup={run}\ntop=2\n")
     monkeypatch.setenv("DARKNET", str(BUILT))
-    darknet.run_darknet(["classifier", "train", run / "one.data", run / "small.cfg", "-dont_show"], run,
+    darknet.run_darknet(["classifier", "train", _one_face_data(run, setup), run / "small.cfg", "-dont_show"], run,
                         run / "train.log")
     return dict(setup, init=darknet.final_weights(run, "small"))
 
