@@ -172,23 +172,53 @@ def bench_real(detector: Path = DEFAULT_DETECTOR, classifier: Path = DEFAULT_CLA
 
 
 VAL_SETS = {"roboflow-valid": DATA_DIR / "roboflow" / "yolo" / "val",
-            "fer-scenes-val": DATA_DIR / "scenes-converted" / "yolo" / "val"}
+            "fer-scenes-val": DATA_DIR / "scenes-converted" / "yolo" / "val",
+            # one photo in six of the identity-disjoint val split: one large face filling the photo, as in AffectNet
+            "fitw-val": (DATA_DIR / "fitw" / "yolo" / "val", 6)}
+
+
+def sampled_folder(gt: Path, every: int, out: Path) -> Path:
+    """A YOLO folder of every `every`-th image of `gt` (sorted by name) and its label, as links in `out`."""
+    out.mkdir(parents=True, exist_ok=True)
+    for image in sorted(p for p in gt.iterdir() if p.suffix.lower() == ".jpg")[::every]:
+        for src in (image, image.with_suffix(".txt")):
+            link = out / src.name
+            if not link.exists():
+                link.symlink_to(src.resolve())
+    return out
 
 
 def size_sweep(detector: Path, configs: list[str]) -> dict:
-    """The one-stage detector at each input-size configuration ("320", or "320+160": a main size and extra
-    sizes) on the validation sets only (how the shipped sizes are chosen): Darknet-style mAP@0.5 and face
-    recall@0.5 at conf 0.25 per set."""
+    """The one-stage detector at each input configuration ("320"; "320+160": a main size and an extra pass;
+    "320+128:0.67": an extra pass with the photo shrunk into 0.67 of a 128 px input) on the validation sets only
+    (how the shipped passes are chosen): Darknet-style mAP@0.5, face recall@0.5 at conf 0.25, the share of faces
+    with the right emotion at conf 0.25, and found / right for faces >= 200 px of the photo, per set."""
+    from eval.detection_io import image_sizes, read_ground_truth, read_yolo_predictions
+    from eval.detection_metrics import by_face_size
     from scripts.detectors import load_detector
     from scripts.scoring import score_detector
     out = {}
     for config in configs:
-        main, *extra = (int(v) for v in config.split("+"))
+        main, *extra = config.split("+")
         for name, gt in VAL_SETS.items():
-            if gt.is_dir():
-                det = load_detector(detector, main, multi_label=True, extra_sizes=tuple(extra))
-                r = score_detector(det, gt, RUNS_DIR / "real-sweep" / f"{name}-{config}")["darknet"]
-                out.setdefault(config, {})[name] = dict(map50=r["map50"], recall=r["agnostic_recall50"])
+            if isinstance(gt, tuple):
+                gt = sampled_folder(gt[0], gt[1], RUNS_DIR / "real-sweep" / f"{name}-images") if gt[0].is_dir() \
+                    else gt[0]
+            if not gt.is_dir():
+                continue
+            det = load_detector(detector, int(main), threads=1, multi_label=True, extra_passes=extra) \
+                if detector.suffix == ".onnx" else load_detector(detector, int(main), multi_label=True,
+                                                                 extra_passes=extra)
+            run = RUNS_DIR / "real-sweep" / f"{name}-{config.replace(':', '_')}"
+            r = score_detector(det, gt, run)
+            every, big = by_face_size(read_ground_truth(gt), read_yolo_predictions(run / "labels"),
+                                      {k: w for k, (w, h) in image_sizes(gt).items()}, (0, 200, 100_000))
+            out.setdefault(config, {})[name] = dict(map50=r["darknet"]["map50"],
+                                                    recall=r["darknet"]["agnostic_recall50"],
+                                                    right=(every["correct"] * every["faces"] + big["correct"] *
+                                                           big["faces"]) / max(1, every["faces"] + big["faces"]),
+                                                    big_faces=big["faces"], big_found=big["found"],
+                                                    big_right=big["correct"], ms=r["ms_per_image"])
     return out
 
 
@@ -199,9 +229,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--classifier", type=Path, default=DEFAULT_CLASSIFIER)
     p.add_argument("--also", type=Path, nargs="*", default=[], help="more classifiers for the faces table")
     p.add_argument("--json", type=Path, default=RESULTS_DIR / "bench" / "real.json")
-    p.add_argument("--sweep", nargs="+", default=None, metavar="PX[+PX]",
-                   help="instead: score the detector at these input sizes (320, or 320+160 for a main and an extra "
-                        "size) on the validation sets (size selection)")
+    p.add_argument("--sweep", nargs="+", default=None, metavar="PX[+PX[:FILL]]",
+                   help="instead: score the detector at these input configurations (320; 320+160 for a main size "
+                        "and an extra pass; 320+128:0.67 for an extra pass with the photo shrunk into 0.67 of a "
+                        "128 px input) on the validation sets (how the shipped passes are chosen)")
     return p
 
 
@@ -211,8 +242,11 @@ def main(argv=None) -> int:
         import torch
         torch.set_num_threads(1)
         for config, sets in size_sweep(args.detector, args.sweep).items():
-            print(f"{config} px: " + "  ".join(f"{n} mAP@0.5 {v['map50']:.3f} recall {v['recall']:.3f}"
-                                             for n, v in sets.items()), flush=True)
+            print(f"{config}: " + "  ".join(
+                f"{n} mAP@0.5 {v['map50']:.3f} recall {v['recall']:.3f} right {v['right']:.3f} "
+                f">=200px found {v['big_found']:.2f} "
+                f"right {v['big_right']:.2f} (of {v['big_faces']}) {v['ms']:.1f} ms" for n, v in sets.items()),
+                flush=True)
         return 0
     r = bench_real(args.detector, args.classifier, args.also)
     args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import math
 from pathlib import Path
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -16,20 +17,30 @@ from scripts.device import onnx_providers
 from scripts.ultra import INPUT_KEY
 
 
-def letterbox(image: np.ndarray, size: int) -> tuple[np.ndarray, tuple[float, float], tuple[int, int]]:
+def letterbox(image: np.ndarray, size: int, fill: float = 1.0
+              ) -> tuple[np.ndarray, tuple[float, float], tuple[int, int]]:
     """The image as Ultralytics' val feeds it: the long side resized to `size` (sides rounded up, bilinear, as
     its dataset loader does), centred on a grey (114) size x size canvas. Returns the canvas, the x and y scale
     actually applied and the padding. Any other rounding or interpolation shifts the class scores by a few
     hundredths (measured: mAP@0.5 0.591 against the engine's 0.580 on the same 120 scenes with area averaging;
-    identical predictions this way)."""
+    identical predictions this way). With `fill` < 1 the long side is `fill` x `size`, the rest grey margin."""
     h, w = image.shape[:2]
-    gain = min(size / h, size / w)
+    gain = min(size * fill / h, size * fill / w)
     nh, nw = max(1, min(math.ceil(h * gain), size)), max(1, min(math.ceil(w * gain), size))
     top, left = round((size - nh) / 2 - 0.1), round((size - nw) / 2 - 0.1)
     canvas = np.full((size, size, 3), 114, np.uint8)
     canvas[top:top + nh, left:left + nw] = image if (nh, nw) == (h, w) else cv2.resize(
         image, (nw, nh), interpolation=cv2.INTER_LINEAR)
     return canvas, (nw / w, nh / h), (left, top)
+
+
+class Pass(NamedTuple):
+    """An extra inference pass: the photo letterboxed into a `size` px input, its long side filling `fill` of it
+    (the rest grey margin), giving its opinion on faces whose long side is at least `faces_from` of the photo's
+    (LetterboxDetector.pass_scores)."""
+    size: int
+    fill: float = 1.0
+    faces_from: float = 0.0
 
 
 def candidate_detections(scores: np.ndarray, multi_label: bool, conf: float) -> tuple[np.ndarray, np.ndarray,
@@ -80,7 +91,7 @@ class LetterboxDetector:
 
     imgsz: int
     names: list[str] | None = None  # the model's own class names, when it carries them
-    extra_sizes: tuple[int, ...] = ()  # further input sizes whose candidates join the main size's before NMS
+    extra_passes: tuple[Pass, ...] = ()  # further passes whose candidates join the main pass's before NMS
     grey: bool = False  # the detector was trained on grey input (its checkpoint says so): colour is dropped first
 
     def __init__(self, multi_label: bool = False, max_det: int = 300, flip: bool = False):
@@ -93,32 +104,62 @@ class LetterboxDetector:
         """(n, 6) class, score, x1, y1, x2, y2 in pixels of `image`, best first."""
         return self.with_scores(image, conf, iou)[0]
 
-    def network_input(self, image: np.ndarray, size: int) -> tuple[np.ndarray, tuple[float, float], tuple[int, int]]:
+    def network_input(self, image: np.ndarray, size: int, fill: float = 1.0
+                      ) -> tuple[np.ndarray, tuple[float, float], tuple[int, int]]:
         """(the (1, 3, size, size) RGB float input the network is given for `image`, the letterbox's scale and
-        padding): letterboxed, grey where the detector was trained on grey."""
-        padded, scale, pad = letterbox(image, size)
+        padding): letterboxed (`fill`: letterbox), grey where the detector was trained on grey."""
+        padded, scale, pad = letterbox(image, size, fill)
         if self.grey:
             padded = grey_bgr(padded)
         return np.ascontiguousarray(padded[:, :, ::-1].transpose(2, 0, 1)[None], dtype=np.float32) / 255.0, scale, pad
 
-    def candidates(self, image: np.ndarray, size: int, conf: float):
-        """(boxes x, y, w, h in pixels of `image`, class, score, class scores) of every anchor at >= conf, with
-        the image letterboxed to `size`."""
-        x, (sx, sy), (left, top) = self.network_input(image, size)
+    def pass_outputs(self, image: np.ndarray, size: int, fill: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+        """(boxes x, y, w, h in pixels of `image` (anchors, 4), class scores (classes, anchors)) of every anchor,
+        with the image letterboxed to `size` (`fill`: letterbox)."""
+        x, (sx, sy), (left, top) = self.network_input(image, size, fill)
         out = self.raw(x)
         if self.flip:
             out = flip_averaged(out, self.raw(np.ascontiguousarray(x[..., ::-1])), size)
-        anchor, cls, score = candidate_detections(out[4:], self.multi_label, conf)
-        cx, cy, w, h = out[:4, anchor]
-        boxes = np.stack([(cx - w / 2 - left) / sx, (cy - h / 2 - top) / sy, w / sx, h / sy], 1)
-        return boxes, cls, score, out[4:, anchor].T
+        cx, cy, w, h = out[:4]
+        return np.stack([(cx - w / 2 - left) / sx, (cy - h / 2 - top) / sy, w / sx, h / sy], 1), out[4:]
+
+    def candidates(self, image: np.ndarray, size: int, conf: float):
+        """(boxes x, y, w, h in pixels of `image`, class, score, class scores) of every anchor at >= conf, with
+        the image letterboxed to `size`."""
+        boxes, scores = self.pass_outputs(image, size)
+        anchor, cls, score = candidate_detections(scores, self.multi_label, conf)
+        return boxes[anchor], cls, score, scores[:, anchor].T
+
+    def pass_scores(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(boxes, class scores) of every anchor of the main pass, each extra pass's opinion joined in: a box of the
+        main pass as large as an extra pass is there for (from its `faces_from` up) takes joined_opinion of its
+        class scores and those of the extra pass's surest box over it (IoU >= 0.5). The boxes stay the main
+        pass's: on the validation sets, adding the extra pass's own boxes added large false faces (a shrunk
+        crowd read as one face) and cost mAP, where opinions alone cost nothing."""
+        boxes, scores = self.pass_outputs(image, self.imgsz)
+        for p in self.extra_passes:
+            b, s = self.pass_outputs(image, p.size, p.fill)
+            keep = (b[:, 2:].max(1) >= p.faces_from * max(image.shape[:2])) & (s.max(0) >= OPINION_MIN)
+            b, s = b[keep], s[:, keep]
+            if not len(b):
+                continue
+            main = np.flatnonzero((boxes[:, 2:].max(1) >= p.faces_from * max(image.shape[:2]))
+                                  & (scores.max(0) >= OPINION_MIN))
+            overlap = xywh_iou(boxes[main], b) >= 0.5
+            best = np.where(overlap, s.max(0)[None], -1).argmax(1)
+            matched = overlap.any(1)
+            scores = scores.copy()
+            scores[:, main[matched]] = joined_opinion(scores[:, main[matched]], s[:, best[matched]])
+        return boxes, scores
 
     def with_scores(self, image: np.ndarray, conf: float, iou: float) -> tuple[np.ndarray, np.ndarray]:
         """What __call__ returns, and each box's score for every class (n, classes): the emotion distribution
-        an app shows per face. With extra sizes, the candidates of every size are suppressed together: a
-        detector whose backbone learned expressions on small faces also sees a large face at a size it knows."""
-        parts = [self.candidates(image, size, conf) for size in (self.imgsz, *self.extra_sizes)]
-        boxes, cls, score, scores = (np.concatenate(p) for p in zip(*parts))
+        an app shows per face. Extra passes give a second opinion on large faces (pass_scores): a detector
+        whose backbone learned expressions on small faces also sees a large face at a size it knows (a pass
+        that shrinks the whole photo into part of a small input)."""
+        all_boxes, all_scores = self.pass_scores(image)
+        anchor, cls, score = candidate_detections(all_scores, self.multi_label, conf)
+        boxes, scores = all_boxes[anchor], all_scores[:, anchor].T
         idx = cv2.dnn.NMSBoxesBatched(boxes.tolist(), score.tolist(), cls.tolist(), conf, iou) if len(score) else []
         idx = np.asarray(idx, int).reshape(-1)
         idx = idx[np.argsort(-score[idx], kind="stable")][:self.max_det]
@@ -129,11 +170,61 @@ class LetterboxDetector:
         return det, scores[idx]
 
 
-SCALES_KEY = "emodet_extra_sizes"  # ONNX metadata / checkpoint key: the extra input sizes a model is used at
+OPINION_MIN = 0.01  # class score under which a box is not a face in any pass's opinion
+
+
+def joined_opinion(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Two passes' class scores (classes, boxes) of the same faces as one: the classes in the proportions of their
+    mean, the confidence (the top score) of the surer pass, so that a second opinion can change a face's emotion
+    without losing a face the main pass found."""
+    mean = (a + b) / 2
+    return mean * (np.maximum(a.max(0), b.max(0)) / np.maximum(mean.max(0), 1e-9))
+
+
+def xywh_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(len(a), len(b)) IoU of boxes x, y, w, h."""
+    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
+    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
+    x2 = np.minimum(a[:, None, 0] + a[:, None, 2], b[None, :, 0] + b[None, :, 2])
+    y2 = np.minimum(a[:, None, 1] + a[:, None, 3], b[None, :, 1] + b[None, :, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    union = (a[:, 2] * a[:, 3])[:, None] + (b[:, 2] * b[:, 3])[None] - inter
+    return inter / np.maximum(union, 1e-9)
+
+
+SCALES_KEY = "emodet_extra_sizes"  # ONNX metadata / checkpoint key: the extra passes a model is used at
 
 
 def _sizes(text) -> tuple[int, ...]:
     return tuple(int(v) for v in str(text).replace(" ", "").split(",") if v) if text not in (None, "") else ()
+
+
+def parse_passes(text, where="extra passes") -> tuple[Pass, ...]:
+    """Extra inference passes from their text form, comma-separated "PX[:FILL[:FROM]]" (Pass): "256" (the photo
+    fills a 256 px input, as in the main pass), "128:0.67:0.4" (the photo shrunk into 0.67 of a 128 px input,
+    for faces from 0.4 of the photo up)."""
+    if text in (None, ""):
+        return ()
+    out = []
+    for item in (str(text).replace(" ", "").split(",") if isinstance(text, str) else text):
+        parts = list(item) if isinstance(item, (tuple, list)) else str(item).split(":")
+        try:
+            if not 1 <= len(parts) <= 3:
+                raise ValueError
+            size, fill, start = int(parts[0]), *(float(v) for v in (parts[1:] + [1.0, 0.0][len(parts) - 1:]))
+        except ValueError:
+            raise EmoDetError(f"{where}: {item!r} is not PX, PX:FILL or PX:FILL:FROM (e.g. 128:0.67:0.4)") from None
+        if not 0 < fill <= 1 or not 0 <= start < 1:
+            raise EmoDetError(f"{where}: {item!r}: FILL must lie in (0, 1] and FROM in [0, 1)")
+        out.append(Pass(checked_imgsz(size, where), fill, start))
+    return tuple(out)
+
+
+def passes_text(passes) -> str:
+    """The text form parse_passes reads (what the checkpoint and the ONNX metadata carry)."""
+    return ",".join(":".join(f"{v:g}" for v in (p.size, p.fill, p.faces_from)[:3 if p.faces_from else
+                                                                              2 if p.fill != 1 else 1])
+                    for p in passes)
 
 
 def _names_from_metadata(text: str | None) -> list[str] | None:
@@ -149,7 +240,7 @@ def _names_from_metadata(text: str | None) -> list[str] | None:
 class OnnxDetector(LetterboxDetector):
     """An Ultralytics detector exported to ONNX (output (1, 4 + classes, anchors)), run with ONNX Runtime."""
 
-    def __init__(self, path: Path, imgsz: int, threads: int | None = None, extra_sizes=None, **decode):
+    def __init__(self, path: Path, imgsz: int, threads: int | None = None, extra_passes=None, **decode):
         import onnxruntime as ort
         super().__init__(**decode)
         opts = ort.SessionOptions()
@@ -170,9 +261,11 @@ class OnnxDetector(LetterboxDetector):
         self.imgsz = checked_imgsz(imgsz or (trained[0] if trained else 256), path) if self.dynamic else shape[-1]
         self.names = _names_from_metadata(meta.get("names"))
         self.grey = meta.get(INPUT_KEY) == "grey"
-        # extra sizes need an export with dynamic axes (scripts.export --extra-sizes writes both)
-        self.extra_sizes = _sizes(meta.get(SCALES_KEY)) if self.dynamic and extra_sizes is None else tuple(
-            extra_sizes or ())
+        # extra passes need an export with dynamic axes (scripts.export --extra-passes writes both)
+        self.extra_passes = parse_passes(meta.get(SCALES_KEY) if extra_passes is None else extra_passes, path)
+        if self.extra_passes and not self.dynamic:
+            raise EmoDetError(f"{path}: exported for {shape[-1]} px input only, so no extra passes; export it with "
+                              "a dynamic input (python -m scripts.export <weights>.pt --extra-passes ...)")
 
     def raw(self, x: np.ndarray) -> np.ndarray:
         return self.sess.run(None, {self.input: x})[0][0]
@@ -199,7 +292,7 @@ class TorchDetector(LetterboxDetector):
     """An Ultralytics detector checkpoint (.pt), its network run directly in PyTorch; by default at the input size
     and with the class names it was trained with."""
 
-    def __init__(self, path: Path, imgsz: int | None, device: str = "cpu", extra_sizes=None, **decode):
+    def __init__(self, path: Path, imgsz: int | None, device: str = "cpu", extra_passes=None, **decode):
         from scripts.device import torch_device
         from scripts.ultra_env import ultralytics
         super().__init__(**decode)
@@ -213,8 +306,8 @@ class TorchDetector(LetterboxDetector):
         names = getattr(self.net, "names", None)
         self.names = [names[i] for i in sorted(names)] if isinstance(names, dict) else None
         self.grey = (yolo.ckpt or {}).get(INPUT_KEY) == "grey"
-        self.extra_sizes = tuple(checked_imgsz(v, path) for v in (
-            extra_sizes if extra_sizes is not None else _sizes((yolo.ckpt or {}).get(SCALES_KEY))))
+        self.extra_passes = parse_passes((yolo.ckpt or {}).get(SCALES_KEY) if extra_passes is None else
+                                         extra_passes, path)
 
     def raw(self, x: np.ndarray) -> np.ndarray:
         import torch

@@ -87,7 +87,9 @@ def detector_head_tail(onnx_path: Path) -> tuple[str, ...]:
 
 
 def quantize_detector(onnx_path: Path, images: list[Path], out: Path | None = None) -> Path:
-    """quantized_copy of an exported detector, calibrated on `images` (training photos) fed as predict feeds them."""
+    """quantized_copy of an exported detector, calibrated on `images` (training photos) fed as predict feeds them:
+    through every pass the detector runs (its main size and its extra passes, whose shrunk photos on a grey
+    margin have activations of their own)."""
     import cv2
     from scripts.detectors import load_detector
     det = load_detector(onnx_path, threads=1)
@@ -96,7 +98,8 @@ def quantize_detector(onnx_path: Path, images: list[Path], out: Path | None = No
         image = cv2.imread(str(path))
         if image is None:
             raise EmoDetError(f"{path}: not an image (calibration)")
-        batches.append(det.network_input(image, det.imgsz)[0])
+        passes = ((det.imgsz, 1.0), *((p.size, p.fill) for p in det.extra_passes))
+        batches.extend(det.network_input(image, size, fill)[0] for size, fill in passes)
     return quantized_copy(onnx_path, batches, out or int8_name(onnx_path), detector_head_tail(onnx_path))
 
 
@@ -123,9 +126,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("weights", type=Path, nargs="+", help="EmoDet torch .pt or Ultralytics .pt files")
     p.add_argument("--imgsz", type=int, default=None,
                    help="Ultralytics models: input size (default: the size it was trained at, from its checkpoint)")
-    p.add_argument("--extra-sizes", type=int, nargs="+", default=None, metavar="PX",
-                   help="Ultralytics detectors: also run at these input sizes, candidates merged before NMS; recorded "
-                        "in the .pt and its (dynamic) .onnx, so predict, eval and the app use them")
+    p.add_argument("--extra-passes", "--extra-sizes", nargs="+", default=None, metavar="PX[:FILL]",
+                   help="Ultralytics detectors: also run at these input sizes (PX:FILL: the photo's long side fills "
+                        "that share of a PX input, e.g. 128:0.67 shows a large face at a size a small-face backbone "
+                        "knows), candidates merged before NMS; recorded in the .pt and its (dynamic) .onnx, so "
+                        "predict, eval and the app use them")
     p.add_argument("--ship", default=None, help="also write weights/<SHIP>.pt (torch classifiers: slim) and its .onnx")
     p.add_argument("--int8", action="store_true",
                    help="also write <name>-int8.onnx, calibrated on the training data of --calib")
@@ -193,13 +198,13 @@ def main(argv=None) -> int:
                 import shutil
                 from converters.settings import WEIGHTS_DIR
                 w = Path(shutil.copyfile(w, WEIGHTS_DIR / f"{args.ship}.pt"))
-            if args.extra_sizes:
-                from scripts.detectors import SCALES_KEY
-                sizes = ",".join(map(str, args.extra_sizes))
+            if args.extra_passes:
+                from scripts.detectors import SCALES_KEY, parse_passes, passes_text
+                sizes = passes_text(parse_passes(args.extra_passes, "--extra-passes"))
                 torch.save(dict(ck, **{SCALES_KEY: sizes}), w)  # the .pt carries them too
                 out = ultra.export_onnx(w, args.imgsz or _trained_imgsz(ck), dynamic=True)
                 set_onnx_metadata(out, {SCALES_KEY: sizes})
-                print(f"{w} -> {out} (dynamic input; extra inference sizes {sizes} recorded in both files)")
+                print(f"{w} -> {out} (dynamic input; extra passes {sizes} recorded in both files)")
             else:
                 out = ultra.export_onnx(w, args.imgsz or _trained_imgsz(ck))
                 print(f"{w} -> {out}")

@@ -267,8 +267,10 @@ def test_each_update_starts_from_a_cleared_gradient(one_face_training, monkeypat
     np.testing.assert_allclose(together[same], step[same], rtol=1e-3, atol=1e-5)
     if pjreddie := _pjreddie():
         _, reference = _updates(pjreddie, setup, setup["init"], 3, "pj3", monkeypatch)
-        # unfixed, the third loss was 20x pjreddie's; fixed, they part by up to 0.2 % (batch norm's epsilon)
-        np.testing.assert_allclose(losses, reference, rtol=0.01, atol=1e-5)
+        # unfixed, the third loss is 20x pjreddie's. Fixed, they part by up to 1.3 % (20 runs: batch norm's epsilon
+        # sits differently in the two backward passes, and the random start has channels of almost no variance),
+        # so 5 % keeps the test clear of that noise and still 400x below the defect
+        np.testing.assert_allclose(losses, reference, rtol=0.05, atol=1e-5)
 
 
 @needs_build

@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 from converters.errors import EmoDetError
-from scripts.detectors import LetterboxDetector, candidate_detections
+from scripts.detectors import (LetterboxDetector, Pass, candidate_detections, joined_opinion, letterbox,
+                               parse_passes, passes_text)
 from scripts.scoring import write_yolo_predictions
 
 # (classes, anchors) scores of 3 anchors and 2 classes
@@ -105,9 +106,9 @@ def test_ctrl_c_stops_cleanly_and_keeps_what_was_written(tmp_path):
     assert (tmp_path / "out" / "clip_annotated.mp4").stat().st_size > 0
 
 
-class _SeesOnlySmall(LetterboxDetector):
-    """Finds a face only when the input is 32 px (as a backbone trained on small faces might): one box over the
-    whole input, class 1."""
+class _ReadsOnlySmall(LetterboxDetector):
+    """Reads a face only when the input is 32 px (as a backbone trained on small faces might): one box over the
+    whole input, class 1 at 0.9 there; at other sizes the same box, class 0 at 0.1 (found, but wrong and unsure)."""
     imgsz = 64
 
     def raw(self, x):
@@ -115,15 +116,81 @@ class _SeesOnlySmall(LetterboxDetector):
         n = (size // 8) ** 2 + (size // 16) ** 2 + (size // 32) ** 2
         out = np.zeros((4 + 2, n), np.float32)
         out[:4, 0] = [size / 2, size / 2, size, size]
-        out[5, 0] = 0.9 if size == 32 else 0.0
+        out[4:, 0] = [0.0, 0.9] if size == 32 else [0.1, 0.0]
         return out
 
 
-def test_extra_sizes_join_their_candidates_in_image_pixels():
+def test_an_extra_pass_gives_its_opinion_on_the_main_pass_boxes():
     image = np.zeros((100, 100, 3), np.uint8)
-    assert len(_SeesOnlySmall()(image, 0.25, 0.5)) == 0
-    det = _SeesOnlySmall()
-    det.extra_sizes = (32,)
-    found = det(image, 0.25, 0.5)
-    assert found[:, :2].tolist() == [[1, pytest.approx(0.9)]]
-    assert found[0, 2:].tolist() == pytest.approx([0, 0, 100, 100])  # the 32 px box mapped back to the image
+    assert len(_ReadsOnlySmall()(image, 0.25, 0.5)) == 0
+    det = _ReadsOnlySmall()
+    det.extra_passes = (Pass(32),)
+    found, scores = det.with_scores(image, 0.25, 0.5)
+    # classes in the proportions of the mean of (0.1, 0) and (0, 0.9), the top score the surer pass's
+    assert found[:, :2].tolist() == [[1, pytest.approx(0.9)]] and scores[0] == pytest.approx([0.1, 0.9])
+    assert found[0, 2:].tolist() == pytest.approx([0, 0, 100, 100])
+    assert joined_opinion(np.array([[0.6], [0.2]]), np.array([[0.2], [0.2]])).ravel() == pytest.approx([0.6, 0.3])
+
+
+def test_a_shrinking_pass_maps_its_boxes_back_through_the_margin():
+    # a 64 px pass with the photo filling half of it: the network's box around the photo's part of the input
+    # (16..48 of 64) is the whole 100 px photo, where the main pass has its box
+    class BoxesThePhoto(_ReadsOnlySmall):
+        def raw(self, x):
+            out = super().raw(x)
+            if x.shape[-1] == 64:
+                out[:4, 0] = [32, 32, 32, 32]
+                out[4:, 0] = [0.0, 0.8 if x[0, 0, 0, 0] == pytest.approx(114 / 255) else 0.0]
+            return out
+    det = BoxesThePhoto()
+    det.imgsz = 96
+    det.extra_passes = parse_passes("64:0.5")
+    found = det(np.zeros((100, 100, 3), np.uint8), 0.25, 0.5)
+    assert found[:, :2].tolist() == [[1, pytest.approx(0.8)]]
+    det.extra_passes = parse_passes("64:0.5:0.5")  # the box's long side is the photo's: still from 0.5 up
+    assert det(np.zeros((100, 100, 3), np.uint8), 0.25, 0.5)[:, 0].tolist() == [1]
+
+
+def test_letterbox_fill_centres_the_shrunk_photo_on_grey():
+    canvas, scale, pad = letterbox(np.zeros((50, 100, 3), np.uint8), 64, 0.5)
+    assert scale == (0.32, 0.32) and pad == (16, 24)
+    assert (canvas[24:40, 16:48] == 0).all() and canvas.sum() == 114 * 3 * (64 * 64 - 16 * 32)
+
+
+def test_extra_passes_read_from_text_and_refused_in_one_line():
+    assert parse_passes("128:0.67:0.4, 256") == (Pass(128, 0.67, 0.4), Pass(256))
+    for text in ("128:0.67:0.4,256", "96:0.5", "256"):
+        assert passes_text(parse_passes(text)) == text
+    assert parse_passes([(96, 0.5)]) == (Pass(96, 0.5),) and parse_passes(None) == ()
+    for bad, why in (("128:x", "is not PX"), ("128:1.5", "FILL must lie"), ("128:0.5:1", "FROM in"),
+                     ("100", "multiple of 32"), ("128:1:0:3", "is not PX")):
+        with pytest.raises(EmoDetError, match=why):
+            parse_passes(bad)
+
+
+def test_a_shrinking_pass_gives_its_opinion_on_large_faces_only():
+    # both passes see a small face (0.2 of the photo) and a large one (0.8), the main pass calling them class 0,
+    # the shrinking pass class 1: the large face's box takes both opinions, the small one keeps the main pass's
+    class TwoFaces(LetterboxDetector):
+        imgsz = 64
+
+        def raw(self, x):
+            size = x.shape[-1]
+            n = (size // 8) ** 2 + (size // 16) ** 2 + (size // 32) ** 2
+            out = np.zeros((4 + 2, n), np.float32)
+            fill = 1.0 if size == 64 else 0.5
+            lo = size * (1 - fill) / 2
+            out[:4, 0] = [lo + 0.2 * size * fill, lo + 0.2 * size * fill, 0.2 * size * fill, 0.2 * size * fill]
+            out[:4, 1] = [size / 2, size / 2, 0.8 * size * fill, 0.8 * size * fill]
+            out[4 if size == 64 else 5, :2] = 0.9
+            return out
+    det = TwoFaces()
+    det.extra_passes = parse_passes("32:0.5:0.5")
+    found, scores = det.with_scores(np.zeros((100, 100, 3), np.uint8), 0.25, 0.5)
+    assert len(found) == 2
+    small, large = np.argsort(found[:, 4] - found[:, 2])
+    assert found[small, :2].tolist() == [0, pytest.approx(0.9)] and scores[small] == pytest.approx([0.9, 0])
+    assert scores[large] == pytest.approx([0.9, 0.9])  # an even mean, at the surer pass's confidence
+    assert found[large, 2:].tolist() == pytest.approx([10, 10, 90, 90])  # the main pass's box
+    det.extra_passes = parse_passes("32:0.5")  # from any size: the small face's opinion is joined in too
+    assert np.allclose(det.with_scores(np.zeros((100, 100, 3), np.uint8), 0.25, 0.5)[1], 0.9)

@@ -313,20 +313,24 @@ def test_a_recipe_starting_from_a_classifier_backbone_freezes_that_backbone(pipe
     assert yaml.safe_load((run / "args.yaml").read_text())["freeze"] == 9
 
 
-def test_extra_sizes_travel_in_the_checkpoint_and_the_dynamic_onnx(pipeline, tmp_path):
+def test_extra_passes_travel_in_the_checkpoint_the_dynamic_onnx_and_its_int8_copy(pipeline, tmp_path):
     import shutil
     from scripts import export
-    from scripts.detectors import OnnxDetector, TorchDetector, load_detector
+    from scripts.detectors import OnnxDetector, Pass, TorchDetector, load_detector
     w = tmp_path / "det.pt"
     shutil.copy(pipeline["det"], w)
-    assert export.main([str(w), "--extra-sizes", "64"]) == 0
+    train = pipeline["root"] / "data" / "yolo" / "train"
+    assert export.main([str(w), "--extra-passes", "64:0.67:0.4", "--int8", "--calib", str(train)]) == 0
     torch_det, onnx_det = load_detector(w), load_detector(w.with_suffix(".onnx"), threads=1)
+    int8 = load_detector(tmp_path / "det-int8.onnx", threads=1)
     assert isinstance(torch_det, TorchDetector) and isinstance(onnx_det, OnnxDetector)
-    assert (torch_det.imgsz, torch_det.extra_sizes) == (128, (64,)) == (onnx_det.imgsz, onnx_det.extra_sizes)
+    assert (torch_det.imgsz, torch_det.extra_passes) == (128, (Pass(64, 0.67, 0.4),)) == (
+        onnx_det.imgsz, onnx_det.extra_passes) == (int8.imgsz, int8.extra_passes)
     import cv2
     image = cv2.imread(str(sorted((pipeline["root"] / "data" / "yolo" / "val").glob("*.jpg"))[0]))
     a, b = torch_det(image, 0.001, 0.7), onnx_det(image, 0.001, 0.7)
     assert len(a) == len(b) and np.allclose(a[:5, 1], b[:5, 1], atol=1e-3)
+    assert len(int8(image, 0.001, 0.7))  # the int8 copy takes the second pass's input size too
 
 
 def test_a_grey_recipe_trains_a_detector_that_sees_grey_in_predict_eval_and_onnx(pipeline, tmp_path, monkeypatch):
