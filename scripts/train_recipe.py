@@ -26,6 +26,11 @@ def load_recipe(path: Path) -> dict:
         recipe = yaml.safe_load(Path(path).read_text())
     except FileNotFoundError:
         raise EmoDetError(f"{path}: no such recipe (see cfg/recipes/)") from None
+    except yaml.YAMLError as exc:
+        raise EmoDetError(f"{path}: not YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(recipe, dict):
+        raise EmoDetError(f"{path}: a recipe is a YAML mapping (name, task, ...); this file holds "
+                          f"{type(recipe).__name__}")
     required = {"detect": ("name", "task", "imgsz", "train", "val"), "classify": ("name", "task", "args"),
                 "average": ("name", "task", "args")}
     if recipe.get("task") not in required:

@@ -57,3 +57,10 @@ def test_a_recipe_without_its_task_fields_is_refused(tmp_path):
     (tmp_path / "r.yaml").write_text("name: x\ntask: segment\n")
     with pytest.raises(EmoDetError, match="task must be one of"):
         load_recipe(tmp_path / "r.yaml")
+
+
+def test_an_empty_or_broken_recipe_file_is_refused_in_one_line(tmp_path):
+    for text, why in (("", "a YAML mapping"), ("- a\n- b\n", "a YAML mapping"), ("name: [x\n", "not YAML")):
+        (tmp_path / "r.yaml").write_text(text)
+        with pytest.raises(EmoDetError, match=why):
+            load_recipe(tmp_path / "r.yaml")
