@@ -133,23 +133,33 @@ class LetterboxDetector:
     def pass_scores(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(boxes, class scores) of every anchor of the main pass, each extra pass's opinion joined in: a box of the
         main pass as large as an extra pass is there for (from its `faces_from` up) takes joined_opinion of its
-        class scores and those of the extra pass's surest box over it (IoU >= 0.5). The boxes stay the main
+        class scores and those of the extra pass's surest box over it (IoU >= 0.5), at its own confidence, or
+        the surer pass's for the box that fits the extra pass's box best. The boxes stay the main
         pass's: on the validation sets, adding the extra pass's own boxes added large false faces (a shrunk
         crowd read as one face) and cost mAP, where opinions alone cost nothing."""
         boxes, scores = self.pass_outputs(image, self.imgsz)
         for p in self.extra_passes:
+            main = np.flatnonzero((boxes[:, 2:].max(1) >= p.faces_from * max(image.shape[:2]))
+                                  & (scores.max(0) >= OPINION_MIN))
+            if not len(main):  # nothing to give an opinion on: the pass is not run (most photos of small faces)
+                continue
             b, s = self.pass_outputs(image, p.size, p.fill)
             keep = (b[:, 2:].max(1) >= p.faces_from * max(image.shape[:2])) & (s.max(0) >= OPINION_MIN)
             b, s = b[keep], s[:, keep]
             if not len(b):
                 continue
-            main = np.flatnonzero((boxes[:, 2:].max(1) >= p.faces_from * max(image.shape[:2]))
-                                  & (scores.max(0) >= OPINION_MIN))
-            overlap = xywh_iou(boxes[main], b) >= 0.5
+            iou = xywh_iou(boxes[main], b)
+            overlap = iou >= 0.5
             best = np.where(overlap, s.max(0)[None], -1).argmax(1)
             matched = overlap.any(1)
+            # one box per face takes the surer pass's confidence: the main pass's box that fits the extra pass's
+            # best (lifting every overlapping box alike left near-duplicates that NMS at IoU 0.7 keeps)
+            lead = np.zeros(len(main), bool)
+            lead[np.where(overlap, iou, -1).argmax(0)[overlap.any(0)]] = True
+            a, o = scores[:, main[matched]], s[:, best[matched]]
             scores = scores.copy()
-            scores[:, main[matched]] = joined_opinion(scores[:, main[matched]], s[:, best[matched]])
+            scores[:, main[matched]] = joined_opinion(a, o, np.where(lead[matched], np.maximum(a.max(0), o.max(0)),
+                                                                     a.max(0)))
         return boxes, scores
 
     def with_scores(self, image: np.ndarray, conf: float, iou: float) -> tuple[np.ndarray, np.ndarray]:
@@ -173,12 +183,12 @@ class LetterboxDetector:
 OPINION_MIN = 0.01  # class score under which a box is not a face in any pass's opinion
 
 
-def joined_opinion(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def joined_opinion(a: np.ndarray, b: np.ndarray, confidence: np.ndarray) -> np.ndarray:
     """Two passes' class scores (classes, boxes) of the same faces as one: the classes in the proportions of their
-    mean, the confidence (the top score) of the surer pass, so that a second opinion can change a face's emotion
-    without losing a face the main pass found."""
+    mean, scaled to `confidence` (the top score each box gets), so that a second opinion can change a face's
+    emotion without losing a face the main pass found."""
     mean = (a + b) / 2
-    return mean * (np.maximum(a.max(0), b.max(0)) / np.maximum(mean.max(0), 1e-9))
+    return mean * (confidence / np.maximum(mean.max(0), 1e-9))
 
 
 def xywh_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:

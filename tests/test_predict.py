@@ -129,7 +129,8 @@ def test_an_extra_pass_gives_its_opinion_on_the_main_pass_boxes():
     # classes in the proportions of the mean of (0.1, 0) and (0, 0.9), the top score the surer pass's
     assert found[:, :2].tolist() == [[1, pytest.approx(0.9)]] and scores[0] == pytest.approx([0.1, 0.9])
     assert found[0, 2:].tolist() == pytest.approx([0, 0, 100, 100])
-    assert joined_opinion(np.array([[0.6], [0.2]]), np.array([[0.2], [0.2]])).ravel() == pytest.approx([0.6, 0.3])
+    assert joined_opinion(np.array([[0.6], [0.2]]), np.array([[0.2], [0.2]]), np.array([0.6])).ravel() == pytest.approx(
+        [0.6, 0.3])
 
 
 def test_a_shrinking_pass_maps_its_boxes_back_through_the_margin():
@@ -194,3 +195,38 @@ def test_a_shrinking_pass_gives_its_opinion_on_large_faces_only():
     assert found[large, 2:].tolist() == pytest.approx([10, 10, 90, 90])  # the main pass's box
     det.extra_passes = parse_passes("32:0.5")  # from any size: the small face's opinion is joined in too
     assert np.allclose(det.with_scores(np.zeros((100, 100, 3), np.uint8), 0.25, 0.5)[1], 0.9)
+
+
+def test_one_box_per_face_takes_the_surer_pass_confidence():
+    # two boxes of the main pass over one face (a near-duplicate NMS at IoU 0.7 keeps): the one that fits the
+    # extra pass's box best takes its confidence, the other keeps its own, so no duplicate rises with it
+    class Duplicates(_ReadsOnlySmall):
+        def raw(self, x):
+            out = super().raw(x)
+            if x.shape[-1] == 64:
+                out[:, 1] = out[:, 0]
+                out[:4, 1] = [28, 28, 56, 56]  # IoU 0.77 with the whole input
+            return out
+    det = Duplicates()
+    det.extra_passes = (Pass(32),)
+    found, scores = det.with_scores(np.zeros((100, 100, 3), np.uint8), 0.05, 0.9)
+    assert len(found) == 2 and found[:, 0].tolist() == [1, 1]
+    assert found[:, 1].tolist() == pytest.approx([0.9, 0.1])
+    assert found[0, 2:].tolist() == pytest.approx([0, 0, 100, 100])
+
+
+def test_an_extra_pass_is_not_run_when_the_main_pass_has_no_face_for_it():
+    class MainSeesNothing(_ReadsOnlySmall):
+        sizes = []
+
+        def raw(self, x):
+            self.sizes.append(x.shape[-1])
+            out = super().raw(x)
+            if x.shape[-1] != 32:
+                out[4:] = 0
+            return out
+    det = MainSeesNothing()
+    det.extra_passes = (Pass(32),)
+    found, scores = det.with_scores(np.zeros((100, 100, 3), np.uint8), 0.001, 0.7)
+    assert found.shape == (0, 6) and scores.shape == (0, 2)
+    assert det.sizes == [64]  # the main pass only
