@@ -91,7 +91,7 @@ class LetterboxDetector:
 
     imgsz: int
     names: list[str] | None = None  # the model's own class names, when it carries them
-    extra_passes: tuple[Pass, ...] = ()  # further passes whose candidates join the main pass's before NMS
+    extra_passes: tuple[Pass, ...] = ()  # further passes, each a second opinion on the main pass's large boxes
     grey: bool = False  # the detector was trained on grey input (its checkpoint says so): colour is dropped first
 
     def __init__(self, multi_label: bool = False, max_det: int = 300, flip: bool = False):
