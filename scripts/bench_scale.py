@@ -56,6 +56,7 @@ def subset(root: Path, rows: int) -> Path:
 
 def _ceiling_job(job: tuple[str, tuple[float, float, float, float], str | None]) -> int:
     from converters.crops import decode_factor, box_crop
+    from converters.pipeline import png_params
     path, box, out = job
     factor = decode_factor([box], SIZE)
     flag = {1: cv2.IMREAD_GRAYSCALE, 2: cv2.IMREAD_REDUCED_GRAYSCALE_2, 4: cv2.IMREAD_REDUCED_GRAYSCALE_4,
@@ -64,7 +65,7 @@ def _ceiling_job(job: tuple[str, tuple[float, float, float, float], str | None])
     crop = box_crop(image, box, factor, image.shape, SIZE)
     if out is not None:  # + the files the converter makes per photo, written plainly: PNG crop, linked JPEG, label
         with open(f"{out}.png", "wb") as f:
-            f.write(cv2.imencode(".png", crop, [cv2.IMWRITE_PNG_COMPRESSION, 1])[1].tobytes())
+            f.write(cv2.imencode(".png", crop, png_params(crop))[1].tobytes())
         os.link(path, f"{out}.jpg")
         with open(f"{out}.txt", "w") as f:
             f.write(f"0 {box[0]} {box[1]} {box[2]} {box[3]}\n")

@@ -284,3 +284,14 @@ def test_yolo_files_sit_beside_their_images_and_paths_are_engine_safe(converted)
         for line in Path(p).with_suffix(".txt").read_text().splitlines():
             c, *xywh = line.split()
             assert 0 <= int(c) < 7 and all(0 <= float(v) <= 1 for v in xywh)
+
+
+def test_small_crops_are_stored_uncompressed_and_larger_ones_deflated(converted):
+    out, _ = converted
+    small = sorted((out / "crops" / "48").rglob("*.png"))[0]
+    large = sorted((out / "crops" / "96").rglob("*.png"))[0]
+    # a stored 48 px grey crop is its 2,304 pixels plus headers; deflate would make it smaller than that
+    assert 48 * 48 < small.stat().st_size < 48 * 48 + 256 and large.stat().st_size < 96 * 96
+    for path, size in ((small, 48), (large, 96)):
+        assert cv2.imread(str(path), cv2.IMREAD_UNCHANGED).shape == (size, size)
+    assert pipeline.png_params(np.zeros((48, 48, 3), np.uint8))[1] == 1  # colour: 6.9 KB raw, over one block
