@@ -190,7 +190,8 @@ def sampled_folder(gt: Path, every: int, out: Path) -> Path:
 
 def size_sweep(detector: Path, configs: list[str]) -> dict:
     """The one-stage detector at each input configuration ("320"; "320+160": a main size and an extra pass;
-    "320+128:0.67": an extra pass with the photo shrunk into 0.67 of a 128 px input) on the validation sets only
+    "320+128:0.67:0.45": an extra pass with the photo shrunk into 0.67 of a 128 px input, for faces from 0.45 of
+    the photo up; scripts.detectors.Pass) on the validation sets only
     (how the shipped passes are chosen): Darknet-style mAP@0.5, face recall@0.5 at conf 0.25, the share of faces
     with the right emotion at conf 0.25, and found / right for faces >= 200 px of the photo, per set."""
     from eval.detection_io import image_sizes, read_ground_truth, read_yolo_predictions
@@ -211,12 +212,12 @@ def size_sweep(detector: Path, configs: list[str]) -> dict:
                                                                  extra_passes=extra)
             run = RUNS_DIR / "real-sweep" / f"{name}-{config.replace(':', '_')}"
             r = score_detector(det, gt, run)
-            every, big = by_face_size(read_ground_truth(gt), read_yolo_predictions(run / "labels"),
+            small, big = by_face_size(read_ground_truth(gt), read_yolo_predictions(run / "labels"),
                                       {k: w for k, (w, h) in image_sizes(gt).items()}, (0, 200, 100_000))
             out.setdefault(config, {})[name] = dict(map50=r["darknet"]["map50"],
                                                     recall=r["darknet"]["agnostic_recall50"],
-                                                    right=(every["correct"] * every["faces"] + big["correct"] *
-                                                           big["faces"]) / max(1, every["faces"] + big["faces"]),
+                                                    right=(small["correct"] * small["faces"] + big["correct"] *
+                                                           big["faces"]) / max(1, small["faces"] + big["faces"]),
                                                     big_faces=big["faces"], big_found=big["found"],
                                                     big_right=big["correct"], ms=r["ms_per_image"])
     return out
@@ -229,10 +230,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--classifier", type=Path, default=DEFAULT_CLASSIFIER)
     p.add_argument("--also", type=Path, nargs="*", default=[], help="more classifiers for the faces table")
     p.add_argument("--json", type=Path, default=RESULTS_DIR / "bench" / "real.json")
-    p.add_argument("--sweep", nargs="+", default=None, metavar="PX[+PX[:FILL]]",
+    p.add_argument("--sweep", nargs="+", default=None, metavar="PX[+PX[:FILL[:FROM]]]",
                    help="instead: score the detector at these input configurations (320; 320+160 for a main size "
-                        "and an extra pass; 320+128:0.67 for an extra pass with the photo shrunk into 0.67 of a "
-                        "128 px input) on the validation sets (how the shipped passes are chosen)")
+                        "and an extra pass; 320+128:0.67:0.45 for an extra pass with the photo shrunk into 0.67 of "
+                        "a 128 px input, giving its opinion on faces from 0.45 of the photo up) on the validation "
+                        "sets (how the shipped passes are chosen)")
     return p
 
 
