@@ -1,0 +1,53 @@
+"""The real-photo bench's sweep, the way the shipped detector's second pass is chosen: known answers with a stand-in
+detector on a tiny YOLO folder."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from scripts import bench_real, detectors
+from scripts.detectors import LetterboxDetector, parse_passes
+
+
+class _ReadsLargeFacesSmall(LetterboxDetector):
+    """One box over the whole input; class 0 at 0.3 at its main size, class 1 at 0.9 when the input is 32 px."""
+    imgsz = 64
+
+    def __init__(self, extra_passes=(), threads=None, **decode):
+        super().__init__(**decode)
+        self.extra_passes = parse_passes(extra_passes)
+
+    def raw(self, x):
+        size = x.shape[-1]
+        n = (size // 8) ** 2 + (size // 16) ** 2 + (size // 32) ** 2
+        out = np.zeros((4 + 2, n), np.float32)
+        out[:4, 0] = [size / 2, size / 2, size, size]
+        out[4:, 0] = [0.0, 0.9] if size == 32 else [0.3, 0.0]
+        return out
+
+
+def _one_face_photos(folder: Path, n: int) -> Path:
+    folder.mkdir(parents=True)
+    for k in range(n):
+        cv2.imwrite(str(folder / f"p{k}.jpg"), np.full((300, 300, 3), 90, np.uint8))
+        (folder / f"p{k}.txt").write_text("1 0.5 0.5 1.0 1.0\n")  # a happy face filling the photo
+    return folder
+
+
+def test_the_sweep_scores_each_configuration_on_the_validation_sets(tmp_path, monkeypatch):
+    photos = _one_face_photos(tmp_path / "photos", 4)
+    monkeypatch.setattr(bench_real, "VAL_SETS", {"all": photos, "half": (photos, 2)})
+    monkeypatch.setattr(bench_real, "RUNS_DIR", tmp_path / "runs")
+    monkeypatch.setattr(detectors, "load_detector",
+                        lambda weights, imgsz, extra_passes=(), **decode: _ReadsLargeFacesSmall(extra_passes, **decode))
+    r = bench_real.size_sweep(tmp_path / "det.onnx", ["64", "64+32"])
+    alone, second = r["64"], r["64+32"]
+    assert alone["all"]["big_faces"] == 4 and alone["half"]["big_faces"] == 2  # every second photo
+    assert alone["all"]["big_found"] == 1.0 and alone["all"]["right"] == 0.0 and alone["all"]["map50"] == 0.0
+    # the 32 px pass reads the face right: its opinion turns the box happy, at its confidence; Darknet-style mAP
+    # averages all 7 classes, and only happy has faces here
+    assert second["all"]["big_found"] == 1.0 and second["all"]["right"] == 1.0
+    assert second["all"]["map50"] == pytest.approx(1 / 7)
