@@ -41,21 +41,24 @@ def _rows(metrics: dict) -> dict:
     return {k: metrics[k] for k in keep} | {"ap50": {n: c["ap50"] for n, c in metrics["per_class"].items()}}
 
 
+def one_thread_detector(detector: Path, imgsz: int | None = None, **decode):
+    """load_detector on one thread: ONNX Runtime told so (torch is set to one thread by the bench itself)."""
+    from scripts.detectors import load_detector
+    return load_detector(detector, imgsz, **decode, **({"threads": 1} if detector.suffix == ".onnx" else {}))
+
+
 def methods(detector: Path, classifier: Path, fit: Path = PHOTO_FIT) -> dict:
     """name -> (description, detector builder); built lazily so each is timed on one thread alone."""
     from scripts import two_stage
-    from scripts.detectors import load_detector
 
     def one():
-        return load_detector(detector, threads=1, multi_label=True) if detector.suffix == ".onnx" else \
-            load_detector(detector, multi_label=True)
+        return one_thread_detector(detector, multi_label=True)
 
     def two():
         return two_stage.TwoStageDetector(classifier, load_fit(fit), threads=1, multi_label=True)
 
     def hybrid():
-        faces = two_stage.DetectorFaces(load_detector(detector, threads=1) if detector.suffix == ".onnx"
-                                        else load_detector(detector))
+        faces = two_stage.DetectorFaces(one_thread_detector(detector))
         return two_stage.TwoStageDetector(classifier, faces=faces, threads=1, multi_label=True)
     return {"one_stage": (f"one-stage: {detector.name}", one),
             "two_stage": (f"two-stage: OpenCV Haar ({fit.name}) + {classifier.name}", two),
@@ -196,7 +199,6 @@ def size_sweep(detector: Path, configs: list[str]) -> dict:
     with the right emotion at conf 0.25, and found / right for faces >= 200 px of the photo, per set."""
     from eval.detection_io import image_sizes, read_ground_truth, read_yolo_predictions
     from eval.detection_metrics import by_face_size
-    from scripts.detectors import load_detector
     from scripts.scoring import score_detector
     out = {}
     for config in configs:
@@ -207,9 +209,7 @@ def size_sweep(detector: Path, configs: list[str]) -> dict:
                     else gt[0]
             if not gt.is_dir():
                 continue
-            det = load_detector(detector, int(main), threads=1, multi_label=True, extra_passes=extra) \
-                if detector.suffix == ".onnx" else load_detector(detector, int(main), multi_label=True,
-                                                                 extra_passes=extra)
+            det = one_thread_detector(detector, int(main), multi_label=True, extra_passes=extra)
             run = RUNS_DIR / "real-sweep" / f"{name}-{config.replace(':', '_')}"
             r = score_detector(det, gt, run)
             small, big = by_face_size(read_ground_truth(gt), read_yolo_predictions(run / "labels"),

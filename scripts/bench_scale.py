@@ -8,8 +8,8 @@ one face a photo), side by side on the same rows and cores:
 and their ratio, for N = 1 and 2 (how it scales with cores). Where the time goes is read from the machine's own CPU
 accounts (/proc/stat: user, kernel, I/O wait) around each full-size run: the gap between the converter and the
 ceiling splits into our Python (user) and the kernel creating files (system). The converter's peak memory (its
-main process's VmHWM) at 5,000 and at all rows says whether memory grows with the rows; a run killed with SIGKILL half-way and
-rerun must give the clean run's files, byte for byte.
+main process's VmHWM) at 5,000 and at all rows says whether memory grows with the rows; a run killed with SIGKILL
+half-way and rerun must give the clean run's files, byte for byte.
 """
 from __future__ import annotations
 

@@ -123,13 +123,6 @@ class LetterboxDetector:
         cx, cy, w, h = out[:4]
         return np.stack([(cx - w / 2 - left) / sx, (cy - h / 2 - top) / sy, w / sx, h / sy], 1), out[4:]
 
-    def candidates(self, image: np.ndarray, size: int, conf: float):
-        """(boxes x, y, w, h in pixels of `image`, class, score, class scores) of every anchor at >= conf, with
-        the image letterboxed to `size`."""
-        boxes, scores = self.pass_outputs(image, size)
-        anchor, cls, score = candidate_detections(scores, self.multi_label, conf)
-        return boxes[anchor], cls, score, scores[:, anchor].T
-
     def pass_scores(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(boxes, class scores) of every anchor of the main pass, each extra pass's opinion joined in: a box of the
         main pass as large as an extra pass is there for (from its `faces_from` up) takes joined_opinion of its
@@ -139,12 +132,12 @@ class LetterboxDetector:
         crowd read as one face) and cost mAP, where opinions alone cost nothing."""
         boxes, scores = self.pass_outputs(image, self.imgsz)
         for p in self.extra_passes:
-            main = np.flatnonzero((boxes[:, 2:].max(1) >= p.faces_from * max(image.shape[:2]))
-                                  & (scores.max(0) >= OPINION_MIN))
+            smallest = p.faces_from * max(image.shape[:2])  # pixels: the long side of the least face it judges
+            main = np.flatnonzero((boxes[:, 2:].max(1) >= smallest) & (scores.max(0) >= OPINION_MIN))
             if not len(main):  # nothing to give an opinion on: the pass is not run (most photos of small faces)
                 continue
             b, s = self.pass_outputs(image, p.size, p.fill)
-            keep = (b[:, 2:].max(1) >= p.faces_from * max(image.shape[:2])) & (s.max(0) >= OPINION_MIN)
+            keep = (b[:, 2:].max(1) >= smallest) & (s.max(0) >= OPINION_MIN)
             b, s = b[keep], s[:, keep]
             if not len(b):
                 continue

@@ -126,11 +126,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("weights", type=Path, nargs="+", help="EmoDet torch .pt or Ultralytics .pt files")
     p.add_argument("--imgsz", type=int, default=None,
                    help="Ultralytics models: input size (default: the size it was trained at, from its checkpoint)")
-    p.add_argument("--extra-passes", "--extra-sizes", nargs="+", default=None, metavar="PX[:FILL]",
-                   help="Ultralytics detectors: also run at these input sizes (PX:FILL: the photo's long side fills "
-                        "that share of a PX input, e.g. 128:0.67 shows a large face at a size a small-face backbone "
-                        "knows), candidates merged before NMS; recorded in the .pt and its (dynamic) .onnx, so "
-                        "predict, eval and the app use them")
+    p.add_argument("--extra-passes", "--extra-sizes", nargs="+", default=None, metavar="PX[:FILL[:FROM]]",
+                   help="Ultralytics detectors: a second opinion from another input (PX:FILL:FROM: the photo's long "
+                        "side fills that share of a PX input, judging the main pass's boxes from FROM of the photo "
+                        "up; 128:0.67:0.45 shows a large face at a size a small-face backbone knows); recorded in "
+                        "the .pt and its (dynamic) .onnx, so predict, eval and the app use them")
     p.add_argument("--ship", default=None, help="also write weights/<SHIP>.pt (torch classifiers: slim) and its .onnx")
     p.add_argument("--int8", action="store_true",
                    help="also write <name>-int8.onnx, calibrated on the training data of --calib")

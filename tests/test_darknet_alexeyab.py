@@ -175,8 +175,8 @@ def _updates(binary: Path, setup: dict, init: Path, steps: int, name: str, monke
     cfg = run / "small.cfg"
     cfg.write_text(setup["cfg_text"].replace("max_batches=1\n", f"max_batches={steps}\n"))
     monkeypatch.setenv("DARKNET", str(binary))
-    log = darknet.run_darknet(["classifier", "train", _one_face_data(run, setup), cfg, init, "-clear", "-dont_show"], run,
-                              run / "train.log")
+    log = darknet.run_darknet(["classifier", "train", _one_face_data(run, setup), cfg, init, "-clear", "-dont_show"],
+                              run, run / "train.log")
     losses = [float(r["loss"]) for r in darknet.training_rows(log)]
     return read_weights(darknet.final_weights(run, cfg.stem))[1], losses
 
