@@ -7,6 +7,7 @@ joined by `;`. Valence/arousal lie in [-1, 1], -2 meaning not applicable.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import functools
 import math
 import os
@@ -89,12 +90,9 @@ def clipped_box(box: tuple[float, float, float, float], width: int, height: int
     return (x1, y1, max(0.0, x2 - x1), max(0.0, y2 - y1)), inside / (w * h)
 
 
-def _rows(csv_path: Path):
-    """(line number, fields) for every data row; tolerates files with or without the header line. Each physical
-    line is parsed on its own: AffectNet's fields never span lines, and a stray quote must cost one row (reported)
-    instead of swallowing the rows after it. A line that csv cannot parse at all (a field over csv's 128 KiB
-    limit) yields None, reported by the caller. The file is read line by line: AffectNet's training.csv is
-    about 400 MB."""
+def _lines(csv_path: Path) -> Iterator[tuple[int, str]]:
+    """(line number, text) of every line that is not blank (or only separators), NUL bytes removed (csv refuses
+    them; that row is then reported). The file is read line by line: AffectNet's training.csv is about 400 MB."""
     try:
         f = open(csv_path, encoding="utf-8-sig", errors="replace", newline=None)  # \n, \r\n and \r all end a line
     except OSError as exc:
@@ -102,17 +100,60 @@ def _rows(csv_path: Path):
         raise EmoDetError(f"{csv_path}: cannot read ({exc.strerror})") from None
     with f:
         for number, line in enumerate(f, start=1):
-            line = line.rstrip("\n").replace("\x00", "")  # csv refuses NUL bytes; that row is then reported
-            if not line.replace(",", "").strip():  # blank (or only separators): nothing to convert or report
-                continue
-            try:
-                fields = next(csv.reader([line]), [])
-            except csv.Error:
-                yield number, None
-                continue
-            if number == 1 and fields and fields[0].strip() == HEADER[0]:
-                continue
-            yield number, fields
+            line = line.rstrip("\n").replace("\x00", "")
+            if line.replace(",", "").strip():
+                yield number, line
+
+
+def csv_fields(line: str) -> list[str] | None:
+    """The fields of one CSV line, or None where csv cannot parse it at all (a field over csv's 128 KiB limit).
+    Each physical line is parsed on its own: AffectNet's fields never span lines, and a stray quote must cost one
+    row (reported) instead of swallowing the rows after it."""
+    try:
+        return next(csv.reader([line]), [])
+    except csv.Error:
+        return None
+
+
+def _is_header(number: int, first_field: str) -> bool:
+    return number == 1 and first_field.strip() == HEADER[0]
+
+
+def _rows(csv_path: Path):
+    """(line number, fields) for every data row (fields None where csv cannot parse the line, reported by the
+    caller); tolerates files with or without the header line."""
+    for number, line in _lines(csv_path):
+        fields = csv_fields(line)
+        if fields and _is_header(number, fields[0]):
+            continue
+        yield number, fields
+
+
+def _first_field(line: str) -> str:
+    """A line's first field, cheaply where it is not quoted (this runs per row in the process feeding the pool)."""
+    if line.startswith('"'):
+        fields = csv_fields(line)
+        return fields[0].strip() if fields else ""
+    return line.split(",", 1)[0].strip()
+
+
+def row_runs(csv_path: Path) -> Iterator[list[tuple[int, str]]]:
+    """The data lines of a CSV, (line number, text), in runs that name the same image: what a streamed conversion
+    hands its worker processes, which parse and check them there (StreamedRows). Only each line's first field is
+    read here."""
+    run: list[tuple[int, str]] = []
+    key = None
+    for number, line in _lines(csv_path):
+        first = _first_field(line)
+        if _is_header(number, first):
+            continue
+        if first != key and run:
+            yield run
+            run = []
+        key = first
+        run.append((number, line))
+    if run:
+        yield run
 
 
 def read_affectnet(csv_path: Path, images_root: Path | None = None, n_classes: int = 7,
@@ -149,20 +190,38 @@ class CheckedImage:
 WHOLE_FILE = 64 << 20  # bytes; a photo up to this size is read once, for its header and its decoding
 
 
+def small_file_bytes(path, limit: int) -> bytes | None:
+    """A file's bytes if it holds 1..`limit` of them, else None (missing, unreadable, empty or too large: the
+    full probe decides why). One open, its size from that open: this runs per photo."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        size = os.fstat(fd).st_size
+        if not 0 < size <= limit:
+            return None
+        chunks, left = [], size
+        while left > 0 and (chunk := os.read(fd, left)):
+            chunks.append(chunk)
+            left -= len(chunk)
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
 def checked_on_image(records, image: Path) -> CheckedImage:
     """The image checks of iter_affectnet for the rows of one photo read with check_images=False (a streamed
     split runs them in the conversion's worker processes, beside the decoding, which reuses the bytes read here)."""
-    import dataclasses
     data = None
     probe = None
-    try:
-        if image.suffix.lower() in (".jpg", ".jpeg") and 0 < image.stat().st_size <= WHOLE_FILE:
-            data = image.read_bytes()
-            header = read_jpeg_header(data[:HEAD_BYTES], data[-TAIL_BYTES:])
-            if header is not None:
-                probe = _from_header(header)
-    except OSError:
-        data = None
+    if image.suffix.lower() in (".jpg", ".jpeg"):
+        data = small_file_bytes(image, WHOLE_FILE)
+        header = read_jpeg_header(data[:HEAD_BYTES], data[-TAIL_BYTES:]) if data else None
+        if header is not None:
+            probe = _from_header(header)
     if probe is None:  # a file our parser leaves to PIL, or an empty or unreadable one: the full probe
         probe = probe_header(image)
     if isinstance(probe, str):
@@ -184,6 +243,71 @@ def images_root_of(csv_path: Path, images_root: Path | None = None) -> Path:
     return Path(images_root) if images_root else Path(csv_path).parent / IMAGES_DIRNAME
 
 
+class RowChecks:
+    """The checks of AffectNet rows that need no image: (line number, fields) -> a FaceRecord (no image size yet)
+    or a Reject. Remembers each image's rows for the duplicate check: every image's, or with `adjacent` (the rows
+    of each image follow each other) only the current image's, so memory stays flat however long the CSV."""
+
+    def __init__(self, csv_path, images_root: Path | None = None, n_classes: int = 7, adjacent: bool = False):
+        self.images_root = images_root_of(csv_path, images_root)
+        self.source = str(csv_path)
+        self.n_classes, self.adjacent = n_classes, adjacent
+        self.seen: dict[tuple, int] = {}
+        self.current = None
+
+    def reject(self, row: int, reason: str, detail: str = "", rel: str = "") -> Reject:
+        image = str(path_inside(self.images_root, rel) or "") if rel else ""
+        return Reject(self.source, row, reason, detail, image)
+
+    def row(self, row: int, fields: list[str] | None) -> FaceRecord | Reject:
+        if fields is None:
+            return Reject(self.source, row, R_UNPARSABLE, "a field over 128 KiB")
+        if len(fields) != len(HEADER):
+            return self.reject(row, R_COLUMNS, f"{len(fields)} instead of {len(HEADER)}",
+                               fields[0].strip() if fields else "")
+        rel, fx, fy, fw, fh, lms, expr, val, aro = (f.strip() for f in fields)
+        if self.adjacent and rel != self.current:
+            self.current = rel
+            self.seen.clear()
+        try:
+            box = (_float(fx), _float(fy), _float(fw), _float(fh))
+        except ValueError:
+            return self.reject(row, R_BOX_TEXT, f"{fx},{fy},{fw},{fh}", rel)
+        if min(box) < 0 or box[2] == 0 or box[3] == 0:
+            return self.reject(row, R_BOX_NEG, f"{fx},{fy},{fw},{fh}", rel)
+        try:
+            code = int(expr)
+        except ValueError:
+            return self.reject(row, R_EXPR_TEXT, repr(expr), rel)
+        if code in AFFECTNET_NON_EXPRESSIONS:
+            return self.reject(row, R_NOT_EXPR, f"{code} {AFFECTNET_NON_EXPRESSIONS[code]}", rel)
+        if code == 7 and self.n_classes == 7:
+            return self.reject(row, R_CONTEMPT, "", rel)
+        if not 0 <= code < self.n_classes:
+            return self.reject(row, R_EXPR_TEXT, f"code {code} outside 0..{self.n_classes - 1}", rel)
+        try:
+            landmarks = parse_landmarks(lms)
+        except ValueError as exc:
+            return self.reject(row, R_LANDMARKS, str(exc), rel)
+        try:
+            valence, arousal = (_float(v) if v else None for v in (val, aro))
+        except ValueError:
+            return self.reject(row, R_VA, f"{val},{aro}", rel)
+        valence = None if valence is not None and valence <= -2 else valence
+        arousal = None if arousal is not None and arousal <= -2 else arousal
+        if not rel:
+            return self.reject(row, R_MISSING, "empty path")
+        image = path_inside(self.images_root, rel)
+        if image is None:
+            return self.reject(row, R_OUTSIDE, rel, rel)
+        key = (rel, box)
+        if key in self.seen:
+            return self.reject(row, R_DUPLICATE, f"same image and box as row {self.seen[key]}", rel)
+        self.seen[key] = row
+        return FaceRecord(image=image, box=box, expression=code, source=self.source, row=row, landmarks=landmarks,
+                          valence=valence, arousal=arousal, face_id=f"r{row:07d}")
+
+
 def iter_affectnet(csv_path: Path, images_root: Path | None = None, n_classes: int = 7, check_images: bool = True,
                    adjacent: bool = False) -> Iterator[FaceRecord | Reject]:
     """read_affectnet as a stream, row by row: a FaceRecord, a Reject or a Fix (a face kept with a fix).
@@ -191,93 +315,41 @@ def iter_affectnet(csv_path: Path, images_root: Path | None = None, n_classes: i
     `adjacent` (the rows of each image follow each other, as scan_affectnet finds in AffectNet's CSVs) lets the
     duplicate check and the image-size cache forget an image once its rows are past, so memory stays flat
     however long the CSV; otherwise both remember every image."""
-    csv_path = Path(csv_path)
-    images_root = images_root_of(csv_path, images_root)
-    source = str(csv_path)
+    checks = RowChecks(csv_path, images_root, n_classes, adjacent)
     sizes: dict[Path, tuple[int, int] | str] = {}
-    seen: dict[tuple, int] = {}
-    current = None
-
-    def reject(row: int, reason: str, detail: str = "") -> Reject:
-        rel = fields[0].strip() if fields else ""
-        image = str(path_inside(images_root, rel) or "") if rel else ""
-        return Reject(source, row, reason, detail, image)
-
-    for row, fields in _rows(csv_path):
-        if fields is None:
-            yield Reject(source, row, R_UNPARSABLE, "a field over 128 KiB")
+    for number, fields in _rows(Path(csv_path)):
+        item = checks.row(number, fields)
+        if not check_images or not isinstance(item, FaceRecord):
+            yield item
             continue
-        if len(fields) != len(HEADER):
-            yield reject(row, R_COLUMNS, f"{len(fields)} instead of {len(HEADER)}")
-            continue
-        rel, fx, fy, fw, fh, lms, expr, val, aro = (f.strip() for f in fields)
-        if adjacent and rel != current:
-            current = rel
+        if adjacent and item.image not in sizes:
             sizes.clear()
-            seen.clear()
-        try:
-            box = (_float(fx), _float(fy), _float(fw), _float(fh))
-        except ValueError:
-            yield reject(row, R_BOX_TEXT, f"{fx},{fy},{fw},{fh}")
+        size = sizes.get(item.image)
+        if size is None:
+            size = sizes[item.image] = probe_image(item.image)
+        if isinstance(size, str):
+            yield Reject(item.source, number, size, "", str(item.image))
             continue
-        if min(box) < 0 or box[2] == 0 or box[3] == 0:
-            yield reject(row, R_BOX_NEG, f"{fx},{fy},{fw},{fh}")
+        box, note = box_on_image(item.box, size)
+        if box is None:
+            yield Reject(item.source, number, R_BOX_OUT, note, str(item.image))
             continue
-        try:
-            code = int(expr)
-        except ValueError:
-            yield reject(row, R_EXPR_TEXT, repr(expr))
-            continue
-        if code in AFFECTNET_NON_EXPRESSIONS:
-            yield reject(row, R_NOT_EXPR, f"{code} {AFFECTNET_NON_EXPRESSIONS[code]}")
-            continue
-        if code == 7 and n_classes == 7:
-            yield reject(row, R_CONTEMPT)
-            continue
-        if not 0 <= code < n_classes:
-            yield reject(row, R_EXPR_TEXT, f"code {code} outside 0..{n_classes - 1}")
-            continue
-        try:
-            landmarks = parse_landmarks(lms)
-        except ValueError as exc:
-            yield reject(row, R_LANDMARKS, str(exc))
-            continue
-        try:
-            valence, arousal = (_float(v) if v else None for v in (val, aro))
-        except ValueError:
-            yield reject(row, R_VA, f"{val},{aro}")
-            continue
-        valence = None if valence is not None and valence <= -2 else valence
-        arousal = None if arousal is not None and arousal <= -2 else arousal
-        if not rel:
-            yield reject(row, R_MISSING, "empty path")
-            continue
-        image = path_inside(images_root, rel)
-        if image is None:
-            yield reject(row, R_OUTSIDE, rel)
-            continue
-        key = (rel, box)
-        if key in seen:
-            yield reject(row, R_DUPLICATE, f"same image and box as row {seen[key]}")
-            continue
-        seen[key] = row
-        size = None
-        if check_images:
-            size = sizes.get(image)
-            if size is None:
-                size = sizes[image] = probe_image(image)
-            if isinstance(size, str):
-                yield reject(row, size)
-                continue
-            box, note = box_on_image(box, size)
-            if box is None:
-                yield reject(row, R_BOX_OUT, note)
-                continue
-            if note:
-                yield Fix(source, row, FIX_CLIPPED, note)
-        yield FaceRecord(image=image, box=box, expression=code, source=source, row=row, landmarks=landmarks,
-                         valence=valence, arousal=arousal, face_id=f"r{row:07d}",
-                         image_size=size if check_images else None)
+        if note:
+            yield Fix(item.source, number, FIX_CLIPPED, note)
+        yield dataclasses.replace(item, box=box, image_size=size)
+
+
+@dataclass(frozen=True)
+class StreamedRows:
+    """Parses and checks one image's run of raw CSV lines (row_runs) in a worker process of a streamed conversion:
+    the process feeding the pool then only reads lines, so the rows' Python is spread over every core."""
+    csv_path: str
+    images_root: str
+    n_classes: int
+
+    def __call__(self, run: list[tuple[int, str]]) -> list[FaceRecord | Reject]:
+        checks = RowChecks(self.csv_path, Path(self.images_root), self.n_classes, adjacent=True)
+        return [checks.row(number, csv_fields(line)) for number, line in run]
 
 
 @dataclass(frozen=True)
@@ -302,16 +374,17 @@ def scan_affectnet(csv_path: Path, images_root: Path | None = None) -> CsvScan:
             h.update(block)
     met: set[int] = set()
     current, adjacent = None, True
-    for _, fields in _rows(csv_path):
-        rel = fields[0].strip() if fields else ""
-        if rel == current:
+    root = os.fspath(images_root)
+    for number, line in _lines(csv_path):
+        rel = _first_field(line)  # strings and os.stat: this runs per row, before the conversion starts
+        if rel == current or _is_header(number, rel):
             continue
         current = rel
         key = hash(rel)
         adjacent = adjacent and key not in met
         met.add(key)
         try:
-            st = (images_root / rel).stat()
+            st = os.stat(os.path.join(root, rel))
             h.update(f"{rel}|{st.st_size}:{st.st_mtime_ns}\n".encode())
         except (OSError, ValueError):
             h.update(f"{rel}|missing\n".encode())

@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from .affectnet import IMAGES_DIRNAME, SPLIT_CSV, iter_affectnet, read_affectnet, scan_affectnet
+from .affectnet import IMAGES_DIRNAME, SPLIT_CSV, StreamedRows, read_affectnet, row_runs, scan_affectnet
 from .errors import EmoDetError, run_cli
 from .face_boxes import BoxFit
 from .face_photos import declared_names, read_face_photos
@@ -121,7 +121,7 @@ def read_split(root: Path, shape: str, name: str, options: ConvertOptions, val_f
         images = Path(root) / IMAGES_DIRNAME
         scan = scan_affectnet(csv_path, images)
         if stream and scan.adjacent:
-            return split, RecordStream(iter_affectnet(csv_path, images, options.n_classes, check_images=False, adjacent=True),
+            return split, RecordStream(row_runs(csv_path), StreamedRows(str(csv_path), str(images), options.n_classes),
                                        scan.digest, scan.images)
         if stream:
             print(f"{csv_path}: the rows of some images lie apart; reading the whole CSV first", file=sys.stderr)

@@ -1,7 +1,7 @@
 """One record stream -> every output format. Readers produce FaceRecords; this module groups them by image,
 crops each image once in a process pool, and hands the results to the writers of each format. A split comes as
-a list, or (AffectNet at scale) as a RecordStream read row by row: then nothing is kept per row, the photos are
-checked in the pool, and the split files are appended as images stream past (writers.SplitFiles).
+a list, or (AffectNet at scale) as a RecordStream read row by row: then nothing is kept per row, the rows are parsed
+and the photos checked in the pool, and the split files are appended as images stream past (writers.SplitFiles).
 
 Layout under OUT (one writer each):
   crops/<size>/<split>/<class>/<id>.png            Ultralytics classification layout (+ landmarks_<split>.csv)
@@ -18,10 +18,11 @@ import math
 import os
 import shutil
 import time
-from collections import Counter, defaultdict, deque
+import zlib
+from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable
 
 import cv2
 import numpy as np
@@ -33,7 +34,8 @@ from .errors import EmoDetError
 from .io import atomic_write_bytes, output_lock, remove_leftovers
 from .parallel import parallel_map
 from .labels import class_names
-from .records import FaceRecord, Fix, Reject
+from .records import FaceRecord, Reject
+from .writers import landmark_text
 from .yolo_format import yolo_line
 from .progress import tracked
 
@@ -90,22 +92,26 @@ class ImageTask:
     rotated: bool | None = None  # EXIF orientation other than as stored; None: not read yet
 
 
-@dataclass
+@dataclass(slots=True)
 class FaceOut:
     face_id: str
     expression: int
     pixels48: np.ndarray | None  # for the table writer
-    landmarks: dict[int, np.ndarray | None]  # per crop size, in crop coordinates
+    landmarks: dict[int, str]  # per crop size, in crop coordinates, as the landmark CSVs hold them
     aligned: bool
 
 
-@dataclass
+@dataclass(slots=True)
 class GroupOut:
     faces: list[FaceOut] = field(default_factory=list)
     written: int = 0
     error: str | None = None
     rejects: list[Reject] = field(default_factory=list)  # rows whose photo or box failed the checks made here
     fixes: list[Reject] = field(default_factory=list)
+    # a streamed image's (see converted_run): its name in the YOLO set and its file; whether it is left out
+    stem: str = ""
+    image: str = ""
+    left_out: bool = False
 
 
 class Layout:
@@ -158,18 +164,36 @@ def _exif_rotated(path: Path) -> bool:
     return not isinstance(probe, str) and probe[1]
 
 
-def png_params(crop: np.ndarray) -> list[int]:
-    """PNG settings for a crop: stored uncompressed where the raw pixels fit one filesystem block anyway (a 48 px
-    grey crop: 2.4 KB against 1.5 KB deflated, one block either way, and a quarter of the time to encode: 33 against
-    118 us), fast deflate otherwise. Fixed per crop size, so reruns stay byte-identical."""
-    return [cv2.IMWRITE_PNG_COMPRESSION, 0 if crop.size + 256 <= FS_BLOCK else 1]
+def stored(crop: np.ndarray) -> bool:
+    """Whether a crop is stored uncompressed: where its raw pixels fit one filesystem block anyway (a 48 px grey
+    crop: 2.4 KB against 1.5 KB deflated, one block either way, and a quarter of the time to encode). Fixed per crop
+    size, so reruns stay byte-identical."""
+    return crop.size + 256 <= FS_BLOCK
 
 
-def _png(crop: np.ndarray) -> bytes:
-    ok, buf = cv2.imencode(".png", crop, png_params(crop))
+def png_bytes(crop: np.ndarray) -> bytes:
+    """A crop as PNG: grey ones that are stored, written here (a stored PNG is its rows in zlib's stored blocks:
+    7 against 25 us through OpenCV, whose setup costs more than the encoding); the others by OpenCV, fast deflate."""
+    if crop.ndim == 2 and stored(crop):
+        return _stored_grey_png(crop)
+    ok, buf = cv2.imencode(".png", crop, [cv2.IMWRITE_PNG_COMPRESSION, 0 if stored(crop) else 1])
     if not ok:
         raise EmoDetError("PNG encoding failed")
     return buf.tobytes()
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return len(data).to_bytes(4, "big") + kind + data + zlib.crc32(kind + data).to_bytes(4, "big")
+
+
+def _stored_grey_png(grey: np.ndarray) -> bytes:
+    """8-bit greyscale PNG, rows unfiltered (filter byte 0), in zlib stored blocks (level 0)."""
+    h, w = grey.shape
+    rows = np.zeros((h, w + 1), np.uint8)
+    rows[:, 1:] = grey
+    header = w.to_bytes(4, "big") + h.to_bytes(4, "big") + bytes((8, 0, 0, 0, 0))  # depth 8, grey, no interlace
+    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", zlib.compress(rows.tobytes(), 0))
+            + _png_chunk(b"IEND", b""))
 
 
 def _link_or_write(src: Path | None, data: bytes | None, dst: str, known_missing: bool = False) -> None:
@@ -254,7 +278,7 @@ def convert_group(task: ImageTask, layout: Layout, options: ConvertOptions) -> G
                 m = geo.alignment_matrix(r.landmarks, s)
             else:
                 m = geo.box_matrix(box, factor, shape, s)
-            face.landmarks[s] = None if r.landmarks is None else geo.transform_points(m, r.landmarks)
+            face.landmarks[s] = landmark_text(None if r.landmarks is None else geo.transform_points(m, r.landmarks))
             on_disk = [p for p in (crop_file, dark_file) if p is not None and s in options.sizes]
             if image is None:  # every file exists: reuse the written 48 px crop for the table
                 if s == TABLE_SIZE and "table" in fmt:
@@ -266,7 +290,7 @@ def convert_group(task: ImageTask, layout: Layout, options: ConvertOptions) -> G
                 face.pixels48 = geo.table_pixels(crop)
             if not any(p in missing for p in on_disk):
                 continue
-            data = _png(crop)
+            data = png_bytes(crop)
             if crop_file is not None and s in options.sizes and crop_file in missing:
                 atomic_write_bytes(crop_file, data, known_missing=True)
                 out.written += 1
@@ -299,6 +323,29 @@ def convert_group(task: ImageTask, layout: Layout, options: ConvertOptions) -> G
 def _run_task(args):
     task, layout, options = args
     return convert_group(task, layout, options)
+
+
+def converted_run(items: list, split: str, layout: Layout, options: ConvertOptions) -> GroupOut:
+    """convert_group for one image's rows of a streamed split, parsed and checked (RecordStream.parse) in the
+    worker: every rejected row of the image comes back with the result, in row order, and the image is marked
+    left out when none of its rows made a face."""
+    records = [i for i in items if isinstance(i, FaceRecord)]
+    rejects = [i for i in items if not isinstance(i, FaceRecord)]
+    if not records:
+        return GroupOut(rejects=rejects, left_out=any(j.image for j in rejects))
+    task = _task(records, split)
+    out = convert_group(task, layout, options)
+    if out.error:
+        out.rejects += [Reject(r.source, r.row, out.error, "", str(task.image)) for r in records]
+        out.faces = []
+    out.rejects = sorted(rejects + out.rejects, key=lambda j: j.row) if rejects else out.rejects
+    out.stem, out.image, out.left_out = task.stem, str(task.image), not out.faces
+    return out
+
+
+def _run_raw(args):
+    run, parse, split, layout, options = args
+    return converted_run(parse(run), split, layout, options)
 
 
 def _group_key(r: FaceRecord):
@@ -382,13 +429,17 @@ def _check_manifest(out: Path, split: str, signature: dict, overwrite: bool) -> 
 
 @dataclass
 class RecordStream:
-    """A split read row by row (a reader's iterator of FaceRecord, Reject and Fix, each image's rows adjacent)
-    with what a cheap pre-pass knows: the digest of everything the outputs depend on, and the image count."""
-    items: Iterable
+    """A split read as it converts: each image's run of raw rows (`runs`, in file order), which `parse` (a
+    picklable callable: run -> FaceRecords and Rejects) turns into records in the worker processes, with what a
+    cheap pre-pass knows: the digest of everything the outputs depend on, and the image count. The process
+    feeding the pool only reads lines; parsing them there took a third of a core at AffectNet's scale."""
+    runs: Iterable
+    parse: Callable
     digest: str
     images: int | None = None
 
 
+STREAM_BATCH = 32  # images a job of a streamed split: as many as a listed split's largest (parallel.parallel_map)
 KEPT_REJECTS = 1000  # rejected rows a streamed split keeps in memory; every one is in rejects_<split>.csv
 
 
@@ -427,36 +478,6 @@ class _Tally:
         self.rows.writerow((j.source, j.row, j.reason, j.detail, j.image))
 
 
-def stream_tasks(items: Iterable, split: str, tally: _Tally) -> Iterator[ImageTask]:
-    """Image tasks from a stream whose rows of one image follow each other; rejects and fixes go to `tally`,
-    and an image none of whose rows survived counts as left out."""
-    group: list[FaceRecord] = []
-    key = rejected = None
-
-    def close_group():
-        if not group and rejected:
-            tally.dropped += 1
-
-    for item in items:
-        if isinstance(item, Fix):
-            tally.fixes.append(item)
-            continue
-        item_key = _group_key(item) if isinstance(item, FaceRecord) else (Path(item.image) if item.image else None)
-        if item_key != key and item_key is not None:
-            if group:
-                yield _task(group, split)
-            close_group()
-            group, key, rejected = [], item_key, None
-        if isinstance(item, FaceRecord):
-            group.append(item)
-        else:
-            tally.reject(item)
-            rejected = rejected or item_key is not None
-    if group:
-        yield _task(group, split)
-    close_group()
-
-
 def _convert_split(records, split, out, options, rejects, overwrite, digest):
     from .writers import SplitFiles, StagedFile
     t0 = time.perf_counter()
@@ -470,13 +491,11 @@ def _convert_split(records, split, out, options, rejects, overwrite, digest):
     files = SplitFiles(layout, split, options.formats, options.sizes)
     try:
         if streamed:
-            tasks, total = stream_tasks(records.items, split, tally), records.images
+            _convert_runs(records, layout, options, tally, files)
         else:
             for j in rejects:
                 tally.reject(j)
-            tasks = image_tasks(records, split)
-            total = len(tasks)
-        _convert_tasks(tasks, total, layout, options, streamed, tally, files, rejects)
+            _convert_tasks(image_tasks(records, split), layout, options, tally, files, rejects)
         files.close()
         tally.file.commit()
     except BaseException:
@@ -488,48 +507,44 @@ def _convert_split(records, split, out, options, rejects, overwrite, digest):
     return report, tally.rejects
 
 
-def _convert_tasks(tasks, total, layout, options, streamed, tally, files, rejects) -> None:
-    """Convert every image in the pool, handing each result to the split's files and its counts to `tally`.
-    A listed split counts left-out images over the whole list (its rows of one image may lie apart)."""
-    workers = options.workers if streamed or len(tasks) > 1 else 1
-    rejected_images = set() if streamed else {j.image for j in rejects if j.image}
-    kept_images = set()
-    for task, res in tracked(_with_results(tasks, layout, options, workers), total=total, desc=f"convert {files.split}",
-                             unit="img", disable=not options.progress):
-        tally.written += res.written
-        for j in res.rejects:
-            tally.reject(j)
-        tally.fixes.extend(res.fixes)
-        if not res.faces and not res.error:  # every row of the photo failed the checks in the pool
-            tally.dropped += 1
-            continue
-        if res.error:
-            for r in task.records:
-                tally.reject(Reject(r.source, r.row, res.error, "", str(task.image)))
-            tally.dropped += streamed
-            rejected_images.add(str(task.image))
-            continue
+def _count(tally: _Tally, files, res: GroupOut, stem: str, image: str) -> None:
+    """One image's result into the split's counts and files (`res.faces` empty: no file gets a line)."""
+    tally.written += res.written
+    for j in res.rejects:
+        tally.reject(j)
+    tally.fixes.extend(res.fixes)
+    if res.faces:
         tally.images += 1
         tally.faces += len(res.faces)
         tally.per_class.update(f.expression for f in res.faces)
-        if not streamed:
-            kept_images.add(str(task.image))
-        files.add(task, res.faces)
-    if not streamed:
-        tally.dropped = len(rejected_images - kept_images)
+        files.add(stem, image, res.faces)
 
 
-def _with_results(tasks: Iterable[ImageTask], layout: Layout, options: ConvertOptions, workers: int):
-    """(task, its GroupOut) in order, converted in the process pool; tasks are drawn as results are taken."""
-    pending: deque = deque()
+def _convert_runs(stream: RecordStream, layout: Layout, options: ConvertOptions, tally: _Tally, files) -> None:
+    """Convert a streamed split: each image's raw rows go to the pool, which parses, checks and converts them."""
+    jobs = ((run, stream.parse, files.split, layout, options) for run in stream.runs)
+    # images go to the pool STREAM_BATCH at a time: one pipe message per batch, however many images
+    for res in tracked(parallel_map(_run_raw, jobs, options.workers, STREAM_BATCH), total=stream.images,
+                       desc=f"convert {files.split}", unit="img", disable=not options.progress):
+        _count(tally, files, res, res.stem, res.image)
+        tally.dropped += res.left_out
 
-    def jobs():
-        for t in tasks:
-            pending.append(t)
-            yield t, layout, options
 
-    for res in parallel_map(_run_task, jobs(), workers):
-        yield pending.popleft(), res
+def _convert_tasks(tasks: list[ImageTask], layout, options, tally, files, rejects) -> None:
+    """Convert every image of a listed split in the pool. Left-out images are counted over the whole list (its
+    rows of one image may lie apart)."""
+    workers = options.workers if len(tasks) > 1 else 1
+    rejected_images = {j.image for j in rejects if j.image}
+    kept_images = set()
+    jobs = [(t, layout, options) for t in tasks]
+    for task, res in tracked(zip(tasks, parallel_map(_run_task, jobs, workers)), total=len(tasks),
+                             desc=f"convert {files.split}", unit="img", disable=not options.progress):
+        if res.error:
+            res.rejects += [Reject(r.source, r.row, res.error, "", str(task.image)) for r in task.records]
+            res.faces = []
+        _count(tally, files, res, task.stem, str(task.image))
+        (kept_images if res.faces else rejected_images).add(str(task.image))
+    tally.dropped = len(rejected_images - kept_images)
 
 
 def summary_text(report: SplitReport, options: ConvertOptions) -> str:

@@ -59,17 +59,20 @@ def replace_if_changed(tmp: Path, path: Path) -> bool:
     return True
 
 
+_LANDMARK_FORMAT = ",".join(["%.2f"] * 136)
+
+
+def landmark_text(points: np.ndarray | None) -> str:
+    """68 x/y (crop pixels) as a landmark CSV holds them: 136 fields, empty where the row had no landmarks. Made in
+    the worker processes, per face (one C-level format of the 136 numbers)."""
+    if points is None:
+        return "," * 135
+    return _LANDMARK_FORMAT % tuple(points.reshape(-1).tolist())
+
+
 def landmark_lines(faces, size: int) -> str:
-    """id, aligned flag, then 68 x/y in crop pixels (empty when the row had no landmarks), one line per face."""
-    import io
-    empty = "," * 135
-    coords = [f.landmarks.get(size) for f in faces]
-    have = [c is not None for c in coords]
-    buf = io.StringIO()
-    if any(have):  # one C-level format per block instead of 136 Python formats per face
-        np.savetxt(buf, np.stack([c.reshape(-1) for c in coords if c is not None]), fmt="%.2f", delimiter=",")
-    formatted = iter(buf.getvalue().splitlines())
-    return "".join(f"{f.face_id},{int(f.aligned)},{next(formatted) if h else empty}\n" for f, h in zip(faces, have))
+    """id, aligned flag, then the face's landmark_text at that crop size, one line per face."""
+    return "".join(f"{f.face_id},{int(f.aligned)},{f.landmarks[size]}\n" for f in faces)
 
 
 class SplitFiles:
@@ -99,11 +102,11 @@ class SplitFiles:
         self.files[key] = StagedFile(path, mode)
         return self.files[key]
 
-    def add(self, task, faces) -> None:
-        """One converted image: its faces (pipeline.FaceOut) and its task (pipeline.ImageTask)."""
+    def add(self, stem: str, image: str, faces) -> None:
+        """One converted image: its name in the YOLO set, its file, and its faces (pipeline.FaceOut)."""
         if "yolo" in self.formats:
-            self.files["yolo"].write(f"{self.layout.yolo(self.split, task.stem)[0]}\n")
-            self.files["sources"].write(f"{task.stem},{task.image}\n")
+            self.files["yolo"].write(f"{self.layout.yolo(self.split, stem)[0]}\n")
+            self.files["sources"].write(f"{stem},{image}\n")
         if "darknet" in self.formats:
             for s in self.sizes:
                 self.files[f"darknet{s}"].write("".join(f"{self.layout.darknet(s, self.split, f.expression, f.face_id)}\n"

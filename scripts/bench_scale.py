@@ -18,6 +18,7 @@ import hashlib
 import os
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -56,7 +57,7 @@ def subset(root: Path, rows: int) -> Path:
 
 def _ceiling_job(job: tuple[str, tuple[float, float, float, float], str | None]) -> int:
     from converters.crops import decode_factor, box_crop
-    from converters.pipeline import png_params
+    from converters.pipeline import png_bytes
     path, box, out = job
     factor = decode_factor([box], SIZE)
     flag = {1: cv2.IMREAD_GRAYSCALE, 2: cv2.IMREAD_REDUCED_GRAYSCALE_2, 4: cv2.IMREAD_REDUCED_GRAYSCALE_4,
@@ -65,7 +66,7 @@ def _ceiling_job(job: tuple[str, tuple[float, float, float, float], str | None])
     crop = box_crop(image, box, factor, image.shape, SIZE)
     if out is not None:  # + the files the converter makes per photo, written plainly: PNG crop, linked JPEG, label
         with open(f"{out}.png", "wb") as f:
-            f.write(cv2.imencode(".png", crop, png_params(crop))[1].tobytes())
+            f.write(png_bytes(crop))
         os.link(path, f"{out}.jpg")
         with open(f"{out}.txt", "w") as f:
             f.write(f"0 {box[0]} {box[1]} {box[2]} {box[3]}\n")
@@ -178,15 +179,35 @@ def bench_convert_scale(rows: int = 50_000, small: int = 5_000, workers: int = 2
     half = result[f"convert_small_{workers}_s"] / 2
     resumed = killed_and_resumed(sub, out / "killed", workers, half)
     result["resume"] = dict(resumed, equal_to_clean=resumed["digest"] == clean)
-    # all rows, N workers
-    result["ceiling_all_s"], result["cpu_ceiling_all"] = with_cpu(ceiling, root, workers)
-    (result["convert_all_s"], result["rss_all_kb"]), result["cpu_convert_all"] = with_cpu(convert, root, out / "all",
-                                                                                         workers)
-    result["ceiling_writes_all_s"], result["cpu_ceiling_writes_all"] = with_cpu(ceiling, root, workers,
-                                                                                 out / "plain-all")
+    # all rows, N workers: the three in turn, ROUNDS times (this machine's speed, and above all the kernel's cost of
+    # making a file, drift by more than the differences measured)
+    rounds = []
+    for _ in range(ROUNDS):
+        c, cpu_c = with_cpu(ceiling, root, workers)
+        (v, rss), cpu_v = with_cpu(convert, root, out / "all", workers)
+        w, cpu_w = with_cpu(ceiling, root, workers, out / "plain-all")
+        rounds.append(dict(ceiling_s=c, convert_s=v, writes_s=w, rss_kb=rss, cpu_ceiling=cpu_c, cpu_convert=cpu_v,
+                           cpu_writes=cpu_w))
+    result.update(full_size(rounds))
     shutil.rmtree(out, ignore_errors=True)
     result["markdown"] = markdown(result)
     return result
+
+
+ROUNDS = 3
+
+
+def full_size(rounds: list[dict]) -> dict:
+    """The full-size figures over the rounds: median seconds of each run, the peak memory, the mean CPU time by kind,
+    and each round's converter / ceiling."""
+    def mean_cpu(key):
+        return {k: sum(x[key][k] for x in rounds) / len(rounds) for k in rounds[0][key]}
+    return dict(rounds=len(rounds), ratios=[x["ceiling_s"] / x["convert_s"] for x in rounds],
+                ceiling_all_s=statistics.median(x["ceiling_s"] for x in rounds),
+                convert_all_s=statistics.median(x["convert_s"] for x in rounds),
+                ceiling_writes_all_s=statistics.median(x["writes_s"] for x in rounds),
+                rss_all_kb=max(x["rss_kb"] for x in rounds), cpu_ceiling_all=mean_cpu("cpu_ceiling"),
+                cpu_convert_all=mean_cpu("cpu_convert"), cpu_ceiling_writes_all=mean_cpu("cpu_writes"))
 
 
 def markdown(r: dict) -> str:
@@ -208,6 +229,10 @@ def markdown(r: dict) -> str:
         lines.append(row(small, k, f"ceiling_small_{k}_s", f"ceiling_writes_small_{k}_s", f"convert_small_{k}_s",
                          f"rss_small_{k}_kb"))
     lines.append(row(rows, n, "ceiling_all_s", "ceiling_writes_all_s", "convert_all_s", "rss_all_kb"))
+    if "ratios" in r:
+        lines += ["", f"{rows:,} rows: ceiling, converter and ceiling + writes run in turn, {r['rounds']} rounds; the "
+                  f"row shows each one's median. Converter / ceiling in each round: "
+                  f"{', '.join(f'{x:.0%}' for x in r['ratios'])}."]
     grow = (r["rss_all_kb"] - r[f"rss_small_{n}_kb"]) * 1024 / (rows - small)
     res = r["resume"]
     lines += ["", f"Peak memory from {small:,} to {rows:,} rows: {grow:+.0f} bytes per row. "

@@ -294,4 +294,18 @@ def test_small_crops_are_stored_uncompressed_and_larger_ones_deflated(converted)
     assert 48 * 48 < small.stat().st_size < 48 * 48 + 256 and large.stat().st_size < 96 * 96
     for path, size in ((small, 48), (large, 96)):
         assert cv2.imread(str(path), cv2.IMREAD_UNCHANGED).shape == (size, size)
-    assert pipeline.png_params(np.zeros((48, 48, 3), np.uint8))[1] == 1  # colour: 6.9 KB raw, over one block
+    assert not pipeline.stored(np.zeros((48, 48, 3), np.uint8))  # colour: 6.9 KB raw, over one block
+    assert small.read_bytes() == pipeline.png_bytes(cv2.imread(str(small), cv2.IMREAD_UNCHANGED))  # as written
+
+
+@pytest.mark.parametrize("shape", [(48, 48), (1, 7), (40, 60)])
+def test_a_stored_png_written_here_reads_back_the_same_everywhere(shape, tmp_path):
+    from PIL import Image
+    grey = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
+    data = pipeline.png_bytes(grey)
+    assert len(data) < grey.size + 256  # stored, not deflated
+    assert np.array_equal(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED), grey)
+    (tmp_path / "g.png").write_bytes(data)
+    with Image.open(tmp_path / "g.png") as im:  # PIL checks every chunk's CRC
+        im.load()
+        assert im.mode == "L" and np.array_equal(np.asarray(im), grey)

@@ -145,3 +145,60 @@ def test_the_scale_bench_splits_the_converters_extra_cpu_into_user_and_kernel():
     assert set(before) == {"user", "system", "iowait", "steal"} and before["user"] > 0
     out, spent = with_cpu(sum, range(2_000_000))
     assert out == sum(range(2_000_000)) and spent["user"] >= 0 and set(spent) == set(before)
+
+
+def test_the_full_size_runs_are_summarised_over_their_rounds():
+    """Known answer: medians of the seconds, the largest peak, the mean CPU and each round's ratio."""
+    from scripts.bench_scale import full_size, markdown
+    cpu = {"user": 1.0, "system": 0.5, "iowait": 0.0, "steal": 0.0}
+    rounds = [dict(ceiling_s=c, convert_s=v, writes_s=w, rss_kb=k, cpu_ceiling=cpu, cpu_writes=cpu,
+                   cpu_convert={**cpu, "user": u}) for c, v, w, k, u in
+              [(10, 20, 12, 70_000, 2.0), (12, 16, 13, 72_000, 3.0), (11, 18, 20, 71_000, 4.0)]]
+    r = full_size(rounds)
+    assert (r["ceiling_all_s"], r["convert_all_s"], r["ceiling_writes_all_s"], r["rss_all_kb"]) == (11, 18, 13, 72_000)
+    assert r["cpu_convert_all"]["user"] == 3.0 and [round(x, 3) for x in r["ratios"]] == [0.5, 0.75, 0.611]
+    small = {f"{kind}_small_{n}_s": 5.0 for kind in ("ceiling", "convert", "ceiling_writes") for n in (1, 2)}
+    text = markdown({**r, **small, "rows": 50_000, "small": 5_000, "workers": 2, "rss_small_1_kb": 60_000,
+                     "rss_small_2_kb": 60_000, "resume": dict(killed_after_s=1, crops_before_rerun=9,
+                                                               rerun_seconds=2, equal_to_clean=True)})
+    assert "| 50,000 | 2 | 4545 | 3846 | 2778 | 61% | 72% | 70 MB |" in text
+    assert "Converter / ceiling in each round: 50%, 75%, 61%." in text
+
+
+def test_the_feeding_process_hands_each_image_its_run_of_raw_lines(tmp_path):
+    lines = [",".join(an.HEADER),
+             'a/1.jpg,1,2,3,4,,1,0,0', 'a/1.jpg,5,6,7,8,,2,0,0', '',
+             '"a/2,x.jpg",1,2,3,4,,1,0,0',  # a quoted first field holding a comma
+             'not,enough,fields',
+             'a/1.jpg,9,9,3,4,,3,0,0']  # the first image again, after others: a run of its own
+    path = tmp_path / "training.csv"
+    path.write_text("\n".join(lines) + "\n")
+    runs = list(an.row_runs(path))
+    assert [[n for n, _ in run] for run in runs] == [[2, 3], [5], [6], [7]]
+    assert runs[1][0][1] == lines[4]  # the text as in the file: the worker parses it
+    parsed = an.StreamedRows(str(path), str(tmp_path / an.IMAGES_DIRNAME), 7)(runs[0] + runs[2])
+    assert [type(p).__name__ for p in parsed] == ["FaceRecord", "FaceRecord", "Reject"]
+    assert parsed[0].box == (1.0, 2.0, 3.0, 4.0) and parsed[1].expression == 2 and parsed[2].reason == an.R_COLUMNS
+    listed = an.read_affectnet(path, check_images=False)
+    assert [r.row for r in listed.records] == [2, 3, 5, 7] and [j.row for j in listed.rejects] == [6]
+
+
+@pytest.mark.parametrize("unnamed", [True, False])
+def test_a_new_file_appears_whole_under_its_name_and_nothing_else_is_left(tmp_path, monkeypatch, unnamed):
+    from converters import io as cio
+    monkeypatch.setattr(cio, "_UNNAMED", unnamed and cio._UNNAMED)
+    path = tmp_path / "new" / "folder" / "crop.png"
+    data = bytes(range(256)) * 40
+    assert cio.atomic_write_bytes(path, data, known_missing=True)
+    assert path.read_bytes() == data and [p.name for p in path.parent.iterdir()] == ["crop.png"]
+    # "known missing" and there after all: replaced, still whole, still alone
+    assert cio.atomic_write_bytes(path, b"other", known_missing=True)
+    assert path.read_bytes() == b"other" and [p.name for p in path.parent.iterdir()] == ["crop.png"]
+    assert oct(path.stat().st_mode & 0o777) == oct(0o666 & ~_umask())
+
+
+def _umask() -> int:
+    import os
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
