@@ -10,7 +10,8 @@ from pathlib import Path
 def atomic_write_bytes(path: Path, data: bytes, known_missing: bool = False) -> bool:
     """Write `data` to `path` via a temp file + rename; skip (return False) when the file already holds it.
 
-    `known_missing` skips that comparison when the caller has just seen that the file does not exist.
+    `known_missing` skips that comparison when the caller has just seen that the file does not exist, and writes
+    the file unnamed first where the filesystem can (_written_unnamed).
     """
     path = os.fspath(path)
     if not known_missing:
@@ -46,18 +47,19 @@ _UNNAMED = hasattr(os, "O_TMPFILE")  # False once the filesystem or /proc turns 
 
 def _written_unnamed(path: str, data: bytes) -> bool:
     """Write a new file as an unnamed one in its folder (O_TMPFILE) and link it in, whole, under its name: one
-    directory entry made where a temporary file takes three (made, renamed, removed), a third of the kernel time
-    of each of the converter's 48 px crops. False, having written nothing, where the filesystem cannot or `path`
+    directory entry made where a temporary file takes three (made, renamed, removed): 43 against 73 us of kernel
+    time for a 2.4 KB file in one run here. False, having linked nothing, where the filesystem cannot or `path`
     exists after all: the caller then goes through a temporary file."""
     global _UNNAMED
     if not _UNNAMED:
         return False
     folder = os.path.dirname(path) or "."
     try:
-        fd = os.open(folder, os.O_TMPFILE | os.O_WRONLY, 0o666)
-    except FileNotFoundError:
-        os.makedirs(folder, exist_ok=True)
-        return _written_unnamed(path, data)
+        try:
+            fd = os.open(folder, os.O_TMPFILE | os.O_WRONLY, 0o666)
+        except FileNotFoundError:  # a new folder
+            os.makedirs(folder, exist_ok=True)
+            fd = os.open(folder, os.O_TMPFILE | os.O_WRONLY, 0o666)
     except OSError:  # EOPNOTSUPP, EISDIR or EINVAL: no unnamed files here
         _UNNAMED = False
         return False
