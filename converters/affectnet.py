@@ -190,6 +190,16 @@ class CheckedImage:
 WHOLE_FILE = 64 << 20  # bytes; a photo up to this size is read once, for its header and its decoding
 
 
+def placed_on_image(record: FaceRecord, size: tuple[int, int]) -> tuple[FaceRecord | None, Reject | None]:
+    """A row's face on its image of `size`: (the record, box clipped, with the size; and the Fix noting the clip,
+    or None), or (None, the Reject) when less than half the box lies inside."""
+    box, note = box_on_image(record.box, size)
+    if box is None:
+        return None, Reject(record.source, record.row, R_BOX_OUT, note, str(record.image))
+    fix = Fix(record.source, record.row, FIX_CLIPPED, note) if note else None
+    return dataclasses.replace(record, box=box, image_size=size), fix
+
+
 def small_file_bytes(path, limit: int) -> bytes | None:
     """A file's bytes if it holds 1..`limit` of them, else None (missing, unreadable, empty or too large: the
     full probe decides why). One open, its size from that open: this runs per photo."""
@@ -229,13 +239,13 @@ def checked_on_image(records, image: Path) -> CheckedImage:
     size, rotated = probe
     kept, rejects, fixes = [], [], []
     for r in records:
-        box, note = box_on_image(r.box, size)
-        if box is None:
-            rejects.append(Reject(r.source, r.row, R_BOX_OUT, note, str(image)))
-            continue
-        if note:
-            fixes.append(Fix(r.source, r.row, FIX_CLIPPED, note))
-        kept.append(dataclasses.replace(r, box=box, image_size=size))
+        placed, note = placed_on_image(r, size)
+        if placed is None:
+            rejects.append(note)
+        else:
+            kept.append(placed)
+            if note is not None:
+                fixes.append(note)
     return CheckedImage(kept, rejects, fixes, rotated, data)
 
 
@@ -330,13 +340,11 @@ def iter_affectnet(csv_path: Path, images_root: Path | None = None, n_classes: i
         if isinstance(size, str):
             yield Reject(item.source, number, size, "", str(item.image))
             continue
-        box, note = box_on_image(item.box, size)
-        if box is None:
-            yield Reject(item.source, number, R_BOX_OUT, note, str(item.image))
-            continue
-        if note:
-            yield Fix(item.source, number, FIX_CLIPPED, note)
-        yield dataclasses.replace(item, box=box, image_size=size)
+        placed, note = placed_on_image(item, size)
+        if note is not None:
+            yield note
+        if placed is not None:
+            yield placed
 
 
 @dataclass(frozen=True)

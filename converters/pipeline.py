@@ -105,7 +105,6 @@ class FaceOut:
 class GroupOut:
     faces: list[FaceOut] = field(default_factory=list)
     written: int = 0
-    error: str | None = None
     rejects: list[Reject] = field(default_factory=list)  # rows whose photo or box failed the checks made here
     fixes: list[Reject] = field(default_factory=list)
     # a streamed image's (see converted_run): its name in the YOLO set and its file; whether it is left out
@@ -264,8 +263,8 @@ def convert_group(task: ImageTask, layout: Layout, options: ConvertOptions) -> G
     image = None
     if missing or ("table" in fmt and not reusable48):
         image = _decode(task, factor, options.color, data)
-        if image is None or image.size == 0:
-            out.error = R_DECODE
+        if image is None or image.size == 0:  # every row of the photo is rejected, each once
+            out.rejects += [Reject(r.source, r.row, R_DECODE, "", str(task.image)) for r in task.records]
             return out
 
     for r, box in zip(task.records, boxes):
@@ -335,9 +334,6 @@ def converted_run(items: list, split: str, layout: Layout, options: ConvertOptio
         return GroupOut(rejects=rejects, left_out=any(j.image for j in rejects))
     task = _task(records, split)
     out = convert_group(task, layout, options)
-    if out.error:
-        out.rejects += [Reject(r.source, r.row, out.error, "", str(task.image)) for r in records]
-        out.faces = []
     out.rejects = sorted(rejects + out.rejects, key=lambda j: j.row) if rejects else out.rejects
     out.stem, out.image, out.left_out = task.stem, str(task.image), not out.faces
     return out
@@ -539,9 +535,6 @@ def _convert_tasks(tasks: list[ImageTask], layout, options, tally, files, reject
     jobs = [(t, layout, options) for t in tasks]
     for task, res in tracked(zip(tasks, parallel_map(_run_task, jobs, workers)), total=len(tasks),
                              desc=f"convert {files.split}", unit="img", disable=not options.progress):
-        if res.error:
-            res.rejects += [Reject(r.source, r.row, res.error, "", str(task.image)) for r in task.records]
-            res.faces = []
         _count(tally, files, res, task.stem, str(task.image))
         (kept_images if res.faces else rejected_images).add(str(task.image))
     tally.dropped = len(rejected_images - kept_images)
