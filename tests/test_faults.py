@@ -47,7 +47,9 @@ def test_killed_at_a_random_moment_then_rerun_equals_a_clean_run(sample_dir, tmp
         if not leftover:
             break
         time.sleep(0.1)
-    assert leftover == [], f"processes outlived the killed converter: {leftover}"
+    survivors = "" if not leftover else subprocess.run(["ps", "-o", "pid,ppid,stat,cmd", "-p", ",".join(leftover)],
+                                                       capture_output=True, text=True).stdout
+    assert leftover == [], f"processes outlived the killed converter: {leftover}\n{survivors}"
     assert _convert(sample_dir, out).wait(timeout=300) == 0
     assert list(out.rglob("*.tmp")) == []
     assert _tree(out) == _tree(clean)
