@@ -26,8 +26,14 @@ def die_with_parent(expected_parent: int | None = None) -> None:
 
 POOL_PARENT = "EMODET_POOL_PARENT"  # pid of the process that starts a pool (set by converters.parallel)
 
+# The forkserver's pid, set in the forkserver and inherited by every worker it forks: the parent a worker must still
+# have when it arms its own signal. A worker forked just before the forkserver died would otherwise read its new
+# parent (init) as the one to watch, never get a signal, and wait on its task pipe for ever (seen once in 50 kills).
+SERVER_PID: int | None = None
+
 # Imported by that process's forkserver, preloading this module: it must die with the pool's creator, also when
 # the creator was killed while the forkserver was still starting.
 if (os.environ.get(POOL_PARENT, str(os.getpid())) != str(os.getpid())
         and "multiprocessing.forkserver" in sys.modules):
+    SERVER_PID = os.getpid()
     die_with_parent(int(os.environ[POOL_PARENT]))

@@ -7,6 +7,7 @@ import os
 from collections import deque
 from typing import Callable, Iterable, Iterator
 
+from . import orphan_guard
 from .orphan_guard import POOL_PARENT, die_with_parent
 
 IN_FLIGHT = 4  # batches queued per worker: enough to keep every worker busy, few enough that memory stays flat
@@ -15,7 +16,7 @@ IN_FLIGHT = 4  # batches queued per worker: enough to keep every worker busy, fe
 def _init_worker():
     import cv2
     cv2.setNumThreads(1)  # one process per core already; OpenCV's own threads would oversubscribe
-    die_with_parent()
+    die_with_parent(orphan_guard.SERVER_PID)  # exits now if the forkserver that forked this worker is gone
 
 
 def _apply_all(fn: Callable, batch: list) -> list:
