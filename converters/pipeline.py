@@ -28,7 +28,8 @@ import cv2
 import numpy as np
 
 from . import crops as geo
-from .affectnet import checked_on_image, probe_header
+from . import jpeg_region
+from .affectnet import WHOLE_FILE, checked_on_image, probe_header, small_file_bytes
 from .darknet_files import check_classifier_path, check_detector_image_path
 from .errors import EmoDetError
 from .io import atomic_write_bytes, output_lock, remove_leftovers
@@ -137,13 +138,22 @@ def _is_jpeg(path: Path) -> bool:
     return path.suffix.lower() in (".jpg", ".jpeg")
 
 
-def _decode(task: ImageTask, factor: int, color: str, data: bytes | None = None) -> np.ndarray | None:
-    """The image at 1/`factor` (JPEG DCT scaling), grey or colour; from `data` when the file was read already."""
+def _decode(task: ImageTask, factor: int, color: str, data: bytes | None = None,
+            region: tuple[int, int, int, int] | None = None, shape: tuple[int, int] | None = None) -> np.ndarray | None:
+    """The image at 1/`factor` (JPEG DCT scaling), grey or colour; from `data` when the file was read already.
+    Given the `region` (x1, y1, x2, y2 at that scale) that every crop lies in and the `shape` the header predicts,
+    a grey JPEG is decoded there only (jpeg_region: same pixels there, zeros elsewhere)."""
     grey = color == "gray"
     if task.records[0].pixels is not None:
         px = task.records[0].pixels
         return px if (px.ndim == 2) == grey else (cv2.cvtColor(px, cv2.COLOR_GRAY2BGR) if px.ndim == 2
                                                    else cv2.cvtColor(px, cv2.COLOR_BGR2GRAY))
+    if grey and region is not None and _is_jpeg(task.image):
+        if data is None:
+            data = small_file_bytes(task.image, WHOLE_FILE)
+        part = jpeg_region.region_grey(data, factor, shape, region) if data else None
+        if part is not None:
+            return part
     reduced = {1: (cv2.IMREAD_GRAYSCALE, cv2.IMREAD_COLOR),
                2: (cv2.IMREAD_REDUCED_GRAYSCALE_2, cv2.IMREAD_REDUCED_COLOR_2),
                4: (cv2.IMREAD_REDUCED_GRAYSCALE_4, cv2.IMREAD_REDUCED_COLOR_4),
@@ -193,6 +203,12 @@ def _stored_grey_png(grey: np.ndarray) -> bytes:
     header = w.to_bytes(4, "big") + h.to_bytes(4, "big") + bytes((8, 0, 0, 0, 0))  # depth 8, grey, no interlace
     return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", zlib.compress(rows.tobytes(), 0))
             + _png_chunk(b"IEND", b""))
+
+
+def _crops_region(boxes, factor: int, shape) -> tuple[int, int, int, int]:
+    """The smallest (x1, y1, x2, y2) of an image decoded at 1/`factor` that holds every box crop (box_crop)."""
+    x1, y1, x2, y2 = zip(*(geo.pixel_box(b, factor, shape) for b in boxes))
+    return min(x1), min(y1), max(x2), max(y2)
 
 
 def _link_or_write(src: Path | None, data: bytes | None, dst: str, known_missing: bool = False) -> None:
@@ -262,7 +278,9 @@ def convert_group(task: ImageTask, layout: Layout, options: ConvertOptions) -> G
     reusable48 = "crops" in fmt and TABLE_SIZE in options.sizes
     image = None
     if missing or ("table" in fmt and not reusable48):
-        image = _decode(task, factor, options.color, data)
+        aligned = options.align and any(r.landmarks is not None for r in task.records)
+        image = _decode(task, factor, options.color, data, None if aligned else _crops_region(boxes, factor, shape),
+                        shape)
         if image is None or image.size == 0:  # every row of the photo is rejected, each once
             out.rejects += [Reject(r.source, r.row, R_DECODE, "", str(task.image)) for r in task.records]
             return out

@@ -23,6 +23,15 @@ RESULTS_DIR = PROJECT_ROOT / "results"
 # `make darknet`: AlexeyAB's Darknet built from source (git-ignored); preferred over a darknet on PATH
 DARKNET_BUILD_DIR = PROJECT_ROOT / "build" / "darknet"
 
+# the converter's partial JPEG decoder, compiled from converters/jpeg_region.c on first use (git-ignored)
+JPEG_REGION_BUILD_DIR = PROJECT_ROOT / "build" / "jpeg-region"
+
+
+def jpeg_region_enabled() -> bool:
+    """Whether the converter decodes only the faces' part of a JPEG; EMODET_JPEG_REGION=0 decodes whole photos with
+    OpenCV (the same pixels: for comparing both side by side)."""
+    return os.environ.get("EMODET_JPEG_REGION", "1") != "0"
+
 SAMPLE_AFFECTNET = DATA_DIR / "sample" / "affectnet"
 
 

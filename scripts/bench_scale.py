@@ -4,10 +4,12 @@ On one synthetic AffectNet-format set (`python -m converters.synthetic --affectn
 one face a photo), side by side on the same rows and cores:
 - the compute ceiling: N processes that only decode each photo at reduced size (the converter's DCT scale), crop
   and resize its face to 48 px; nothing written, no validation;
+- the same with only the face's part of each photo decoded, as the converter does (converters/jpeg_region.py), and
+  that + the converter's three files a photo written plainly (no checks, no atomic writes);
 - the converter (`python -m converters.convert --sizes 48 --formats crops yolo`), as a user runs it;
-and their ratio, for N = 1 and 2 (how it scales with cores). Where the time goes is read from the machine's own CPU
-accounts (/proc/stat: user, kernel, I/O wait) around each full-size run: the gap between the converter and the
-ceiling splits into our Python (user) and the kernel creating files (system). The converter's peak memory (its
+and their ratios, for N = 1 and 2 (how it scales with cores). Where the time goes is read from the machine's own
+CPU accounts (/proc/stat: user, kernel, I/O wait) around each full-size run: the gap between the converter and the
+ceilings splits into our Python (user) and the kernel creating files (system). The converter's peak memory (its
 main process's VmHWM) at 5,000 and at all rows says whether memory grows with the rows; a run killed with SIGKILL
 half-way and rerun must give the clean run's files, byte for byte.
 """
@@ -55,14 +57,23 @@ def subset(root: Path, rows: int) -> Path:
     return sub
 
 
-def _ceiling_job(job: tuple[str, tuple[float, float, float, float], str | None]) -> int:
-    from converters.crops import decode_factor, box_crop
+def _ceiling_job(job: tuple[str, tuple[float, float, float, float], str | None, bool]) -> int:
+    from converters import jpeg_region
+    from converters.crops import box_crop, decode_factor, pixel_box
+    from converters.jpeg_header import HEAD_BYTES, read_jpeg_header
     from converters.pipeline import png_bytes
-    path, box, out = job
+    path, box, out, region = job
     factor = decode_factor([box], SIZE)
     flag = {1: cv2.IMREAD_GRAYSCALE, 2: cv2.IMREAD_REDUCED_GRAYSCALE_2, 4: cv2.IMREAD_REDUCED_GRAYSCALE_4,
             8: cv2.IMREAD_REDUCED_GRAYSCALE_8}[factor]
-    image = cv2.imread(path, flag | cv2.IMREAD_IGNORE_ORIENTATION)
+    if region:  # only the face's part, as the converter decodes it (the size it needs from the JPEG's header)
+        with open(path, "rb") as f:
+            data = f.read()
+        header = read_jpeg_header(data[:HEAD_BYTES], b"")
+        shape = (-(-header.height // factor), -(-header.width // factor))
+        image = jpeg_region.region_grey(data, factor, shape, pixel_box(box, factor, shape))
+    else:
+        image = cv2.imread(path, flag | cv2.IMREAD_IGNORE_ORIENTATION)
     crop = box_crop(image, box, factor, image.shape, SIZE)
     if out is not None:  # + the files the converter makes per photo, written plainly: PNG crop, linked JPEG, label
         with open(f"{out}.png", "wb") as f:
@@ -94,9 +105,10 @@ def with_cpu(fn, *args):
     return out, {k: round(after[k] - before[k], 2) for k in before}
 
 
-def ceiling(root: Path, workers: int, write_to: Path | None = None) -> float:
+def ceiling(root: Path, workers: int, write_to: Path | None = None, region: bool = False) -> float:
     """Seconds for N processes to decode (reduced), crop and resize every row's face; nothing written, or with
-    `write_to` the same three files per photo as the converter, written plainly (no checks, no atomic renames)."""
+    `write_to` the same three files per photo as the converter, written plainly (no checks, no atomic renames).
+    With `region`, only the face's part of each photo is decoded, as the converter does (jpeg_region)."""
     from converters.parallel import parallel_map
     if write_to is not None:
         shutil.rmtree(write_to, ignore_errors=True)
@@ -105,7 +117,8 @@ def ceiling(root: Path, workers: int, write_to: Path | None = None) -> float:
     t0 = time.perf_counter()
     with open(root / "training.csv", newline="") as f:
         jobs = [(str(root / "Manually_Annotated_Images" / r[0]), tuple(float(v) for v in r[1:5]),
-                 None if write_to is None else str(write_to / f"r{k}")) for k, r in enumerate(list(csv.reader(f))[1:])]
+                 None if write_to is None else str(write_to / f"r{k}"), region)
+                for k, r in enumerate(list(csv.reader(f))[1:])]
     sum(parallel_map(_ceiling_job, jobs, workers))
     return time.perf_counter() - t0
 
@@ -170,24 +183,26 @@ def bench_convert_scale(rows: int = 50_000, small: int = 5_000, workers: int = 2
         p.read_bytes()
     out = RUNS_DIR / "affectnet-scale-out"
     result = dict(rows=rows, small=small, workers=workers)
-    # 1 vs N workers on the small set, ceiling and converter alternating
+    # 1 vs N workers on the small set, ceilings and converter alternating
     for n in (1, workers):
         result[f"ceiling_small_{n}_s"] = ceiling(sub, n)
+        result[f"region_small_{n}_s"] = ceiling(sub, n, None, True)
         result[f"convert_small_{n}_s"], result[f"rss_small_{n}_kb"] = convert(sub, out / f"small{n}", n)
-        result[f"ceiling_writes_small_{n}_s"] = ceiling(sub, n, out / f"plain{n}")
+        result[f"ceiling_writes_small_{n}_s"] = ceiling(sub, n, out / f"plain{n}", True)
     clean = tree_digest(out / f"small{workers}")
     half = result[f"convert_small_{workers}_s"] / 2
     resumed = killed_and_resumed(sub, out / "killed", workers, half)
     result["resume"] = dict(resumed, equal_to_clean=resumed["digest"] == clean)
-    # all rows, N workers: the three in turn, ROUNDS times (this machine's speed, and above all the kernel's cost of
+    # all rows, N workers: the four in turn, ROUNDS times (this machine's speed, and above all the kernel's cost of
     # making a file, drift by more than the differences measured)
     rounds = []
     for _ in range(ROUNDS):
         c, cpu_c = with_cpu(ceiling, root, workers)
+        g, cpu_g = with_cpu(ceiling, root, workers, None, True)
         (v, rss), cpu_v = with_cpu(convert, root, out / "all", workers)
-        w, cpu_w = with_cpu(ceiling, root, workers, out / "plain-all")
-        rounds.append(dict(ceiling_s=c, convert_s=v, writes_s=w, rss_kb=rss, cpu_ceiling=cpu_c, cpu_convert=cpu_v,
-                           cpu_writes=cpu_w))
+        w, cpu_w = with_cpu(ceiling, root, workers, out / "plain-all", True)
+        rounds.append(dict(ceiling_s=c, region_s=g, convert_s=v, writes_s=w, rss_kb=rss, cpu_ceiling=cpu_c,
+                           cpu_region=cpu_g, cpu_convert=cpu_v, cpu_writes=cpu_w))
     result.update(full_size(rounds))
     shutil.rmtree(out, ignore_errors=True)
     result["markdown"] = markdown(result)
@@ -203,11 +218,14 @@ def full_size(rounds: list[dict]) -> dict:
     def mean_cpu(key):
         return {k: sum(x[key][k] for x in rounds) / len(rounds) for k in rounds[0][key]}
     return dict(rounds=len(rounds), ratios=[x["ceiling_s"] / x["convert_s"] for x in rounds],
+                region_ratios=[x["region_s"] / x["convert_s"] for x in rounds],
                 ceiling_all_s=statistics.median(x["ceiling_s"] for x in rounds),
+                region_ceiling_all_s=statistics.median(x["region_s"] for x in rounds),
                 convert_all_s=statistics.median(x["convert_s"] for x in rounds),
                 ceiling_writes_all_s=statistics.median(x["writes_s"] for x in rounds),
                 rss_all_kb=max(x["rss_kb"] for x in rounds), cpu_ceiling_all=mean_cpu("cpu_ceiling"),
-                cpu_convert_all=mean_cpu("cpu_convert"), cpu_ceiling_writes_all=mean_cpu("cpu_writes"))
+                cpu_region_all=mean_cpu("cpu_region"), cpu_convert_all=mean_cpu("cpu_convert"),
+                cpu_ceiling_writes_all=mean_cpu("cpu_writes"))
 
 
 def markdown(r: dict) -> str:
@@ -216,23 +234,27 @@ def markdown(r: dict) -> str:
     lines = ["## AffectNet-scale conversion: memory, throughput against the compute ceiling, resume", "",
              f"Synthetic AffectNet-format photos (`python -m converters.synthetic --affectnet-sizes`: long side "
              f"425 +- 350 px, one face each), 48 px crops + YOLO set. Ceiling: {n} processes that only decode "
-             "(reduced, as the converter does), crop and resize each face, writing nothing. Same rows, same cores, "
-             "one run.", "",
-             "| rows | processes | ceiling images/s | ceiling + plain writes images/s | converter images/s | "
-             "converter / ceiling | converter / ceiling + writes | converter peak RSS |",
-             "|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "(reduced, as the converter does), crop and resize each face, writing nothing. Face's part: the same, "
+             "decoding only the part of the photo that holds the face, as the converter does "
+             "(`converters/jpeg_region.py`); + writes: that and the converter's three files a photo (PNG crop, "
+             "linked JPEG, label) written plainly. Same rows, same cores, one run.", "",
+             "| rows | processes | ceiling images/s | face's part | face's part + plain writes | converter images/s | "
+             "converter / ceiling | converter / face's part | converter / face's part + writes | converter peak RSS |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
 
-    def row(count, k, c, w, v, rss):
-        return (f"| {count:,} | {k} | {count / r[c]:.0f} | {count / r[w]:.0f} | {count / r[v]:.0f} | "
-                f"{r[c] / r[v]:.0%} | {r[w] / r[v]:.0%} | {r[rss] / 1024:.0f} MB |")
+    def row(count, k, c, g, w, v, rss):
+        return (f"| {count:,} | {k} | {count / r[c]:.0f} | {count / r[g]:.0f} | {count / r[w]:.0f} | "
+                f"{count / r[v]:.0f} | {r[c] / r[v]:.0%} | {r[g] / r[v]:.0%} | {r[w] / r[v]:.0%} | "
+                f"{r[rss] / 1024:.0f} MB |")
     for k in (1, n):
-        lines.append(row(small, k, f"ceiling_small_{k}_s", f"ceiling_writes_small_{k}_s", f"convert_small_{k}_s",
-                         f"rss_small_{k}_kb"))
-    lines.append(row(rows, n, "ceiling_all_s", "ceiling_writes_all_s", "convert_all_s", "rss_all_kb"))
+        lines.append(row(small, k, f"ceiling_small_{k}_s", f"region_small_{k}_s", f"ceiling_writes_small_{k}_s",
+                         f"convert_small_{k}_s", f"rss_small_{k}_kb"))
+    lines.append(row(rows, n, "ceiling_all_s", "region_ceiling_all_s", "ceiling_writes_all_s", "convert_all_s",
+                     "rss_all_kb"))
     if "ratios" in r:
-        lines += ["", f"{rows:,} rows: ceiling, converter and ceiling + writes run in turn, {r['rounds']} rounds; the "
-                  f"row shows each one's median. Converter / ceiling in each round: "
-                  f"{', '.join(f'{x:.0%}' for x in r['ratios'])}."]
+        lines += ["", f"{rows:,} rows: the four run in turn, {r['rounds']} rounds; the row shows each one's median. "
+                  f"Converter / ceiling in each round: {', '.join(f'{x:.0%}' for x in r['ratios'])}; converter / "
+                  f"face's part: {', '.join(f'{x:.0%}' for x in r['region_ratios'])}."]
     grow = (r["rss_all_kb"] - r[f"rss_small_{n}_kb"]) * 1024 / (rows - small)
     res = r["resume"]
     lines += ["", f"Peak memory from {small:,} to {rows:,} rows: {grow:+.0f} bytes per row. "
@@ -249,9 +271,11 @@ def markdown(r: dict) -> str:
 
 
 def cpu_table(r: dict) -> list[str]:
-    """Where the full-size runs spent their CPU time, by kind, and what the converter adds over the ceiling."""
+    """Where the full-size runs spent their CPU time, by kind, and what the converter adds over the ceiling that
+    decodes as it does."""
     runs = {"ceiling (decode, crop, resize)": r["cpu_ceiling_all"],
-            "ceiling + plain writes (PNG crop, linked JPEG, label)": r["cpu_ceiling_writes_all"],
+            "face's part (decoding only the face's part, crop, resize)": r["cpu_region_all"],
+            "face's part + plain writes (PNG crop, linked JPEG, label)": r["cpu_ceiling_writes_all"],
             "converter": r["cpu_convert_all"]}
     rows = r["rows"]
     lines = [f"CPU time of the {rows:,}-row runs, whole machine (/proc/stat; nothing else ran), in ms per photo:", "",
@@ -259,11 +283,12 @@ def cpu_table(r: dict) -> list[str]:
     for name, c in runs.items():
         lines.append(f"| {name} | {c['user'] * 1e3 / rows:.2f} | {c['system'] * 1e3 / rows:.2f} | "
                      f"{c['iowait'] * 1e3 / rows:.2f} | {c['steal'] * 1e3 / rows:.2f} |")
-    ceil, conv, plain = r["cpu_ceiling_all"], r["cpu_convert_all"], r["cpu_ceiling_writes_all"]
-    gap = {k: (conv[k] - ceil[k]) * 1e3 / rows for k in ceil}
-    plain_gap = {k: (plain[k] - ceil[k]) * 1e3 / rows for k in ceil}
+    base, conv, plain = r["cpu_region_all"], r["cpu_convert_all"], r["cpu_ceiling_writes_all"]
+    gap = {k: (conv[k] - base[k]) * 1e3 / rows for k in base}
+    plain_gap = {k: (plain[k] - base[k]) * 1e3 / rows for k in base}
     total = sum(gap[k] for k in ("user", "system"))
-    lines += ["", f"The converter over the ceiling: {gap['user']:+.2f} ms user and {gap['system']:+.2f} ms kernel per "
-              f"photo ({gap['system'] / total:.0%} of the added CPU time in the kernel); writing the same three files "
-              f"plainly adds {plain_gap['user']:+.2f} ms user and {plain_gap['system']:+.2f} ms kernel.", ""]
+    lines += ["", f"The converter over the face's-part ceiling: {gap['user']:+.2f} ms user and {gap['system']:+.2f} ms "
+              f"kernel per photo ({gap['system'] / total:.0%} of the added CPU time in the kernel); writing the same "
+              f"three files plainly adds {plain_gap['user']:+.2f} ms user and {plain_gap['system']:+.2f} ms kernel.",
+              ""]
     return lines

@@ -131,14 +131,16 @@ def test_affectnet_sized_photos_spread_like_affectnet(tmp_path):
 
 
 def test_the_scale_bench_splits_the_converters_extra_cpu_into_user_and_kernel():
-    """Known answer: per-photo CPU figures and the kernel's share of what the converter adds over the ceiling."""
+    """Known answer: per-photo CPU figures and the kernel's share of what the converter adds over the ceiling that
+    decodes as it does."""
     from scripts.bench_scale import cpu_seconds, cpu_table, with_cpu
     r = {"rows": 1000,
-         "cpu_ceiling_all": {"user": 1.0, "system": 0.2, "iowait": 0.0, "steal": 0.0},
+         "cpu_ceiling_all": {"user": 1.4, "system": 0.2, "iowait": 0.0, "steal": 0.0},
+         "cpu_region_all": {"user": 1.0, "system": 0.2, "iowait": 0.0, "steal": 0.0},
          "cpu_ceiling_writes_all": {"user": 1.1, "system": 1.0, "iowait": 0.1, "steal": 0.0},
          "cpu_convert_all": {"user": 1.3, "system": 1.1, "iowait": 0.0, "steal": 0.1}}
     text = "\n".join(cpu_table(r))
-    assert "| converter | 1.30 | 1.10 | 0.00 | 0.10 |" in text
+    assert "| converter | 1.30 | 1.10 | 0.00 | 0.10 |" in text and "| ceiling (decode, crop, resize) | 1.40 |" in text
     assert "+0.30 ms user and +0.90 ms kernel per photo (75% of the added CPU time in the kernel)" in text
     assert "plainly adds +0.10 ms user and +0.80 ms kernel" in text
     before = cpu_seconds()
@@ -151,18 +153,20 @@ def test_the_full_size_runs_are_summarised_over_their_rounds():
     """Known answer: medians of the seconds, the largest peak, the mean CPU and each round's ratio."""
     from scripts.bench_scale import full_size, markdown
     cpu = {"user": 1.0, "system": 0.5, "iowait": 0.0, "steal": 0.0}
-    rounds = [dict(ceiling_s=c, convert_s=v, writes_s=w, rss_kb=k, cpu_ceiling=cpu, cpu_writes=cpu,
-                   cpu_convert={**cpu, "user": u}) for c, v, w, k, u in
-              [(10, 20, 12, 70_000, 2.0), (12, 16, 13, 72_000, 3.0), (11, 18, 20, 71_000, 4.0)]]
+    rounds = [dict(ceiling_s=c, region_s=g, convert_s=v, writes_s=w, rss_kb=k, cpu_ceiling=cpu, cpu_writes=cpu,
+                   cpu_region=cpu, cpu_convert={**cpu, "user": u}) for c, g, v, w, k, u in
+              [(10, 8, 20, 12, 70_000, 2.0), (12, 9, 16, 13, 72_000, 3.0), (11, 10, 18, 20, 71_000, 4.0)]]
     r = full_size(rounds)
     assert (r["ceiling_all_s"], r["convert_all_s"], r["ceiling_writes_all_s"], r["rss_all_kb"]) == (11, 18, 13, 72_000)
     assert r["cpu_convert_all"]["user"] == 3.0 and [round(x, 3) for x in r["ratios"]] == [0.5, 0.75, 0.611]
-    small = {f"{kind}_small_{n}_s": 5.0 for kind in ("ceiling", "convert", "ceiling_writes") for n in (1, 2)}
+    assert r["region_ceiling_all_s"] == 9 and [round(x, 3) for x in r["region_ratios"]] == [0.4, 0.562, 0.556]
+    small = {f"{kind}_small_{n}_s": 5.0 for kind in ("ceiling", "region", "convert", "ceiling_writes") for n in (1, 2)}
     text = markdown({**r, **small, "rows": 50_000, "small": 5_000, "workers": 2, "rss_small_1_kb": 60_000,
                      "rss_small_2_kb": 60_000, "resume": dict(killed_after_s=1, crops_before_rerun=9,
                                                                rerun_seconds=2, equal_to_clean=True)})
-    assert "| 50,000 | 2 | 4545 | 3846 | 2778 | 61% | 72% | 70 MB |" in text
-    assert "Converter / ceiling in each round: 50%, 75%, 61%." in text
+    assert "| 50,000 | 2 | 4545 | 5556 | 3846 | 2778 | 61% | 50% | 72% | 70 MB |" in text
+    assert "Converter / ceiling in each round: 50%, 75%, 61%; converter / face's part: 40%, 56%, 56%." in text
+    assert "converter over the face's-part ceiling: +0.04 ms user and +0.00 ms kernel" in text
 
 
 def test_the_feeding_process_hands_each_image_its_run_of_raw_lines(tmp_path):

@@ -1,0 +1,85 @@
+"""The part of a JPEG that holds its faces, decoded grey at a DCT scale: the converter's decoder for AffectNet-size
+photos, where a face fills about a fifth of the photo and a quarter of the photo lies below it.
+
+OpenCV decodes every row and column; libjpeg(-turbo) itself can skip the rows above a region (entropy decoding
+only), crop the rows (no inverse DCT outside) and stop after the region's last row (nothing below is read). Python
+has no binding for that, so `jpeg_region.c` is compiled against the system's libjpeg on first use (a fraction of
+a second) and called through ctypes. The pixels are the same as OpenCV's decode of the whole photo (both are
+libjpeg-turbo's accurate integer IDCT; tests/test_jpeg_region.py compares them); where there is no compiler,
+no libjpeg or a file it gives up on, `region_grey` returns None and the caller decodes with OpenCV as before.
+"""
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import subprocess
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+
+from .settings import JPEG_REGION_BUILD_DIR, jpeg_region_enabled
+
+SOURCE = Path(__file__).with_name("jpeg_region.c")
+
+
+def _compiled(source: Path, build_dir: Path) -> Path | None:
+    """The shared library of `source` (named by its hash, so an edit rebuilds it), compiled now if missing; None
+    where it cannot be. Written under a temporary name and renamed, so processes building at once never load half
+    a file."""
+    text = source.read_bytes()
+    lib = build_dir / f"jpeg-region-{hashlib.sha256(text).hexdigest()[:12]}.so"
+    if lib.exists():
+        return lib
+    tmp = lib.with_name(f"{lib.name}.{os.getpid()}.tmp")
+    try:
+        build_dir.mkdir(parents=True, exist_ok=True)
+        done = subprocess.run([os.environ.get("CC", "cc"), "-O2", "-shared", "-fPIC", str(source), "-o", str(tmp),
+                               "-ljpeg"], capture_output=True, timeout=120)
+        if done.returncode != 0 or not tmp.exists():
+            return None
+        os.replace(tmp, lib)
+        return lib
+    except (OSError, subprocess.SubprocessError):
+        return None
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+@cache
+def _function():
+    """The C function, or None where it cannot be built or loaded (then OpenCV decodes, as before)."""
+    if not jpeg_region_enabled():
+        return None
+    lib = _compiled(SOURCE, JPEG_REGION_BUILD_DIR)
+    if lib is None:
+        return None
+    try:
+        f = ctypes.CDLL(str(lib)).emodet_region_grey
+    except OSError:
+        return None
+    f.argtypes = [ctypes.c_char_p, ctypes.c_ulong] + [ctypes.c_int] * 5 + [ctypes.c_void_p, ctypes.c_int, ctypes.c_int]
+    f.restype = ctypes.c_int
+    return f
+
+
+def available() -> bool:
+    return _function() is not None
+
+
+def region_grey(data: bytes, factor: int, shape: tuple[int, int], region: tuple[int, int, int, int]) -> np.ndarray | None:
+    """The grey image of JPEG `data` at 1/`factor`, `shape` (height, width) as the header predicts it, holding the
+    decoded pixels inside `region` (x1, y1, x2, y2 at that scale; a little more, to whole JPEG blocks, left and
+    right) and zeros elsewhere; None where the decoder is missing or libjpeg gives up (the caller then asks
+    OpenCV, whose verdict on a bad file stands)."""
+    f = _function()
+    if f is None:
+        return None
+    height, width = shape
+    x1, y1, x2, y2 = region
+    out = np.zeros((height, width), np.uint8)
+    if f(data, len(data), factor, y1, y2, x1, x2, out.ctypes.data, height, width) != 0:
+        return None
+    return out
