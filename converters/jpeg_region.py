@@ -6,7 +6,8 @@ only), crop the rows (no inverse DCT outside) and stop after the region's last r
 has no binding for that, so `jpeg_region.c` is compiled against the system's libjpeg on first use (a fraction of
 a second) and called through ctypes. The pixels are the same as OpenCV's decode of the whole photo (both are
 libjpeg-turbo's accurate integer IDCT; tests/test_jpeg_region.py compares them); where there is no compiler,
-no libjpeg or a file it gives up on, `region_grey` returns None and the caller decodes with OpenCV as before.
+no libjpeg, a libjpeg whose pixels differ from OpenCV's (checked once per process), or a file it gives up on,
+`region_grey` returns None and the caller decodes with OpenCV as before.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import subprocess
 from functools import cache
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from .settings import JPEG_REGION_BUILD_DIR, jpeg_region_enabled
@@ -62,7 +64,26 @@ def _function():
         return None
     f.argtypes = [ctypes.c_char_p, ctypes.c_ulong] + [ctypes.c_int] * 5 + [ctypes.c_void_p, ctypes.c_int, ctypes.c_int]
     f.restype = ctypes.c_int
-    return f
+    return f if agrees_with_opencv(f) else None
+
+
+def agrees_with_opencv(f) -> bool:
+    """Whether `f` decodes a test photo as OpenCV does, at every DCT scale, whole and in part. The system's libjpeg
+    may not be libjpeg-turbo (IJG's libjpeg 9 scales with other inverse DCTs): the converter's crops must not depend
+    on which library a machine has, so a decoder that differs is not used."""
+    rng = np.random.default_rng(0)
+    photo = cv2.GaussianBlur(rng.integers(0, 256, (75, 101, 3), dtype=np.uint8), (5, 5), 0)
+    data = cv2.imencode(".jpg", photo, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()
+    for factor, flag in ((1, cv2.IMREAD_GRAYSCALE), (2, cv2.IMREAD_REDUCED_GRAYSCALE_2),
+                         (4, cv2.IMREAD_REDUCED_GRAYSCALE_4), (8, cv2.IMREAD_REDUCED_GRAYSCALE_8)):
+        whole = cv2.imdecode(np.frombuffer(data, np.uint8), flag)
+        h, w = whole.shape
+        for x1, y1, x2, y2 in ((0, 0, w, h), (w // 3, h // 3, w // 3 + max(w // 4, 1), h // 3 + max(h // 4, 1))):
+            out = np.zeros((h, w), np.uint8)
+            if f(data, len(data), factor, y1, y2, x1, x2, out.ctypes.data, h, w) != 0 or \
+                    not np.array_equal(out[y1:y2, x1:x2], whole[y1:y2, x1:x2]):
+                return False
+    return True
 
 
 def available() -> bool:

@@ -32,6 +32,7 @@ def jpeg_region_enabled() -> bool:
     OpenCV (the same pixels: for comparing both side by side)."""
     return os.environ.get("EMODET_JPEG_REGION", "1") != "0"
 
+
 SAMPLE_AFFECTNET = DATA_DIR / "sample" / "affectnet"
 
 

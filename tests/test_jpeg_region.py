@@ -1,6 +1,7 @@
 """The converter's partial JPEG decoder (converters/jpeg_region.py) against OpenCV's decode of the whole photo."""
 from __future__ import annotations
 
+import ctypes
 import hashlib
 from pathlib import Path
 
@@ -72,6 +73,22 @@ def test_what_it_cannot_decode_goes_back_to_the_caller(tmp_path):
     assert jpeg_region.region_grey(cmyk.read_bytes(), 1, (48, 64), (0, 0, 64, 48)) is None or \
         np.array_equal(jpeg_region.region_grey(cmyk.read_bytes(), 1, (48, 64), (0, 0, 64, 48)),
                        cv2.imread(str(cmyk), cv2.IMREAD_GRAYSCALE))
+
+
+def test_a_decoder_that_differs_from_opencv_is_not_used():
+    assert jpeg_region.agrees_with_opencv(jpeg_region._function())
+
+    def nothing_written(data, size, factor, y1, y2, x1, x2, out, height, width):
+        return 0
+
+    def one_level_off(data, size, factor, y1, y2, x1, x2, out, height, width):  # as another IDCT might round
+        rc = jpeg_region._function()(data, size, factor, y1, y2, x1, x2, out, height, width)
+        view = np.ctypeslib.as_array(ctypes.cast(out, ctypes.POINTER(ctypes.c_uint8)), (height, width))
+        view[y1, x1] ^= 1
+        return rc
+
+    assert not jpeg_region.agrees_with_opencv(nothing_written)
+    assert not jpeg_region.agrees_with_opencv(one_level_off)
 
 
 def test_the_library_is_built_once_per_source(tmp_path):
