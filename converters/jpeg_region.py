@@ -51,10 +51,9 @@ def _compiled(source: Path, build_dir: Path) -> Path | None:
 
 
 @cache
-def _function():
-    """The C function, or None where it cannot be built or loaded (then OpenCV decodes, as before)."""
-    if not jpeg_region_enabled():
-        return None
+def loaded():
+    """The C function as built and loaded, or None where it cannot be built or loaded (no compiler, no libjpeg
+    headers, or a libjpeg without libjpeg-turbo's crop and skip calls)."""
     lib = _compiled(SOURCE, JPEG_REGION_BUILD_DIR)
     if lib is None:
         return None
@@ -64,7 +63,16 @@ def _function():
         return None
     f.argtypes = [ctypes.c_char_p, ctypes.c_ulong] + [ctypes.c_int] * 5 + [ctypes.c_void_p, ctypes.c_int, ctypes.c_int]
     f.restype = ctypes.c_int
-    return f if agrees_with_opencv(f) else None
+    return f
+
+
+@cache
+def _function():
+    """The C function where it is enabled, loads and agrees with OpenCV; else None (OpenCV decodes, as before)."""
+    if not jpeg_region_enabled():
+        return None
+    f = loaded()
+    return f if f is not None and agrees_with_opencv(f) else None
 
 
 def agrees_with_opencv(f) -> bool:
@@ -84,10 +92,6 @@ def agrees_with_opencv(f) -> bool:
                     not np.array_equal(out[y1:y2, x1:x2], whole[y1:y2, x1:x2]):
                 return False
     return True
-
-
-def available() -> bool:
-    return _function() is not None
 
 
 def region_grey(data: bytes, factor: int, shape: tuple[int, int], region: tuple[int, int, int, int]) -> np.ndarray | None:
