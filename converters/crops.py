@@ -1,6 +1,8 @@
 """Face crops: pure geometry on boxes and landmarks, and the crop/resize/align of one face."""
 from __future__ import annotations
 
+import math
+
 import cv2
 import numpy as np
 
@@ -27,6 +29,23 @@ def decode_factor(boxes, target: int) -> int:
         if short / f >= target:
             return f
     return 1
+
+
+# OpenCV's read flag for a JPEG decoded at 1/factor (libjpeg's DCT scaling), (grey, colour)
+_REDUCED = {1: (cv2.IMREAD_GRAYSCALE, cv2.IMREAD_COLOR),
+            2: (cv2.IMREAD_REDUCED_GRAYSCALE_2, cv2.IMREAD_REDUCED_COLOR_2),
+            4: (cv2.IMREAD_REDUCED_GRAYSCALE_4, cv2.IMREAD_REDUCED_COLOR_4),
+            8: (cv2.IMREAD_REDUCED_GRAYSCALE_8, cv2.IMREAD_REDUCED_COLOR_8)}
+
+
+def reduced_flag(factor: int, grey: bool = True) -> int:
+    """cv2.imread/imdecode's flag for a JPEG decoded at 1/`factor` (1, 2, 4, 8), grey or colour."""
+    return _REDUCED[factor][0 if grey else 1]
+
+
+def decoded_shape(width: int, height: int, factor: int) -> tuple[int, int]:
+    """(height, width) of a `width` x `height` JPEG decoded at 1/`factor`: libjpeg rounds up."""
+    return math.ceil(height / factor), math.ceil(width / factor)
 
 
 def pixel_box(box, factor: int, shape) -> tuple[int, int, int, int]:

@@ -21,6 +21,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .crops import reduced_flag
 from .settings import JPEG_REGION_BUILD_DIR, jpeg_region_enabled
 
 SOURCE = Path(__file__).with_name("jpeg_region.c")
@@ -82,9 +83,8 @@ def agrees_with_opencv(f) -> bool:
     rng = np.random.default_rng(0)
     photo = cv2.GaussianBlur(rng.integers(0, 256, (75, 101, 3), dtype=np.uint8), (5, 5), 0)
     data = cv2.imencode(".jpg", photo, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()
-    for factor, flag in ((1, cv2.IMREAD_GRAYSCALE), (2, cv2.IMREAD_REDUCED_GRAYSCALE_2),
-                         (4, cv2.IMREAD_REDUCED_GRAYSCALE_4), (8, cv2.IMREAD_REDUCED_GRAYSCALE_8)):
-        whole = cv2.imdecode(np.frombuffer(data, np.uint8), flag)
+    for factor in (1, 2, 4, 8):
+        whole = cv2.imdecode(np.frombuffer(data, np.uint8), reduced_flag(factor))
         h, w = whole.shape
         for x1, y1, x2, y2 in ((0, 0, w, h), (w // 3, h // 3, w // 3 + max(w // 4, 1), h // 3 + max(h // 4, 1))):
             out = np.zeros((h, w), np.uint8)

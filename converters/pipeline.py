@@ -154,12 +154,8 @@ def _decode(task: ImageTask, factor: int, color: str, data: bytes | None = None,
         part = jpeg_region.region_grey(data, factor, shape, region) if data else None
         if part is not None:
             return part
-    reduced = {1: (cv2.IMREAD_GRAYSCALE, cv2.IMREAD_COLOR),
-               2: (cv2.IMREAD_REDUCED_GRAYSCALE_2, cv2.IMREAD_REDUCED_COLOR_2),
-               4: (cv2.IMREAD_REDUCED_GRAYSCALE_4, cv2.IMREAD_REDUCED_COLOR_4),
-               8: (cv2.IMREAD_REDUCED_GRAYSCALE_8, cv2.IMREAD_REDUCED_COLOR_8)}[factor][0 if grey else 1]
     # Boxes are in the stored pixel grid (what the header reports), so EXIF rotation must not be applied.
-    flags = reduced | cv2.IMREAD_IGNORE_ORIENTATION
+    flags = geo.reduced_flag(factor, grey) | cv2.IMREAD_IGNORE_ORIENTATION
     if data is not None:
         return cv2.imdecode(np.frombuffer(data, np.uint8), flags)
     return cv2.imread(str(task.image), flags)
@@ -262,7 +258,7 @@ def convert_group(task: ImageTask, layout: Layout, options: ConvertOptions) -> G
     boxes = [geo.scaled_box(r.box, options.box_scale, width, height) for r in task.records]
     need = max(max(options.sizes), TABLE_SIZE if "table" in fmt else 0)
     factor = 1 if task.records[0].pixels is not None or not _is_jpeg(task.image) else geo.decode_factor(boxes, need)
-    shape = (math.ceil(height / factor), math.ceil(width / factor))  # libjpeg's scaled output size
+    shape = geo.decoded_shape(width, height, factor)
     sizes = sorted(set(options.sizes) | ({TABLE_SIZE} if "table" in fmt else set()))
 
     wanted: list[Path] = []

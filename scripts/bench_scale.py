@@ -59,21 +59,20 @@ def subset(root: Path, rows: int) -> Path:
 
 def _ceiling_job(job: tuple[str, tuple[float, float, float, float], str | None, bool]) -> int:
     from converters import jpeg_region
-    from converters.crops import box_crop, decode_factor, pixel_box
+    from converters.crops import box_crop, decode_factor, decoded_shape, pixel_box, reduced_flag
     from converters.jpeg_header import HEAD_BYTES, read_jpeg_header
     from converters.pipeline import png_bytes
     path, box, out, region = job
     factor = decode_factor([box], SIZE)
-    flag = {1: cv2.IMREAD_GRAYSCALE, 2: cv2.IMREAD_REDUCED_GRAYSCALE_2, 4: cv2.IMREAD_REDUCED_GRAYSCALE_4,
-            8: cv2.IMREAD_REDUCED_GRAYSCALE_8}[factor]
+    image = None
     if region:  # only the face's part, as the converter decodes it (the size it needs from the JPEG's header)
         with open(path, "rb") as f:
             data = f.read()
         header = read_jpeg_header(data[:HEAD_BYTES], b"")
-        shape = (-(-header.height // factor), -(-header.width // factor))
+        shape = decoded_shape(header.width, header.height, factor)
         image = jpeg_region.region_grey(data, factor, shape, pixel_box(box, factor, shape))
-    else:
-        image = cv2.imread(path, flag | cv2.IMREAD_IGNORE_ORIENTATION)
+    if image is None:  # the whole photo; also where the converter cannot decode part of it, as the converter does
+        image = cv2.imread(path, reduced_flag(factor) | cv2.IMREAD_IGNORE_ORIENTATION)
     crop = box_crop(image, box, factor, image.shape, SIZE)
     if out is not None:  # + the files the converter makes per photo, written plainly: PNG crop, linked JPEG, label
         with open(f"{out}.png", "wb") as f:
