@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from converters.errors import EmoDetError, run_cli
+from scripts.onnx_graph import faster_detector
 from scripts.ultra import set_onnx_metadata
 
 
@@ -100,7 +101,8 @@ def quantize_detector(onnx_path: Path, images: list[Path], out: Path | None = No
             raise EmoDetError(f"{path}: not an image (calibration)")
         passes = ((det.imgsz, 1.0), *((p.size, p.fill) for p in det.extra_passes))
         batches.extend(det.network_input(image, size, fill)[0] for size, fill in passes)
-    return quantized_copy(onnx_path, batches, out or int8_name(onnx_path), detector_head_tail(onnx_path))
+    out = quantized_copy(onnx_path, batches, out or int8_name(onnx_path), detector_head_tail(onnx_path))
+    return faster_detector(out, det.grey)
 
 
 def slim_checkpoint(src: Path, dst: Path) -> Path:

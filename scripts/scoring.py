@@ -23,17 +23,20 @@ def write_yolo_predictions(detector, images: list[Path], out: Path, conf: float 
                            iou: float = 0.7) -> float:
     """Run any detector of this module's interface on `images`, one `<stem>.txt` per image in `out`
     (`class cx cy w h conf`, normalised: what eval/detection.py reads). Returns model milliseconds per image
-    (decoding the files excluded). The detector must keep several labels per box (`multi_label`), as the
-    engines' own mAP does (Ultralytics val; Darknet `detector valid` writes every class above its threshold):
-    one label per box would score a different, lower mAP than the engine reports for the same weights."""
+    (decoding the files excluded; after one untimed call on the first image). The detector must keep several
+    labels per box (`multi_label`), as the engines' own mAP does (Ultralytics val; Darknet `detector valid`
+    writes every class above its threshold): one label per box would score a different, lower mAP than the
+    engine reports for the same weights."""
     if not getattr(detector, "multi_label", False):
         raise EmoDetError("predictions for scoring need a detector built with multi_label=True")
     out.mkdir(parents=True, exist_ok=True)
     seconds = 0.0
-    for path in tracked(images, desc="predict", unit="img"):
+    for k, path in enumerate(tracked(images, desc="predict", unit="img")):
         img = cv2.imread(str(path))
         if img is None:
             raise EmoDetError(f"{path}: undecodable image")
+        if k == 0:  # one untimed call: a runtime's first run sets itself up (ONNX Runtime: 12 ms more, once)
+            detector(img, conf, iou)
         t0 = time.perf_counter()
         det = detector(img, conf, iou)
         seconds += time.perf_counter() - t0

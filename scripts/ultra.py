@@ -13,6 +13,7 @@ from pathlib import Path
 
 from converters.errors import EmoDetError
 from converters.settings import CFG_DIR, RUNS_DIR
+from scripts.onnx_graph import faster_detector
 from scripts.ultra_env import ultralytics
 
 DETECTORS = {"v3-tiny": "yolov3-tiny.yaml", "v8n": "yolov8n.yaml", "v8s": "yolov8s.yaml", "11n": "yolo11n.yaml",
@@ -316,6 +317,8 @@ def export_onnx(weights: Path, imgsz: int, dynamic: bool = False) -> Path:
     ul = ultralytics()
     yolo = ul.YOLO(str(weights))
     path = Path(yolo.export(format="onnx", imgsz=imgsz, device="cpu", simplify=True, dynamic=dynamic))
+    if yolo.task == "detect":
+        faster_detector(path, (yolo.ckpt or {}).get(INPUT_KEY) == "grey")
     if (yolo.ckpt or {}).get(INPUT_KEY):  # the input the detector wants travels with it
         set_onnx_metadata(path, {INPUT_KEY: yolo.ckpt[INPUT_KEY]})
     return path

@@ -100,6 +100,8 @@ def test_onnx_export_matches_pytorch_and_predict_cli_writes_outputs(pipeline, tm
         ref = model(torch.from_numpy(x.copy()))[0].numpy()
     got = OnnxDetector(onnx_path, 128).sess.run(None, {"images": x})[0]
     assert got.shape == ref.shape and np.allclose(got, ref, atol=1e-3, rtol=1e-3)
+    import onnx  # the export's box decoding was rewritten (scripts.onnx_graph) and still matches PyTorch above
+    assert any(n.op_type == "MatMul" and "/dfl/" in n.name for n in onnx.load(str(onnx_path)).graph.node)
     r = predict(pipeline["root"] / "data" / "yolo" / "val", onnx_path, tmp_path / "out", imgsz=128, conf=0.001)
     assert r["frames"] > 0 and (tmp_path / "out" / "detections.csv").read_text().startswith("source,frame,class")
     assert len(list((tmp_path / "out").glob("*_annotated.jpg"))) == r["frames"]
@@ -409,8 +411,9 @@ def test_an_int8_detector_copy_keeps_its_metadata_and_tracks_the_float_one(pipel
     graph = onnx.load(str(q)).graph
     dequantized = {o for n in graph.node if n.op_type == "DequantizeLinear" for o in n.output}
     convs = {n.name: n for n in graph.node if n.op_type == "Conv"}
-    dfl = [name for name in export.detector_head_tail(w.with_suffix(".onnx")) if name.endswith("dfl/conv/Conv")]
-    assert dfl and convs[dfl[0]].input[1] not in dequantized  # the box decoder's weights stay float
+    nodes = {n.name: n for n in graph.node}
+    dfl = [name for name in export.detector_head_tail(w.with_suffix(".onnx")) if name.endswith("dfl/MatMul")]
+    assert dfl and nodes[dfl[0]].input[1] not in dequantized  # the box decoder's weights stay float
     assert sum(c.input[1] in dequantized for c in convs.values()) > 10  # the network's are int8
     ref, int8 = load_detector(w.with_suffix(".onnx"), threads=1), load_detector(q, threads=1)
     assert (int8.imgsz, int8.names, int8.grey) == (ref.imgsz, ref.names, ref.grey)
