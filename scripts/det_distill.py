@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from converters.errors import EmoDetError
+from converters.progress import tracked
 from converters.yolo_format import read_yolo_rows
 
 CODE = 8  # above every class index (7 or 8 classes)
@@ -53,6 +54,44 @@ def scene_soft_rows(scenes: Path, yolo_train: Path, table_index: dict[int, int])
         out[str(label.with_suffix(".jpg").resolve())] = np.array(
             [table_index.get(fer_row[r.row], -1) for r in task.records], dtype=np.int64)
     return out
+
+
+def teacher_soft_rows(images: list[Path], classifier: Path, hard: float, n_classes: int = 7, peak: bool = False
+                      ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Soft targets from a FER classifier for every face of `images` (YOLO: a txt beside each jpg): (for each image,
+    resolved path, the row of each of its labels in label order; the table: per face `hard` x its own label +
+    (1 - `hard`) x the classifier's probabilities for the face cropped as the hybrid detector crops it, grey,
+    with the classifier's default test-time augmentation). Why: on faces from FER2013 and on real face photos
+    the classifier reads expressions better than the detector's class head (hybrid vs one-stage, validation),
+    and its probabilities say how ambiguous each face is, which a one-hot label cannot. `peak`: each row divided
+    by its largest value, so the surest class's target is 1 as with a one-hot label: a detector's class score is
+    also its confidence that a face is there, and targets that sum to 1 teach it to doubt every ambiguous face."""
+    import cv2
+    from scripts.classifiers import load_classifier
+    from scripts.two_stage import face_crops
+    model = load_classifier(Path(classifier), 1)
+    rows, table, start = {}, [], 0
+    for image in tracked(sorted(set(map(Path, images))), desc="teacher", unit="img"):
+        label = image.with_suffix(".txt")
+        labels = read_yolo_rows(label) if label.exists() else np.zeros((0, 5))
+        if not len(labels):
+            continue
+        photo = cv2.imread(str(image))
+        if photo is None:
+            raise EmoDetError(f"{image}: not an image (distillation targets)")
+        photo = cv2.cvtColor(photo, cv2.COLOR_BGR2GRAY)  # as the hybrid sees it
+        h, w = photo.shape
+        cls, cx, cy, bw, bh = labels.T
+        boxes = np.c_[(cx - bw / 2) * w, (cy - bh / 2) * h, bw * w, bh * h]
+        probs = model.probabilities(face_crops(photo, boxes), n_classes)
+        onehot = np.eye(n_classes, dtype=np.float32)[cls.astype(int)]
+        table.append(hard * onehot + (1 - hard) * probs)
+        rows[str(image.resolve())] = np.arange(start, start + len(labels))
+        start += len(labels)
+    if not table:
+        raise EmoDetError("no labelled image to take distillation targets for")
+    table = np.concatenate(table).astype(np.float32)
+    return rows, table / table.max(1, keepdims=True) if peak else table
 
 
 def encoded(cls: np.ndarray, rows: np.ndarray) -> np.ndarray:

@@ -151,6 +151,23 @@ def detector_init(recipe: dict, name: str) -> tuple[Path, int | None]:
     return init, report.layers() if freeze is None else freeze
 
 
+def teacher_trainer(recipe: dict, train_list: Path):
+    """The detector trainer whose class loss takes soft targets from the recipe's `distill` teacher (a FER
+    classifier, `hard`: the share of the face's own label) for the faces of the train entries marked
+    `distill: true` (scripts.det_distill.teacher_soft_rows); other faces keep their one-hot labels."""
+    from scripts import det_distill
+    spec = recipe["distill"]
+    folders = [(PROJECT_ROOT / e["path"]).resolve() for e in recipe["train"] if e.get("distill")]
+    if not folders or "teacher" not in spec:
+        raise EmoDetError("recipe distill: name a `teacher` and mark train entries `distill: true`")
+    listed = {Path(line) for line in train_list.read_text().splitlines() if line}
+    images = [p for p in listed if p.resolve().parent in folders]
+    rows, table = det_distill.teacher_soft_rows(images, PROJECT_ROOT / spec["teacher"], float(spec.get("hard", 0.5)),
+                                                recipe.get("classes", 7), bool(spec.get("peak", False)))
+    print(f"distillation: {len(table)} faces of {len(rows)} images take {spec['teacher']}'s soft targets")
+    return det_distill.soft_trainer(rows, table)
+
+
 def train_detector_recipe(recipe: dict, name: str | None = None, hours: float | None = None,
                           trainer=None) -> Path:
     """Train the recipe's detector; returns the run folder (recipe.json beside Ultralytics' args.yaml).
@@ -160,6 +177,8 @@ def train_detector_recipe(recipe: dict, name: str | None = None, hours: float | 
     yaml_path = data_yaml(recipe, RUNS_DIR / "recipes" / name)
     init, freeze = detector_init(recipe, name)
     hyp = dict(recipe.get("hyp", {}))
+    if recipe.get("distill"):
+        trainer = teacher_trainer(recipe, yaml_path.parent / "train.txt")
     if recipe.get("input") == "grey" or recipe.get("soften"):
         trainer = ultra.photo_input_trainer(grey=recipe.get("input") == "grey", soften=float(recipe.get("soften", 0)),
                                             base=trainer)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import h5py
 import numpy as np
 import pytest
@@ -111,3 +112,41 @@ def test_a_tiny_detector_training_uses_the_soft_targets(tiny_scenes, tmp_path):
     best = ultra.train_detector(yolo / "data.yaml", "v8n", epochs=1, imgsz=128, batch=4, workers=0,
                                 project=tmp_path / "runs", name="det", trainer=trainer, bf16=False)
     assert best.exists() and seen and seen[0] > 0
+
+
+def test_teacher_soft_rows_are_the_hybrids_reading_of_each_face(tiny_scenes):
+    """hard 0: each face's row is what the hybrid detector's classifier says of that box (scripts.two_stage, the
+    ground-truth boxes as its proposals); hard 1: the face's own label; rows follow each image's label order."""
+    from converters.settings import DEFAULT_CLASSIFIER
+    from converters.yolo_format import read_yolo_rows
+    from scripts.two_stage import TwoStageDetector
+    if not DEFAULT_CLASSIFIER.exists():
+        pytest.skip(f"{DEFAULT_CLASSIFIER}: not in this checkout")
+    images = sorted((tiny_scenes / "sets" / "yolo" / "train").glob("*.jpg"))
+    rows, table = det_distill.teacher_soft_rows(images, DEFAULT_CLASSIFIER, 0.0)
+    labels = {str(p.resolve()): read_yolo_rows(p.with_suffix(".txt")) for p in images}
+    assert sorted(rows) == sorted(labels) and len(table) == sum(map(len, labels.values()))
+    assert np.allclose(table.sum(1), 1, atol=1e-5)
+    for image in images[:3]:
+        photo = cv2.imread(str(image))
+        h, w = photo.shape[:2]
+        lab = labels[str(image.resolve())]
+        boxes = np.c_[(lab[:, 1] - lab[:, 3] / 2) * w, (lab[:, 2] - lab[:, 4] / 2) * h, lab[:, 3] * w, lab[:, 4] * h]
+        hybrid = TwoStageDetector(DEFAULT_CLASSIFIER, threads=1, faces=lambda im: (boxes, np.ones(len(boxes))))
+        _, probs = hybrid.with_scores(photo)
+        assert np.allclose(table[rows[str(image.resolve())]], probs, atol=1e-5)
+    rows1, hard = det_distill.teacher_soft_rows(images, DEFAULT_CLASSIFIER, 1.0)
+    want = np.concatenate([labels[k][:, 0] for k in sorted(rows1, key=lambda k: rows1[k][0])]).astype(int)
+    assert np.array_equal(hard.argmax(1), want) and np.array_equal(hard.max(1), np.ones(len(hard)))
+    # peak: the surest class's target is 1 (as a one-hot label's), the others in the same proportions
+    _, half = det_distill.teacher_soft_rows(images, DEFAULT_CLASSIFIER, 0.5)
+    _, peaked = det_distill.teacher_soft_rows(images, DEFAULT_CLASSIFIER, 0.5, peak=True)
+    assert np.allclose(peaked.max(1), 1) and np.allclose(peaked * half.max(1, keepdims=True), half, atol=1e-6)
+
+
+def test_a_distill_recipe_names_its_teacher_and_faces(tmp_path):
+    from scripts.train_recipe import teacher_trainer
+    listed = tmp_path / "train.txt"
+    listed.write_text("")
+    with pytest.raises(EmoDetError, match="distill"):
+        teacher_trainer({"distill": {"teacher": "weights/faces-vggc.onnx"}, "train": [{"path": "data/x"}]}, listed)

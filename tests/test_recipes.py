@@ -41,6 +41,8 @@ def test_a_recipe_is_complete_and_its_options_are_known(path):
         assert set(recipe.get("hyp", {})) <= known
         assert (PROJECT_ROOT / (recipe.get("init") or recipe["init_backbone"])).suffix == ".pt"
         assert all("path" in e for e in recipe["train"] + recipe["val"])
+        if step := recipe.get("distill"):  # a shipped teacher, and faces that take its targets
+            assert _made_here(step["teacher"]) and any(e.get("distill") for e in recipe["train"])
 
 
 def _made_here(checkpoint: str) -> bool:
