@@ -10,6 +10,7 @@ Data (from the shared datasets; each skips with its reason when absent):
   make convert INPUT=$DATASETS/affectnet-sample OUT=data/affectnet-real SPLIT=training SIZES=48 FORMATS="yolo crops"
   make convert INPUT=$DATASETS/faces-in-the-wild OUT=data/fitw SIZES=48 FORMATS="yolo crops table"
   make scenes                                   (FER-scenes: the detector must keep what it does on FER faces)
+  make convert-fer2013                          (the FER2013 table: the classifiers' PrivateTest figures)
 """
 from __future__ import annotations
 
@@ -86,8 +87,9 @@ def classifier_rows(classifiers: list[Path]) -> dict:
     over its classes with >= MIN_SUPPORT faces)."""
     from scripts.scoring import evaluate_classifier
     from scripts.torch_classifier import load_split
-    if not FACES_TABLE.exists():
-        return dict(skipped=f"{FACES_TABLE}: missing (see this module's docstring)")
+    for table in (FACES_TABLE, FER2013_TABLE):
+        if not table.exists():
+            return dict(skipped=f"{table}: missing (see this module's docstring)")
     from converters.labels import class_names
     counts = sum(np.bincount(load_split(FACES_TABLE, s)[1], minlength=7) for s in ("train", "val"))
     kept = [class_names(7)[i] for i in np.flatnonzero(counts >= MIN_SUPPORT)]

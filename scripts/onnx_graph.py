@@ -15,6 +15,15 @@ def _consumers(graph, name: str) -> list:
     return [n for n in graph.node if name in n.input]
 
 
+def _drop_unused_initializers(graph) -> bool:
+    """Remove the constants no node reads any more (ONNX Runtime warns about each one at every session start)."""
+    used = {i for n in graph.node for i in n.input} | {o.name for o in graph.output}
+    unused = [i for i in graph.initializer if i.name not in used]
+    for i in unused:
+        graph.initializer.remove(i)
+    return bool(unused)
+
+
 def _forget_shapes(graph, names) -> None:
     """Drop the shape annotations of rewritten tensors (ONNX Runtime warns on stale ones and re-infers them)."""
     kept = [v for v in graph.value_info if v.name not in set(names)]
@@ -119,6 +128,6 @@ def faster_detector(path: Path, grey: bool) -> Path:
     quantized = any(n.op_type == "QuantizeLinear" for n in proto.graph.node)
     changed = dfl_on_last_axis(proto)
     changed = (grey and quantized and grey_first_conv(proto)) or changed
-    if changed:
+    if _drop_unused_initializers(proto.graph) or changed:
         onnx.save(proto, str(path))
     return Path(path)

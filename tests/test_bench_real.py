@@ -51,3 +51,14 @@ def test_the_sweep_scores_each_configuration_on_the_validation_sets(tmp_path, mo
     # averages all 7 classes, and only happy has faces here
     assert second["all"]["big_found"] == 1.0 and second["all"]["right"] == 1.0
     assert second["all"]["map50"] == pytest.approx(1 / 7)
+
+
+def test_the_classifier_rows_skip_with_their_reason_when_a_table_is_missing(tmp_path, monkeypatch):
+    """The bench's classifier table needs both face tables; a missing one is said, not a late crash that loses the
+    detector figures already measured."""
+    from scripts import bench_real
+    faces = tmp_path / "fitw.h5"
+    faces.write_bytes(b"")
+    monkeypatch.setattr(bench_real, "FACES_TABLE", faces)
+    monkeypatch.setattr(bench_real, "FER2013_TABLE", tmp_path / "no-fer2013.h5")
+    assert "no-fer2013.h5: missing" in bench_real.classifier_rows([tmp_path / "x.onnx"])["skipped"]

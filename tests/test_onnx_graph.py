@@ -88,6 +88,17 @@ def test_grey_first_conv_runs_the_first_convolution_on_one_channel(stem):
     assert not onnx_graph.grey_first_conv(proto)  # already rewritten
 
 
+def test_faster_detector_leaves_no_unused_constant(stem, tmp_path):
+    """ONNX Runtime warns at every session start about each constant no node reads: the rewrites drop theirs."""
+    _, int8, _ = stem
+    copy = tmp_path / "grey-int8.onnx"
+    copy.write_bytes(int8.read_bytes())
+    onnx_graph.faster_detector(copy, True)
+    graph = onnx.load(str(copy)).graph
+    used = {i for n in graph.node for i in n.input}
+    assert graph.node[0].op_type == "Slice" and all(i.name in used for i in graph.initializer)
+
+
 def test_faster_detector_leaves_a_float_graph_and_colour_detectors_alone(stem, tmp_path):
     plain, int8, _ = stem
     for path, grey in ((plain, True), (int8, False)):
@@ -104,4 +115,4 @@ def test_the_shipped_default_detector_is_rewritten():
         pytest.skip(f"{DEFAULT_DETECTOR}: not in this checkout")
     proto = onnx.load(str(DEFAULT_DETECTOR))
     assert not onnx_graph.dfl_on_last_axis(proto) and not onnx_graph.grey_first_conv(proto)
-    assert proto.graph.node[0].op_type == "Slice"
+    assert proto.graph.node[0].op_type == "Slice" and not onnx_graph._drop_unused_initializers(proto.graph)
