@@ -31,6 +31,20 @@ class _Fixed(LetterboxDetector):
                          [0.4, 0.5], [0.0, 0.0], [0.7, 0.1]], np.float32)
 
 
+def _fixed_hooked(nth: int, action):
+    """A _Fixed detector class whose `nth` forward pass first runs `action` (a slow set-up, a Ctrl-C); it counts its
+    passes in `calls`."""
+    class Hooked(_Fixed):
+        calls = 0
+
+        def raw(self, x):
+            Hooked.calls += 1
+            if Hooked.calls == nth:
+                action()
+            return super().raw(x)
+    return Hooked
+
+
 def test_decode_maps_back_to_the_image_and_suppresses_per_class():
     image = np.zeros((32, 64, 3), np.uint8)  # letterboxed with 16 px bands above and below
     one = _Fixed()(image, 0.25, 0.5)
@@ -51,16 +65,7 @@ def test_scoring_times_images_after_one_untimed_call(tmp_path):
     import time
 
     import cv2
-
-    class SlowFirst(_Fixed):
-        calls = 0
-
-        def raw(self, x):
-            SlowFirst.calls += 1
-            if SlowFirst.calls == 1:
-                time.sleep(0.3)
-            return super().raw(x)
-
+    SlowFirst = _fixed_hooked(1, lambda: time.sleep(0.3))
     images = []
     for k in range(3):
         images.append(tmp_path / f"{k}.jpg")
@@ -115,14 +120,9 @@ def test_a_stream_url_is_read_live_and_written_as_video_and_csv(tmp_path):
 def test_ctrl_c_stops_cleanly_and_keeps_what_was_written(tmp_path):
     from scripts.predict import predict
 
-    class StopsAtThird(_Fixed):
-        calls = 0
-
-        def raw(self, x):
-            StopsAtThird.calls += 1
-            if StopsAtThird.calls == 3:
-                raise KeyboardInterrupt
-            return super().raw(x)
+    def interrupt():
+        raise KeyboardInterrupt
+    StopsAtThird = _fixed_hooked(3, interrupt)
     r = predict(_clip(tmp_path / "clip.mp4"), StopsAtThird(), tmp_path / "out", show=False)
     assert r["interrupted"] and r["frames"] == 2
     rows = (tmp_path / "out" / "detections.csv").read_text().splitlines()
