@@ -61,9 +61,9 @@ def teacher_soft_rows(images: list[Path], classifier: Path, hard: float, n_class
     """Soft targets from a FER classifier for every face of `images` (YOLO: a txt beside each jpg): (for each image,
     resolved path, the row of each of its labels in label order; the table: per face `hard` x its own label +
     (1 - `hard`) x the classifier's probabilities for the face cropped as the hybrid detector crops it, grey,
-    with the classifier's default test-time augmentation). Why: on faces from FER2013 and on real face photos
-    the classifier reads expressions better than the detector's class head (hybrid vs one-stage, validation),
-    and its probabilities say how ambiguous each face is, which a one-hot label cannot. `peak`: each row divided
+    with the classifier's default test-time augmentation). Why: on FER2013 faces the classifier reads expressions
+    better than the detector's class head (FER-scenes: the hybrid, the classifier on the detector's boxes, well
+    above the detector alone), and its probabilities say how ambiguous each face is, which a one-hot label cannot. `peak`: each row divided
     by its largest value, so the surest class's target is 1 as with a one-hot label: a detector's class score is
     also its confidence that a face is there, and targets that sum to 1 teach it to doubt every ambiguous face."""
     import cv2
