@@ -87,24 +87,27 @@ def agrees_with_opencv(f) -> bool:
         whole = cv2.imdecode(np.frombuffer(data, np.uint8), reduced_flag(factor))
         h, w = whole.shape
         for x1, y1, x2, y2 in ((0, 0, w, h), (w // 3, h // 3, w // 3 + max(w // 4, 1), h // 3 + max(h // 4, 1))):
-            out = np.zeros((h, w), np.uint8)
-            if f(data, len(data), factor, y1, y2, x1, x2, out.ctypes.data, h, w) != 0 or \
-                    not np.array_equal(out[y1:y2, x1:x2], whole[y1:y2, x1:x2]):
+            out = _decoded(f, data, factor, (h, w), (x1, y1, x2, y2))
+            if out is None or not np.array_equal(out[y1:y2, x1:x2], whole[y1:y2, x1:x2]):
                 return False
     return True
 
 
-def region_grey(data: bytes, factor: int, shape: tuple[int, int], region: tuple[int, int, int, int]) -> np.ndarray | None:
+def _decoded(f, data: bytes, factor: int, shape: tuple[int, int], region: tuple[int, int, int, int]
+             ) -> np.ndarray | None:
+    """What the C function `f` decodes of `region` (x1, y1, x2, y2) into a zeroed `shape` image, or None where
+    libjpeg gives up or the scaled size is not `shape`."""
+    height, width = shape
+    x1, y1, x2, y2 = region
+    out = np.zeros((height, width), np.uint8)
+    return out if f(data, len(data), factor, y1, y2, x1, x2, out.ctypes.data, height, width) == 0 else None
+
+
+def region_grey(data: bytes, factor: int, shape: tuple[int, int], region: tuple[int, int, int, int]
+                ) -> np.ndarray | None:
     """The grey image of JPEG `data` at 1/`factor`, `shape` (height, width) as the header predicts it, holding the
     decoded pixels inside `region` (x1, y1, x2, y2 at that scale; a little more, to whole JPEG blocks, left and
     right) and zeros elsewhere; None where the decoder is missing or libjpeg gives up (the caller then asks
     OpenCV, whose verdict on a bad file stands)."""
     f = _function()
-    if f is None:
-        return None
-    height, width = shape
-    x1, y1, x2, y2 = region
-    out = np.zeros((height, width), np.uint8)
-    if f(data, len(data), factor, y1, y2, x1, x2, out.ctypes.data, height, width) != 0:
-        return None
-    return out
+    return None if f is None else _decoded(f, data, factor, shape, region)

@@ -63,9 +63,10 @@ def teacher_soft_rows(images: list[Path], classifier: Path, hard: float, n_class
     (1 - `hard`) x the classifier's probabilities for the face cropped as the hybrid detector crops it, grey,
     with the classifier's default test-time augmentation). Why: on FER2013 faces the classifier reads expressions
     better than the detector's class head (FER-scenes: the hybrid, the classifier on the detector's boxes, well
-    above the detector alone), and its probabilities say how ambiguous each face is, which a one-hot label cannot. `peak`: each row divided
-    by its largest value, so the surest class's target is 1 as with a one-hot label: a detector's class score is
-    also its confidence that a face is there, and targets that sum to 1 teach it to doubt every ambiguous face."""
+    above the detector alone), and its probabilities say how ambiguous each face is, which a one-hot label
+    cannot. `peak`: each row divided by its largest value, so the surest class's target is 1 as with a one-hot
+    label: a detector's class score is also its confidence that a face is there, and targets that sum to 1 teach
+    it to doubt every ambiguous face."""
     import cv2
     from scripts.classifiers import load_classifier
     from scripts.two_stage import face_crops

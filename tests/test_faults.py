@@ -74,7 +74,8 @@ def test_a_worker_forked_as_its_forkserver_dies_exits_too(tmp_path, expected):
     """The race behind a survivor seen once in 50 kills: without the forkserver's pid to compare with (None, as
     before), the worker watches its new parent instead and lives on."""
     marker = tmp_path / "alive"
-    subprocess.run([sys.executable, "-c", WORKER, str(marker), str(expected)], check=True, cwd=Path(__file__).parents[1])
+    subprocess.run([sys.executable, "-c", WORKER, str(marker), str(expected)], check=True,
+                   cwd=Path(__file__).parents[1])
     for _ in range(100):
         if marker.exists():
             break
