@@ -6,10 +6,14 @@ the model's default.
 
   python -m scripts.average --models weights/fer2013-vggc.pt runs/torch/faces-vggc-ft/best.pt \\
       --mix 0.5 0.6 0.7 0.8 1 --tta none flip --select-extra data/fitw/table/fer2013.h5 --out runs/torch/faces-vggc
+
+With --detector, two Ultralytics detector checkpoints are mixed at one share, chosen beforehand on the validation
+sets by `python -m scripts.bench_real --sweep` on each mix (a detector's selection scores photos, not a table).
 """
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 from pathlib import Path
 
@@ -25,11 +29,25 @@ def averaged(a: dict, b: dict, share: float) -> dict:
     for key in ("arch", "classes"):
         if a.get(key) != b.get(key):
             raise EmoDetError(f"cannot average a {key} {a.get(key)!r} checkpoint with a {b.get(key)!r} one")
-    if a["model"].keys() != b["model"].keys():
+    return dict(b, model=mixed_tensors(a["model"], b["model"], share))
+
+
+def mixed_tensors(a: dict, b: dict, share: float) -> dict:
+    """State dict `b` with its floating-point tensors replaced by (1 - share) * a + share * b, in b's dtypes."""
+    if a.keys() != b.keys():
         raise EmoDetError("cannot average checkpoints whose tensors differ")
-    model = {k: (a["model"][k].float() * (1 - share) + v.float() * share).to(v.dtype) if v.is_floating_point() else v
-             for k, v in b["model"].items()}
-    return dict(b, model=model)
+    return {k: (a[k].float() * (1 - share) + v.float() * share).to(v.dtype) if v.is_floating_point() else v
+            for k, v in b.items()}
+
+
+def averaged_detector(a: dict, b: dict, share: float) -> dict:
+    """Ultralytics checkpoint `b` (its class names, training arguments and our keys kept) with its network's
+    weights mixed as `averaged` does; no EMA or optimizer state (a mix is not a training state to resume)."""
+    if a["model"].yaml != b["model"].yaml:
+        raise EmoDetError("cannot average detectors of different architectures or classes")
+    model = copy.deepcopy(b["model"])
+    model.load_state_dict(mixed_tensors(a["model"].state_dict(), b["model"].state_dict(), share))
+    return dict(b, model=model, ema=None, optimizer=None)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,6 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--out", type=Path, required=True, help="run folder: best.pt and sweep.json")
     p.add_argument("--quiet", action="store_true", help="(accepted from recipes; the sweep is a few lines anyway)")
+    p.add_argument("--detector", action="store_true",
+                   help="the models are Ultralytics detectors: write the one --mix given, unscored")
     return p
 
 
@@ -63,6 +83,8 @@ def main(argv=None) -> int:
         if not path.exists():
             raise EmoDetError(f"{path}: no such checkpoint (its recipe names the command that makes it)")
     base, tuned = (torch.load(p, map_location="cpu", weights_only=False) for p in args.models)
+    if args.detector:
+        return write_detector_mix(base, tuned, args.mix, args.out)
     x_val, y_val = load_split(args.data, "val")
     x_sel = y_sel = classes = None
     if args.select_extra:
@@ -92,6 +114,16 @@ def main(argv=None) -> int:
     (args.out / "sweep.json").write_text(json.dumps(sweep, indent=1))
     print(f"best: mix {row['mix']:.2f} of {args.models[1]}, tta {row['tta']} (selection {row['score']:.4f}) "
           f"-> {args.out / 'best.pt'}")
+    return 0
+
+
+def write_detector_mix(base: dict, tuned: dict, mix: list[float], out: Path) -> int:
+    import torch
+    if len(mix) != 1:
+        raise EmoDetError("--detector: give one --mix (choose it with python -m scripts.bench_real --sweep)")
+    out.mkdir(parents=True, exist_ok=True)
+    torch.save(averaged_detector(base, tuned, mix[0]), out / "best.pt")
+    print(f"detector mix {mix[0]:.2f} of the fine-tune -> {out / 'best.pt'}")
     return 0
 
 

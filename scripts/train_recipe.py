@@ -51,6 +51,9 @@ def classifier_argv(recipe: dict, out: Path) -> list[str]:
     """scripts.torch_classifier's command line for a classify recipe (its `args`, written as options)."""
     argv = []
     for key, value in recipe["args"].items():
+        if isinstance(value, bool):  # a switch: its flag alone, or nothing
+            argv += [f"--{key}"] if value else []
+            continue
         values = value if isinstance(value, list) else [value]
         argv += [f"--{key}", *map(str, values)]
     return argv + ["--out", str(out), "--quiet"]
@@ -85,7 +88,7 @@ def train_classifier_recipe(recipe: dict, name: str | None = None) -> Path:
 
 
 def average_recipe(recipe: dict, name: str | None = None) -> Path:
-    """A classifier averaged from two checkpoints (scripts.average, its `args` as options)."""
+    """A classifier or detector averaged from two checkpoints (scripts.average, its `args` as options)."""
     from scripts import average
     out = RUNS_DIR / "torch" / (name or recipe["name"])
     average.main(classifier_argv(recipe, out))

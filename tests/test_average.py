@@ -64,3 +64,33 @@ def test_the_sweep_keeps_the_best_mix_and_tta_and_the_model_then_uses_that_tta(t
     assert load_classifier(out / "best.pt").tta == best["tta"]
     with pytest.raises(EmoDetError, match="shares lie in 0..1"):
         main(["--models", str(tmp_path / "m0.pt"), str(tmp_path / "m1.pt"), "--mix", "2", "--out", str(out)])
+
+
+def test_two_detectors_mix_at_one_share_keeping_the_fine_tunes_keys(tmp_path):
+    from converters.settings import WEIGHTS_DIR
+    base, tuned = WEIGHTS_DIR / "real-det-colour.pt", WEIGHTS_DIR / "real-det.pt"  # one architecture, 7 classes
+    out = tmp_path / "mix"
+    assert main(["--detector", "--models", str(base), str(tuned), "--mix", "0.25", "--out", str(out)]) == 0
+    mixed, a, b = (torch.load(p, map_location="cpu", weights_only=False) for p in (out / "best.pt", base, tuned))
+    sa, sb, sm = a["model"].state_dict(), b["model"].state_dict(), mixed["model"].state_dict()
+    for k, v in sb.items():
+        if v.is_floating_point():
+            assert sm[k].dtype == v.dtype
+            assert torch.allclose(sm[k].float(), 0.75 * sa[k].float() + 0.25 * v.float(), atol=2e-3, rtol=2e-3), k
+        else:
+            assert torch.equal(sm[k], v)
+    assert not torch.equal(sm["model.28.cv3.0.0.conv.weight"], sb["model.28.cv3.0.0.conv.weight"])
+    assert mixed["emodet_input"] == b["emodet_input"] and mixed["ema"] is None and mixed["optimizer"] is None
+    with pytest.raises(EmoDetError, match="give one --mix"):
+        main(["--detector", "--models", str(base), str(tuned), "--mix", "0.2", "0.5", "--out", str(out)])
+
+
+def test_detectors_of_other_classes_are_not_averaged():
+    import copy
+    from converters.settings import WEIGHTS_DIR
+    from scripts.average import averaged_detector
+    a = torch.load(WEIGHTS_DIR / "real-det.pt", map_location="cpu", weights_only=False)
+    b = copy.deepcopy(a)
+    b["model"].yaml = dict(b["model"].yaml, nc=8)
+    with pytest.raises(EmoDetError, match="different architectures"):
+        averaged_detector(a, b, 0.5)

@@ -39,7 +39,8 @@ def test_a_recipe_is_complete_and_its_options_are_known(path):
         known = set(defaults("detect")) | {"cls", "cls_pw", "scale", "close_mosaic", "lr0", "batch", "workers",
                                            "epochs", "mosaic", "fliplr", "hsv_s", "plots"}
         assert set(recipe.get("hyp", {})) <= known
-        assert (PROJECT_ROOT / (recipe.get("init") or recipe["init_backbone"])).suffix == ".pt"
+        init = recipe.get("init") or recipe["init_backbone"]
+        assert Path(init).suffix == ".pt" and _made_here(init), init
         assert all("path" in e for e in recipe["train"] + recipe["val"])
         if step := recipe.get("distill"):  # a shipped teacher, and faces that take its targets
             assert _made_here(step["teacher"]) and any(e.get("distill") for e in recipe["train"])
@@ -49,7 +50,7 @@ def _made_here(checkpoint: str) -> bool:
     """A shipped model, or the run of another recipe here (which names the command that makes it)."""
     parts = Path(checkpoint).parts
     return (PROJECT_ROOT / checkpoint).exists() and parts[0] == "weights" or \
-        (parts[:2] == ("runs", "torch") and parts[2] in {p.stem for p in RECIPES})
+        (parts[:2] in {("runs", "torch"), ("runs", "ultralytics")} and parts[2] in {p.stem for p in RECIPES})
 
 
 def test_a_recipe_without_its_task_fields_is_refused(tmp_path):
