@@ -11,8 +11,11 @@ scripts.predict and scripts.two_stage.
 from __future__ import annotations
 
 import argparse
+import atexit
 import csv
+import functools
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -149,7 +152,7 @@ def analyze_uploads(analyzer: Analyzer, files: list, method: str, conf: float):
         status += " Not analysed: " + "; ".join(problems)
     csv_path = None
     if table:
-        fd, name = tempfile.mkstemp(prefix="emodet-faces-", suffix=".csv")
+        fd, name = tempfile.mkstemp(prefix="faces-", suffix=".csv", dir=scratch_dir())
         with os.fdopen(fd, "w", newline="") as fh:
             w = csv.writer(fh)
             w.writerow(TABLE_COLUMNS)
@@ -158,9 +161,19 @@ def analyze_uploads(analyzer: Analyzer, files: list, method: str, conf: float):
     return gallery, table, bars, csv_path, status
 
 
+@functools.cache
+def scratch_dir() -> Path:
+    """This process's folder for the files the app makes (each request's faces table, webcam pictures): one
+    folder, removed when the process exits, so a long-running app or a test run leaves nothing behind in /tmp.
+    Gradio copies a returned file into its own cache as the request ends, so ours need not outlive the process."""
+    path = Path(tempfile.mkdtemp(prefix="emodet-app-"))
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return path
+
+
 def capture_file(rgb: np.ndarray) -> Path:
     """A webcam picture (RGB, as the browser sends it) saved as a PNG upload, so it takes the uploads' path."""
-    path = Path(tempfile.mkdtemp(prefix="emodet-cam-")) / "webcam.png"
+    path = Path(tempfile.mkdtemp(prefix="cam-", dir=scratch_dir())) / "webcam.png"
     cv2.imwrite(str(path), cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGR))
     return path
 

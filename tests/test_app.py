@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import socket
 import struct
+import subprocess
+import sys
 import threading
 import time
 import zlib
@@ -13,7 +15,7 @@ import cv2
 import numpy as np
 import pytest
 
-from converters.settings import DEFAULT_DETECTOR, WEIGHTS_DIR, affectnet_sample_dir
+from converters.settings import DEFAULT_DETECTOR, PROJECT_ROOT, WEIGHTS_DIR, affectnet_sample_dir
 
 pytest.importorskip("gradio", reason="gradio not installed (make test installs requirements.txt)")
 DETECTOR = DEFAULT_DETECTOR if DEFAULT_DETECTOR.exists() else WEIGHTS_DIR / "scenes-det.pt"
@@ -134,3 +136,15 @@ def test_a_webcam_picture_takes_the_uploads_path_with_its_colours_kept(analyzer)
     assert cv2.imread(str(path))[0, 0].tolist() == [0, 0, 200]  # BGR on disk
     gallery, *_, status = analyze_uploads(analyzer, [path], "one-stage", 0.25)
     assert len(gallery) == 1 and gallery[0][0][0, 0].tolist() == [200, 0, 0] and status.startswith("1 image(s)")
+
+
+def test_the_apps_files_go_when_its_process_ends():
+    """Each request's faces table and webcam picture go to one folder of the process, removed at its exit: an
+    app serving for weeks (or a test run) leaves nothing in /tmp."""
+    code = ("import numpy as np; from scripts.app import capture_file, scratch_dir; "
+            "p = capture_file(np.zeros((8, 8, 3), np.uint8)); assert p.exists() and scratch_dir() in p.parents; "
+            "print(scratch_dir())")
+    out = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-500:]
+    folder = Path(out.stdout.strip())
+    assert folder.name.startswith("emodet-app-") and not folder.exists()
