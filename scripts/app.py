@@ -165,7 +165,7 @@ def analyze_uploads(analyzer: Analyzer, files: list, method: str, conf: float):
 def scratch_dir() -> Path:
     """This process's folder for the files the app makes (each request's faces table, webcam pictures): one
     folder, removed when the process exits, so a long-running app or a test run leaves nothing behind in /tmp.
-    Gradio copies a returned file into its own cache as the request ends, so ours need not outlive the process."""
+    A file handed to Gradio is fetched while the app runs, so none needs to outlive the process."""
     path = Path(tempfile.mkdtemp(prefix="emodet-app-"))
     atexit.register(shutil.rmtree, path, ignore_errors=True)
     return path
