@@ -47,8 +47,9 @@ def load_recipe(path: Path) -> dict:
     return recipe
 
 
-def classifier_argv(recipe: dict, out: Path) -> list[str]:
-    """scripts.torch_classifier's command line for a classify recipe (its `args`, written as options)."""
+def args_argv(recipe: dict, out: Path) -> list[str]:
+    """The command line of a recipe that runs one of our scripts (classify: scripts.torch_classifier; average:
+    scripts.average, classifiers or detectors): its `args`, written as options."""
     argv = []
     for key, value in recipe["args"].items():
         if isinstance(value, bool):  # a switch: its flag alone, or nothing
@@ -82,7 +83,7 @@ def train_classifier_recipe(recipe: dict, name: str | None = None) -> Path:
         if not (PROJECT_ROOT / step["out"]).exists():
             from scripts import distill
             distill.main(distill_argv(step))
-    torch_classifier.main(classifier_argv(recipe, out))
+    torch_classifier.main(args_argv(recipe, out))
     (out / "recipe.json").write_text(json.dumps(recipe, indent=1))
     return out
 
@@ -91,7 +92,7 @@ def average_recipe(recipe: dict, name: str | None = None) -> Path:
     """A classifier or detector averaged from two checkpoints (scripts.average, its `args` as options)."""
     from scripts import average
     out = RUNS_DIR / "torch" / (name or recipe["name"])
-    average.main(classifier_argv(recipe, out))
+    average.main(args_argv(recipe, out))
     (out / "recipe.json").write_text(json.dumps(recipe, indent=1))
     return out
 

@@ -6,7 +6,7 @@ import pytest
 
 from converters.errors import EmoDetError
 from converters.settings import CFG_DIR, PROJECT_ROOT
-from scripts.train_recipe import classifier_argv, load_recipe
+from scripts.train_recipe import args_argv, load_recipe
 
 RECIPES = sorted((CFG_DIR / "recipes").glob("*.yaml"))
 
@@ -21,7 +21,7 @@ def test_a_recipe_is_complete_and_its_options_are_known(path):
     recipe = load_recipe(path)
     if recipe["task"] == "classify":
         from scripts.torch_classifier import build_parser
-        args = build_parser().parse_args(classifier_argv(recipe, Path("/tmp/x")))
+        args = build_parser().parse_args(args_argv(recipe, Path("/tmp/x")))
         assert args.model == recipe["args"]["model"]
         if step := recipe.get("distill"):
             from scripts.distill import build_parser as distill_parser
@@ -32,7 +32,7 @@ def test_a_recipe_is_complete_and_its_options_are_known(path):
                 assert _made_here(teacher), teacher
     elif recipe["task"] == "average":
         from scripts.average import build_parser
-        args = build_parser().parse_args(classifier_argv(recipe, Path("/tmp/x")))
+        args = build_parser().parse_args(args_argv(recipe, Path("/tmp/x")))
         assert all(_made_here(str(m)) for m in args.models) and all(0 <= m <= 1 for m in args.mix)
     else:
         from scripts.ultra import defaults
