@@ -121,7 +121,7 @@ export: $(STAMP)
 predict: $(STAMP)
 	$(EMODET) predict $(SOURCE) $(if $(filter 1,$(TWO_STAGE)),--two-stage $(if $(CLASSIFIER),--classifier $(CLASSIFIER))) \
 	  $(if $(filter command line,$(origin WEIGHTS)),--weights $(firstword $(WEIGHTS))) $(if $(IMGSZ),--imgsz $(IMGSZ)) \
-	  $(if $(filter 1,$(FLIP)),--flip) $(call opt,$(DEVICE),--device)
+	  $(if $(filter 1,$(FLIP)),--flip) $(call opt,$(DEVICE),--device) $(call opt,$(PASSES),--passes)
 
 # the local web app on http://127.0.0.1:$(PORT) (photos, video, webcam); Ctrl-C stops it
 PORT ?= 7860

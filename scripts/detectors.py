@@ -43,6 +43,16 @@ class Pass(NamedTuple):
     faces_from: float = 0.0
 
 
+class CropPass(NamedTuple):
+    """An extra pass over crops of the photo: each face the main pass finds whose long side is at most `faces_to`
+    of the photo's is cut out as a square `context` times its long side (centred; grey beyond the photo's edge)
+    and read at `size` px, all crops in one batch, giving its opinion on that face (LetterboxDetector.crop_scores).
+    For small faces: the main pass sees them at a few dozen pixels, a crop near their own resolution."""
+    size: int
+    context: float = 1.6
+    faces_to: float = 0.3
+
+
 def candidate_detections(scores: np.ndarray, multi_label: bool, conf: float) -> tuple[np.ndarray, np.ndarray,
                                                                                         np.ndarray]:
     """(anchor index, class, score) of the candidates in a (classes, anchors) score map: each anchor's best class,
@@ -100,6 +110,18 @@ class LetterboxDetector:
     def raw(self, x: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
+    def raw_batch(self, x: np.ndarray) -> np.ndarray:
+        """raw for a batch of inputs (b, 3, size, size) -> (b, 4 + classes, anchors); runtimes run it at once."""
+        return np.stack([self.raw(one[None]) for one in x])
+
+    def outputs(self, x: np.ndarray) -> np.ndarray:
+        """raw_batch, flip-averaged when the detector flips."""
+        out = self.raw_batch(x)
+        if self.flip:
+            mirrored = self.raw_batch(np.ascontiguousarray(x[..., ::-1]))
+            out = np.stack([flip_averaged(o, m, x.shape[-1]) for o, m in zip(out, mirrored)])
+        return out
+
     def __call__(self, image: np.ndarray, conf: float, iou: float) -> np.ndarray:
         """(n, 6) class, score, x1, y1, x2, y2 in pixels of `image`, best first."""
         return self.with_scores(image, conf, iou)[0]
@@ -116,12 +138,46 @@ class LetterboxDetector:
     def pass_outputs(self, image: np.ndarray, size: int, fill: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
         """(boxes x, y, w, h in pixels of `image` (anchors, 4), class scores (classes, anchors)) of every anchor,
         with the image letterboxed to `size` (`fill`: letterbox)."""
-        x, (sx, sy), (left, top) = self.network_input(image, size, fill)
-        out = self.raw(x)
-        if self.flip:
-            out = flip_averaged(out, self.raw(np.ascontiguousarray(x[..., ::-1])), size)
-        cx, cy, w, h = out[:4]
-        return np.stack([(cx - w / 2 - left) / sx, (cy - h / 2 - top) / sy, w / sx, h / sy], 1), out[4:]
+        x, scale, pad = self.network_input(image, size, fill)
+        return unletterboxed(self.outputs(x)[0], scale, pad)
+
+    def crop_outputs(self, image: np.ndarray, faces: np.ndarray, p: CropPass) -> list[tuple[np.ndarray, np.ndarray]]:
+        """pass_outputs of each face's crop (square_crop; faces x, y, w, h in pixels of `image`), its boxes in
+        pixels of `image`; the crops run as one batch."""
+        crops = [square_crop(image, face, p.context) for face in faces]
+        inputs = [self.network_input(crop, p.size) for crop, _ in crops]
+        out = self.outputs(np.concatenate([x for x, _, _ in inputs]))
+        found = []
+        for o, (_, scale, pad), (_, corner) in zip(out, inputs, crops):
+            boxes, scores = unletterboxed(o, scale, pad)
+            found.append((boxes + np.array([*corner, 0, 0], np.float32), scores))
+        return found
+
+    def crop_scores(self, image: np.ndarray, boxes: np.ndarray, scores: np.ndarray, p: CropPass) -> np.ndarray:
+        """The main pass's class scores with a crop pass's opinion joined in. Its faces: the surest box of each
+        group of overlapping ones (NMS at IoU 0.5) scoring >= CROP_FACE_MIN, long side at most `p.faces_to` of
+        the photo's, at most MAX_CROPS; each is read from its crop, the opinion being the crop's surest box over
+        the face (IoU >= 0.5). Every main-pass box over a face (its best, IoU >= 0.5) takes joined_opinion of its
+        scores and that opinion, at its own confidence: the crop judges a face's emotion, not whether it is one."""
+        conf = scores.max(0)
+        small = np.flatnonzero((boxes[:, 2:].max(1) <= p.faces_to * max(image.shape[:2])) & (conf >= OPINION_MIN))
+        sure = small[conf[small] >= CROP_FACE_MIN]
+        if not len(sure):  # no small face: no crop is read (most photos of one large face)
+            return scores
+        kept = np.asarray(cv2.dnn.NMSBoxes(boxes[sure].tolist(), conf[sure].tolist(), CROP_FACE_MIN, 0.5), int)
+        faces = boxes[sure[kept.reshape(-1)[:MAX_CROPS]]]  # NMS lists them surest first
+        opinions = np.full((scores.shape[0], len(faces)), np.nan, np.float32)
+        for i, (b, s) in enumerate(self.crop_outputs(image, faces, p)):
+            over = (xywh_iou(b, faces[i:i + 1])[:, 0] >= 0.5) & (s.max(0) >= OPINION_MIN)
+            if over.any():
+                opinions[:, i] = s[:, over][:, s[:, over].max(0).argmax()]
+        iou = xywh_iou(boxes[small], faces)
+        best = iou.argmax(1)
+        joined = (iou.max(1) >= 0.5) & ~np.isnan(opinions[0, best])
+        a = scores[:, small[joined]]
+        scores = scores.copy()
+        scores[:, small[joined]] = joined_opinion(a, opinions[:, best[joined]], a.max(0))
+        return scores
 
     def pass_scores(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(boxes, class scores) of every anchor of the main pass, each extra pass's opinion joined in: a box of the
@@ -132,6 +188,9 @@ class LetterboxDetector:
         crowd read as one face) and cost mAP, where opinions alone cost nothing."""
         boxes, scores = self.pass_outputs(image, self.imgsz)
         for p in self.extra_passes:
+            if isinstance(p, CropPass):
+                scores = self.crop_scores(image, boxes, scores, p)
+                continue
             smallest = p.faces_from * max(image.shape[:2])  # pixels: the long side of the least face it judges
             main = np.flatnonzero((boxes[:, 2:].max(1) >= smallest) & (scores.max(0) >= OPINION_MIN))
             if not len(main):  # nothing to give an opinion on: the pass is not run (most photos of small faces)
@@ -159,7 +218,8 @@ class LetterboxDetector:
         """What __call__ returns, and each box's score for every class (n, classes): the emotion distribution
         an app shows per face. Extra passes give a second opinion on large faces (pass_scores): a detector
         whose backbone learned expressions on small faces also sees a large face at a size it knows (a pass
-        that shrinks the whole photo into part of a small input)."""
+        that shrinks the whole photo into part of a small input); a crop pass, on small faces (crop_scores), which
+        the main pass sees at a few dozen pixels."""
         all_boxes, all_scores = self.pass_scores(image)
         anchor, cls, score = candidate_detections(all_scores, self.multi_label, conf)
         boxes, scores = all_boxes[anchor], all_scores[:, anchor].T
@@ -174,6 +234,31 @@ class LetterboxDetector:
 
 
 OPINION_MIN = 0.01  # class score under which a box is not a face in any pass's opinion
+CROP_FACE_MIN = 0.1  # a crop pass reads faces the main pass scores at least this sure (fewer, cheaper crops)
+MAX_CROPS = 8  # and at most this many per photo, the surest: a crowd costs a bounded time (about 1.5 ms a crop)
+
+
+def unletterboxed(out: np.ndarray, scale: tuple[float, float], pad: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """(boxes x, y, w, h in pixels of the letterboxed image (anchors, 4), class scores (classes, anchors)) of one
+    raw output, given the letterbox's scale and padding."""
+    (sx, sy), (left, top) = scale, pad
+    cx, cy, w, h = out[:4]
+    return np.stack([(cx - w / 2 - left) / sx, (cy - h / 2 - top) / sy, w / sx, h / sy], 1), out[4:]
+
+
+def square_crop(image: np.ndarray, box, context: float) -> tuple[np.ndarray, tuple[int, int]]:
+    """(the square `context` x the long side of `box` (x, y, w, h) centred on it, grey (114, the letterbox's
+    margin) beyond the image's edge; the crop's top-left corner in pixels of `image`). The face stays centred
+    at an edge, as in every other crop."""
+    x, y, w, h = box
+    side = max(1, round(max(w, h) * context))
+    left, top = round(x + w / 2 - side / 2), round(y + h / 2 - side / 2)
+    crop = np.full((side, side, 3), 114, np.uint8)
+    hh, ww = image.shape[:2]
+    x0, y0, x1, y1 = max(left, 0), max(top, 0), min(left + side, ww), min(top + side, hh)
+    if x1 > x0 and y1 > y0:
+        crop[y0 - top:y1 - top, x0 - left:x1 - left] = image[y0:y1, x0:x1]
+    return crop, (left, top)
 
 
 def joined_opinion(a: np.ndarray, b: np.ndarray, confidence: np.ndarray) -> np.ndarray:
@@ -202,32 +287,49 @@ def _sizes(text) -> tuple[int, ...]:
     return tuple(int(v) for v in str(text).replace(" ", "").split(",") if v) if text not in (None, "") else ()
 
 
-def parse_passes(text, where="extra passes") -> tuple[Pass, ...]:
-    """Extra inference passes from their text form, comma-separated "PX[:FILL[:FROM]]" (Pass): "256" (the photo
-    fills a 256 px input, as in the main pass), "128:0.67:0.4" (the photo shrunk into 0.67 of a 128 px input,
-    for faces from 0.4 of the photo up)."""
+CROP_PREFIX = "crop"  # a crop pass's text form: "crop64:1.6:0.3" (CropPass)
+
+
+def parse_passes(text, where="extra passes") -> tuple[Pass | CropPass, ...]:
+    """Extra inference passes from their text form, comma-separated "PX[:FILL[:FROM]]" (Pass) or
+    "cropPX[:CONTEXT[:TO]]" (CropPass): "256" (the photo fills a 256 px input, as in the main pass),
+    "128:0.67:0.4" (the photo shrunk into 0.67 of a 128 px input, for faces from 0.4 of the photo up),
+    "crop64:1.6:0.3" (each face up to 0.3 of the photo cut out 1.6 times its size and read at 64 px)."""
     if text in (None, ""):
         return ()
     out = []
     for item in (str(text).replace(" ", "").split(",") if isinstance(text, str) else text):
-        parts = list(item) if isinstance(item, (tuple, list)) else str(item).split(":")
+        if isinstance(item, (Pass, CropPass)):
+            out.append(item)
+            continue
+        crop = isinstance(item, str) and item.startswith(CROP_PREFIX)
+        parts = list(item) if isinstance(item, (tuple, list)) else str(item).removeprefix(CROP_PREFIX).split(":")
+        defaults = list(CropPass._field_defaults.values()) if crop else [1.0, 0.0]
         try:
             if not 1 <= len(parts) <= 3:
                 raise ValueError
-            size, fill, start = int(parts[0]), *(float(v) for v in (parts[1:] + [1.0, 0.0][len(parts) - 1:]))
+            size, first, last = int(parts[0]), *(float(v) for v in (parts[1:] + defaults[len(parts) - 1:]))
         except ValueError:
-            raise EmoDetError(f"{where}: {item!r} is not PX, PX:FILL or PX:FILL:FROM (e.g. 128:0.67:0.4)") from None
-        if not 0 < fill <= 1 or not 0 <= start < 1:
+            raise EmoDetError(f"{where}: {item!r} is not PX, PX:FILL or PX:FILL:FROM (e.g. 128:0.67:0.4), nor "
+                              "cropPX, cropPX:CONTEXT or cropPX:CONTEXT:TO (e.g. crop64:1.6:0.3)") from None
+        if crop:
+            if not first >= 1 or not 0 < last <= 1:
+                raise EmoDetError(f"{where}: {item!r}: CONTEXT must be at least 1 and TO lie in (0, 1]")
+            out.append(CropPass(checked_imgsz(size, where), first, last))
+            continue
+        if not 0 < first <= 1 or not 0 <= last < 1:
             raise EmoDetError(f"{where}: {item!r}: FILL must lie in (0, 1] and FROM in [0, 1)")
-        out.append(Pass(checked_imgsz(size, where), fill, start))
+        out.append(Pass(checked_imgsz(size, where), first, last))
     return tuple(out)
 
 
 def passes_text(passes) -> str:
     """The text form parse_passes reads (what the checkpoint and the ONNX metadata carry)."""
-    return ",".join(":".join(f"{v:g}" for v in (p.size, p.fill, p.faces_from)[:3 if p.faces_from else
-                                                                              2 if p.fill != 1 else 1])
-                    for p in passes)
+    def one(p):
+        if isinstance(p, CropPass):
+            return CROP_PREFIX + ":".join(f"{v:g}" for v in p)
+        return ":".join(f"{v:g}" for v in p[:3 if p.faces_from else 2 if p.fill != 1 else 1])
+    return ",".join(one(p) for p in passes)
 
 
 def _names_from_metadata(text: str | None) -> list[str] | None:
@@ -271,7 +373,10 @@ class OnnxDetector(LetterboxDetector):
                               "a dynamic input (python -m scripts.export <weights>.pt --extra-passes ...)")
 
     def raw(self, x: np.ndarray) -> np.ndarray:
-        return self.sess.run(None, {self.input: x})[0][0]
+        return self.raw_batch(x)[0]
+
+    def raw_batch(self, x: np.ndarray) -> np.ndarray:
+        return self.sess.run(None, {self.input: x})[0]
 
 
 STRIDE = 32  # the largest stride of every detector here: the input side must be a multiple of it
@@ -313,10 +418,13 @@ class TorchDetector(LetterboxDetector):
                                          extra_passes, path)
 
     def raw(self, x: np.ndarray) -> np.ndarray:
+        return self.raw_batch(x)[0]
+
+    def raw_batch(self, x: np.ndarray) -> np.ndarray:
         import torch
         with torch.inference_mode():
             out = self.net(torch.from_numpy(x).to(self.device))
-        return (out[0] if isinstance(out, (list, tuple)) else out)[0].float().cpu().numpy()
+        return (out[0] if isinstance(out, (list, tuple)) else out).float().cpu().numpy()
 
 
 def load_detector(weights: Path, imgsz: int | None = None, device: str | None = None, **decode) -> LetterboxDetector:

@@ -92,14 +92,15 @@ def quantize_detector(onnx_path: Path, images: list[Path], out: Path | None = No
     through every pass the detector runs (its main size and its extra passes, whose shrunk photos on a grey
     margin have activations of their own)."""
     import cv2
-    from scripts.detectors import load_detector
+    from scripts.detectors import Pass, load_detector
     det = load_detector(onnx_path, threads=1)
     batches = []
     for path in images:
         image = cv2.imread(str(path))
         if image is None:
             raise EmoDetError(f"{path}: not an image (calibration)")
-        passes = ((det.imgsz, 1.0), *((p.size, p.fill) for p in det.extra_passes))
+        # crop passes read parts of these same photos near their own resolution: the whole-photo passes cover them
+        passes = ((det.imgsz, 1.0), *((p.size, p.fill) for p in det.extra_passes if isinstance(p, Pass)))
         batches.extend(det.network_input(image, size, fill)[0] for size, fill in passes)
     out = quantized_copy(onnx_path, batches, out or int8_name(onnx_path), detector_head_tail(onnx_path))
     return faster_detector(out, det.grey)
@@ -128,10 +129,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("weights", type=Path, nargs="+", help="EmoDet torch .pt or Ultralytics .pt files")
     p.add_argument("--imgsz", type=int, default=None,
                    help="Ultralytics models: input size (default: the size it was trained at, from its checkpoint)")
-    p.add_argument("--extra-passes", "--extra-sizes", nargs="+", default=None, metavar="PX[:FILL[:FROM]]",
+    p.add_argument("--extra-passes", "--extra-sizes", nargs="+", default=None, metavar="PX[:FILL[:FROM]]|cropPX[:CONTEXT[:TO]]",
                    help="Ultralytics detectors: a second opinion from another input (PX:FILL:FROM: the photo's long "
                         "side fills that share of a PX input, judging the main pass's boxes from FROM of the photo "
-                        "up; 128:0.67:0.45 shows a large face at a size a small-face backbone knows); recorded in "
+                        "up; 128:0.67:0.45 shows a large face at a size a small-face backbone knows), or from crops "
+                        "(cropPX:CONTEXT:TO: each face up to TO of the photo cut out CONTEXT times its size and read "
+                        "at PX; crop64:1.6:0.3 shows a small face near its own resolution); recorded in "
                         "the .pt and its (dynamic) .onnx, so predict, eval and the app use them")
     p.add_argument("--ship", default=None, help="also write weights/<SHIP>.pt (torch classifiers: slim) and its .onnx")
     p.add_argument("--int8", action="store_true",

@@ -200,6 +200,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--flip", action="store_true",
                    help="average the detector's outputs on the image and its mirror image (2x the time; FER-scenes "
                         "val: mAP@0.5 +0.01)")
+    p.add_argument("--passes", default=None, metavar="PASSES|none",
+                   help="the detector's extra passes instead of those its weights carry (e.g. 128:0.67:0.45 "
+                        "without the default's crop pass on small faces; none: the main pass alone, the fastest)")
     return p
 
 
@@ -210,7 +213,8 @@ def main(argv=None) -> int:
     device = resolve_device(args.device)
     print(f"device {describe(device)}" + (" (ONNX Runtime providers: " + ", ".join(onnx_providers()) + ")"
                                          if args.weights and Path(args.weights).suffix == ".onnx" else ""))
-    detector = args.weights and load_detector(args.weights, args.imgsz, device, flip=args.flip)
+    passes = {} if args.passes is None else {"extra_passes": "" if args.passes == "none" else args.passes}
+    detector = args.weights and load_detector(args.weights, args.imgsz, device, flip=args.flip, **passes)
     if args.two_stage:
         from scripts import two_stage
         faces = two_stage.DetectorFaces(detector) if detector else None

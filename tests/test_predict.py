@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 
 from converters.errors import EmoDetError
-from scripts.detectors import (LetterboxDetector, Pass, candidate_detections, joined_opinion, letterbox,
-                               parse_passes, passes_text)
+from scripts.detectors import (CropPass, LetterboxDetector, Pass, candidate_detections, joined_opinion, letterbox,
+                               parse_passes, passes_text, square_crop)
 from scripts.scoring import write_yolo_predictions
 
 # (classes, anchors) scores of 3 anchors and 2 classes
@@ -183,12 +183,15 @@ def test_letterbox_fill_centres_the_shrunk_photo_on_grey():
 
 
 def test_extra_passes_read_from_text_and_refused_in_one_line():
-    assert parse_passes("128:0.67:0.4, 256") == (Pass(128, 0.67, 0.4), Pass(256))
-    for text in ("128:0.67:0.4,256", "96:0.5", "256"):
+    assert parse_passes("128:0.67:0.4, 256, crop64:1.5:0.3") == (Pass(128, 0.67, 0.4), Pass(256),
+                                                                 CropPass(64, 1.5, 0.3))
+    for text in ("128:0.67:0.4,256", "96:0.5", "256", "128:0.67:0.45,crop64:1.2:0.4"):
         assert passes_text(parse_passes(text)) == text
+    assert parse_passes("crop96") == (CropPass(96),) and passes_text([CropPass(96)]).startswith("crop96:")
     assert parse_passes([(96, 0.5)]) == (Pass(96, 0.5),) and parse_passes(None) == ()
     for bad, why in (("128:x", "is not PX"), ("128:1.5", "FILL must lie"), ("128:0.5:1", "FROM in"),
-                     ("100", "multiple of 32"), ("128:1:0:3", "is not PX")):
+                     ("100", "multiple of 32"), ("128:1:0:3", "is not PX"), ("crop64:0.5", "CONTEXT must"),
+                     ("crop64:1.2:0", "TO lie"), ("crop60", "multiple of 32"), ("crops64", "cropPX")):
         with pytest.raises(EmoDetError, match=why):
             parse_passes(bad)
 
@@ -254,3 +257,69 @@ def test_an_extra_pass_is_not_run_when_the_main_pass_has_no_face_for_it():
     found, scores = det.with_scores(np.zeros((100, 100, 3), np.uint8), 0.001, 0.7)
     assert found.shape == (0, 6) and scores.shape == (0, 2)
     assert det.sizes == [64]  # the main pass only
+
+
+def test_a_square_crop_keeps_the_face_centred_on_grey_beyond_the_edge():
+    image = np.full((10, 10, 3), 7, np.uint8)
+    crop, corner = square_crop(image, (0, 0, 4, 2), 2.0)  # a face in the corner: 8 px square around its centre
+    assert crop.shape == (8, 8, 3) and corner == (-2, -3)
+    assert (crop[3:, 2:] == 7).all() and (crop[:3] == 114).all() and (crop[:, :2] == 114).all()
+    crop, corner = square_crop(image, (3, 3, 4, 4), 1.0)
+    assert corner == (3, 3) and (crop == 7).all() and crop.shape == (4, 4, 3)
+
+
+class _SmallAndLargeFace(LetterboxDetector):
+    """The main pass (64 px, the 100 px photo filling it) finds small faces (0.2 of the photo) at `small` and a
+    large one (0.8) in the middle, class 0 at 0.5 each; a 32 px input (a crop) holds one face filling 1/1.25 of
+    it, read as class 1 at 0.9. Records each batch the network runs: (inputs, size)."""
+    imgsz = 64
+
+    def __init__(self, small=((0.3, 0.3),), **decode):
+        super().__init__(**decode)
+        self.small, self.runs = small, []
+
+    def raw_batch(self, x):
+        self.runs.append((len(x), x.shape[-1]))
+        return super().raw_batch(x)
+
+    def raw(self, x):
+        size = x.shape[-1]
+        out = np.zeros((4 + 2, (size // 8) ** 2 + (size // 16) ** 2 + (size // 32) ** 2), np.float32)
+        if size == self.imgsz:
+            for i, (cx, cy) in enumerate(self.small):
+                out[:4, i] = [cx * size, cy * size, 0.2 * size, 0.2 * size]
+            out[:4, len(self.small)] = [size / 2, size / 2, 0.8 * size, 0.8 * size]
+            out[4, :len(self.small) + 1] = 0.5
+        else:
+            out[:4, 0] = [size / 2, size / 2, size / 1.25, size / 1.25]
+            out[5, 0] = 0.9
+        return out
+
+
+def test_a_crop_pass_gives_its_opinion_on_small_faces_only():
+    det = _SmallAndLargeFace()
+    det.extra_passes = parse_passes("crop32:1.25:0.5")
+    found, scores = det.with_scores(np.zeros((100, 100, 3), np.uint8), 0.25, 0.5)
+    small, large = np.argsort(found[:, 4] - found[:, 2])
+    # the small face: the mean of (0.5, 0) and (0, 0.9) at its own confidence 0.5; the large one as it was
+    assert scores[small] == pytest.approx([0.25 * 0.5 / 0.45, 0.5]) and found[small, 0] == 1
+    assert found[small, 2:].tolist() == pytest.approx([20, 20, 40, 40])  # the main pass's box
+    assert scores[large] == pytest.approx([0.5, 0]) and found[large, :2].tolist() == [0, 0.5]
+    assert det.runs == [(1, 64), (1, 32)]
+    det = _SmallAndLargeFace()
+    det.extra_passes = parse_passes("crop32:1.25:0.9")  # up to 0.9 of the photo: the large face is read too
+    assert det.with_scores(np.zeros((100, 100, 3), np.uint8), 0.25, 0.5)[0][:, 0].tolist() == [1, 1]
+    assert det.runs == [(1, 64), (2, 32)]  # both crops in one batch
+
+
+def test_a_crop_pass_reads_at_most_max_crops_faces_and_none_without_a_small_face(monkeypatch):
+    import scripts.detectors as detectors
+    monkeypatch.setattr(detectors, "MAX_CROPS", 2)
+    det = _SmallAndLargeFace(small=((0.15, 0.15), (0.5, 0.15), (0.85, 0.15)))
+    det.extra_passes = (CropPass(32, 1.25, 0.5),)
+    found = det(np.zeros((100, 100, 3), np.uint8), 0.25, 0.5)
+    assert det.runs == [(1, 64), (2, 32)] and sorted(found[:, 0].tolist()) == [0, 0, 1, 1]
+    det = _SmallAndLargeFace(small=())
+    det.extra_passes = (CropPass(32, 1.25, 0.5),)
+    assert det(np.zeros((100, 100, 3), np.uint8), 0.25, 0.5)[:, 0].tolist() == [0]
+    assert det.runs == [(1, 64)]

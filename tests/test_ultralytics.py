@@ -318,16 +318,20 @@ def test_a_recipe_starting_from_a_classifier_backbone_freezes_that_backbone(pipe
 def test_extra_passes_travel_in_the_checkpoint_the_dynamic_onnx_and_its_int8_copy(pipeline, tmp_path):
     import shutil
     from scripts import export
-    from scripts.detectors import OnnxDetector, Pass, TorchDetector, load_detector
+    from scripts.detectors import CropPass, OnnxDetector, Pass, TorchDetector, load_detector
     w = tmp_path / "det.pt"
     shutil.copy(pipeline["det"], w)
     train = pipeline["root"] / "data" / "yolo" / "train"
-    assert export.main([str(w), "--extra-passes", "64:0.67:0.4", "--int8", "--calib", str(train)]) == 0
+    assert export.main([str(w), "--extra-passes", "64:0.67:0.4", "crop32:1.6:0.5", "--int8", "--calib",
+                        str(train)]) == 0
     torch_det, onnx_det = load_detector(w), load_detector(w.with_suffix(".onnx"), threads=1)
     int8 = load_detector(tmp_path / "det-int8.onnx", threads=1)
     assert isinstance(torch_det, TorchDetector) and isinstance(onnx_det, OnnxDetector)
-    assert (torch_det.imgsz, torch_det.extra_passes) == (128, (Pass(64, 0.67, 0.4),)) == (
+    assert (torch_det.imgsz, torch_det.extra_passes) == (128, (Pass(64, 0.67, 0.4), CropPass(32, 1.6, 0.5))) == (
         onnx_det.imgsz, onnx_det.extra_passes) == (int8.imgsz, int8.extra_passes)
+    # both runtimes run a batch of crops alike
+    x = np.random.default_rng(0).random((3, 3, 32, 32), np.float32)
+    assert np.allclose(torch_det.raw_batch(x), onnx_det.raw_batch(x), atol=1e-3)
     import cv2
     image = cv2.imread(str(sorted((pipeline["root"] / "data" / "yolo" / "val").glob("*.jpg"))[0]))
     a, b = torch_det(image, 0.001, 0.7), onnx_det(image, 0.001, 0.7)
@@ -363,10 +367,10 @@ def test_a_grey_recipe_trains_a_detector_that_sees_grey_in_predict_eval_and_onnx
         return np.c_[boxes, scores.T]
 
     def network_input(det, img):  # what the network itself is given
-        seen, plain = [], det.raw
-        det.raw = lambda x: (seen.append(x), plain(x))[1]
+        seen, plain = [], det.raw_batch
+        det.raw_batch = lambda x: (seen.append(x), plain(x))[1]
         det(img, 0.25, 0.7)
-        det.raw = plain
+        det.raw_batch = plain
         return seen[0][0]
     for det in (load_detector(weights / "best.pt"), load_detector(weights / "best.onnx", threads=1)):
         assert det.grey and det.imgsz == 96
