@@ -108,10 +108,13 @@ class LetterboxDetector:
         self.multi_label, self.max_det, self.flip = multi_label, max_det, flip
 
     def raw(self, x: np.ndarray) -> np.ndarray:
+        """The network's output (4 + classes, anchors) for one input (1, 3, size, size); a detector gives this or
+        raw_batch."""
         raise NotImplementedError
 
     def raw_batch(self, x: np.ndarray) -> np.ndarray:
-        """raw for a batch of inputs (b, 3, size, size) -> (b, 4 + classes, anchors); runtimes run it at once."""
+        """raw for a batch of inputs (b, 3, size, size) -> (b, 4 + classes, anchors); the runtimes run it at once
+        (what the detector runs: the crops of a crop pass go as one batch)."""
         return np.stack([self.raw(one[None]) for one in x])
 
     def outputs(self, x: np.ndarray) -> np.ndarray:
@@ -172,20 +175,17 @@ class LetterboxDetector:
         for i, (b, s) in enumerate(self.crop_outputs(image, faces, p)):
             over = (xywh_iou(b, faces[i:i + 1])[:, 0] >= 0.5) & (s.max(0) >= OPINION_MIN)
             if over.any():
-                opinions[:, i] = s[:, over][:, s[:, over].max(0).argmax()]
+                seen = s[:, over]
+                opinions[:, i] = seen[:, seen.max(0).argmax()]
         iou = xywh_iou(boxes[small], faces)
         best = iou.argmax(1)
         joined = (iou.max(1) >= 0.5) & ~np.isnan(opinions[0, best])
         if not joined.any():  # no crop saw its face
             return scores
-        face, fit = best[joined], iou[joined, best[joined]]
-        # as with the second pass, one box per face (the one fitting it best) takes the surer confidence
-        per_face = np.where(face[:, None] == np.arange(len(faces))[None], fit[:, None], -1)
-        lead = np.zeros(len(face), bool)
-        lead[per_face.argmax(0)[per_face.max(0) >= 0]] = True
-        a, o = scores[:, small[joined]], opinions[:, face]
+        face = best[joined]
+        lead = best_fitting(np.where(face[:, None] == np.arange(len(faces))[None], iou[joined], -1))
         scores = scores.copy()
-        scores[:, small[joined]] = joined_opinion(a, o, np.where(lead, np.maximum(a.max(0), o.max(0)), a.max(0)))
+        scores[:, small[joined]] = opinion_with_lead(scores[:, small[joined]], opinions[:, face], lead)
         return scores
 
     def pass_scores(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -213,14 +213,9 @@ class LetterboxDetector:
             overlap = iou >= 0.5
             best = np.where(overlap, s.max(0)[None], -1).argmax(1)
             matched = overlap.any(1)
-            # one box per face takes the surer pass's confidence: the main pass's box that fits the extra pass's
-            # best (lifting every overlapping box alike left near-duplicates that NMS at IoU 0.7 keeps)
-            lead = np.zeros(len(main), bool)
-            lead[np.where(overlap, iou, -1).argmax(0)[overlap.any(0)]] = True
-            a, o = scores[:, main[matched]], s[:, best[matched]]
+            lead = best_fitting(np.where(overlap, iou, -1))
             scores = scores.copy()
-            scores[:, main[matched]] = joined_opinion(a, o, np.where(lead[matched], np.maximum(a.max(0), o.max(0)),
-                                                                     a.max(0)))
+            scores[:, main[matched]] = opinion_with_lead(scores[:, main[matched]], s[:, best[matched]], lead[matched])
         return boxes, scores
 
     def with_scores(self, image: np.ndarray, conf: float, iou: float) -> tuple[np.ndarray, np.ndarray]:
@@ -268,6 +263,21 @@ def square_crop(image: np.ndarray, box, context: float) -> tuple[np.ndarray, tup
     if x1 > x0 and y1 > y0:
         crop[y0 - top:y1 - top, x0 - left:x1 - left] = image[y0:y1, x0:x1]
     return crop, (left, top)
+
+
+def best_fitting(fit: np.ndarray) -> np.ndarray:
+    """Which boxes fit a face best, given `fit` (boxes, faces): each box's IoU with each face, -1 where it is not
+    over that face. One box per face takes the surer pass's confidence (opinion_with_lead): lifting every box over a
+    face alike left near-duplicates that NMS at IoU 0.7 keeps."""
+    lead = np.zeros(len(fit), bool)
+    lead[fit.argmax(0)[fit.max(0) >= 0]] = True
+    return lead
+
+
+def opinion_with_lead(a: np.ndarray, b: np.ndarray, lead: np.ndarray) -> np.ndarray:
+    """joined_opinion of two passes' class scores (classes, boxes), each box at its own confidence (a's top score)
+    and the `lead` boxes (best_fitting) at the surer pass's."""
+    return joined_opinion(a, b, np.where(lead, np.maximum(a.max(0), b.max(0)), a.max(0)))
 
 
 def joined_opinion(a: np.ndarray, b: np.ndarray, confidence: np.ndarray) -> np.ndarray:
@@ -381,9 +391,6 @@ class OnnxDetector(LetterboxDetector):
             raise EmoDetError(f"{path}: exported for {shape[-1]} px input only, so no extra passes; export it with "
                               "a dynamic input (python -m scripts.export <weights>.pt --extra-passes ...)")
 
-    def raw(self, x: np.ndarray) -> np.ndarray:
-        return self.raw_batch(x)[0]
-
     def raw_batch(self, x: np.ndarray) -> np.ndarray:
         return self.sess.run(None, {self.input: x})[0]
 
@@ -425,9 +432,6 @@ class TorchDetector(LetterboxDetector):
         self.grey = (yolo.ckpt or {}).get(INPUT_KEY) == "grey"
         self.extra_passes = parse_passes((yolo.ckpt or {}).get(SCALES_KEY) if extra_passes is None else
                                          extra_passes, path)
-
-    def raw(self, x: np.ndarray) -> np.ndarray:
-        return self.raw_batch(x)[0]
 
     def raw_batch(self, x: np.ndarray) -> np.ndarray:
         import torch
