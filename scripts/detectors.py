@@ -300,6 +300,9 @@ def xywh_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 SCALES_KEY = "emodet_extra_sizes"  # ONNX metadata / checkpoint key: the extra passes a model is used at
+# ONNX metadata / checkpoint key: the main pass's input size where it was chosen apart from the training size (on
+# validation, for speed); otherwise the training size is the default
+IMGSZ_KEY = "emodet_imgsz"
 
 
 def _sizes(text) -> tuple[int, ...]:
@@ -378,7 +381,8 @@ class OnnxDetector(LetterboxDetector):
         shape = self.sess.get_inputs()[0].shape
         meta = self.sess.get_modelmeta().custom_metadata_map
         self.dynamic = not isinstance(shape[-1], int)
-        trained = _sizes(str(meta.get("imgsz", "")).strip("[]").split(",")[0]) if meta.get("imgsz") else ()
+        carried = meta.get(IMGSZ_KEY) or meta.get("imgsz")  # the chosen size, else the export's (Ultralytics)
+        trained = _sizes(str(carried).strip("[]").split(",")[0]) if carried else ()
         if not self.dynamic and imgsz and imgsz != shape[-1]:
             raise EmoDetError(f"{path}: exported for {shape[-1]} px input, not {imgsz}; use the .pt, or export it "
                               "with a dynamic input (python -m scripts.export <weights>.pt --extra-sizes ...)")
@@ -426,7 +430,8 @@ class TorchDetector(LetterboxDetector):
             self.net = yolo.model.float().eval().to(self.device)
         except Exception as exc:  # a text file, a truncated download, another framework's pickle
             raise EmoDetError(f"{path}: not an Ultralytics checkpoint ({type(exc).__name__})") from None
-        self.imgsz = checked_imgsz(imgsz or checkpoint_imgsz(self.net) or 256, path)
+        chosen = _sizes((yolo.ckpt or {}).get(IMGSZ_KEY))
+        self.imgsz = checked_imgsz(imgsz or (chosen and chosen[0]) or checkpoint_imgsz(self.net) or 256, path)
         names = getattr(self.net, "names", None)
         self.names = [names[i] for i in sorted(names)] if isinstance(names, dict) else None
         self.grey = (yolo.ckpt or {}).get(INPUT_KEY) == "grey"

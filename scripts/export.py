@@ -128,7 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m scripts.export", description=__doc__)
     p.add_argument("weights", type=Path, nargs="+", help="EmoDet torch .pt or Ultralytics .pt files")
     p.add_argument("--imgsz", type=int, default=None,
-                   help="Ultralytics models: input size (default: the size it was trained at, from its checkpoint)")
+                   help="Ultralytics models: input size (default: the size it was trained at, from its checkpoint); "
+                        "with --extra-passes also recorded in the .pt and the .onnx as the main pass's size")
     p.add_argument("--extra-passes", "--extra-sizes", nargs="+", default=None, metavar="PX[:FILL[:FROM]]|cropPX[:CONTEXT[:TO]]",
                    help="Ultralytics detectors: a second opinion from another input (PX:FILL:FROM: the photo's long "
                         "side fills that share of a PX input, judging the main pass's boxes from FROM of the photo "
@@ -204,12 +205,14 @@ def main(argv=None) -> int:
                 from converters.settings import WEIGHTS_DIR
                 w = Path(shutil.copyfile(w, WEIGHTS_DIR / f"{args.ship}.pt"))
             if args.extra_passes:
-                from scripts.detectors import SCALES_KEY, parse_passes, passes_text
+                from scripts.detectors import IMGSZ_KEY, SCALES_KEY, parse_passes, passes_text
                 sizes = passes_text(parse_passes(args.extra_passes, "--extra-passes"))
-                torch.save(dict(ck, **{SCALES_KEY: sizes}), w)  # the .pt carries them too
+                carried = {SCALES_KEY: sizes} | ({IMGSZ_KEY: str(args.imgsz)} if args.imgsz else {})
+                torch.save(dict(ck, **carried), w)  # the .pt carries them too
                 out = ultra.export_onnx(w, args.imgsz or _trained_imgsz(ck), dynamic=True)
-                set_onnx_metadata(out, {SCALES_KEY: sizes})
-                print(f"{w} -> {out} (dynamic input; extra passes {sizes} recorded in both files)")
+                set_onnx_metadata(out, carried)
+                size = f"main pass {args.imgsz} px, " if args.imgsz else ""
+                print(f"{w} -> {out} (dynamic input; {size}extra passes {sizes} recorded in both files)")
             else:
                 out = ultra.export_onnx(w, args.imgsz or _trained_imgsz(ck))
                 print(f"{w} -> {out}")

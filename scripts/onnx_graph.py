@@ -1,6 +1,6 @@
-"""Rewrites of exported detector graphs that ONNX Runtime runs faster on the CPU, the network unchanged: pure
-functions on an ONNX ModelProto (each returns whether it changed anything, and leaves a graph it already
-rewrote as it is), and faster_detector applying them to a file."""
+"""Rewrites of exported detector graphs that ONNX Runtime runs faster on the CPU, the network unchanged but for
+pool_before_silu (which says where it differs): pure functions on an ONNX ModelProto (each returns whether it
+changed anything, and leaves a graph it already rewrote as it is), and faster_detector applying them to a file."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -119,15 +119,97 @@ def grey_first_conv(proto) -> bool:
     return False
 
 
+def _in_topological_order(graph) -> None:
+    """Sort the nodes so each comes after the producers of its inputs (ONNX requires it; a rewrite that moves an
+    operation ahead of the ones it used to follow breaks it)."""
+    ready = {i.name for i in graph.initializer} | {i.name for i in graph.input} | {""}
+    order, pending = [], list(graph.node)
+    while pending:
+        left = [n for n in pending if not all(i in ready for i in n.input)]
+        for n in pending:
+            if n not in left:
+                order.append(n)
+                ready.update(n.output)
+        if len(left) == len(pending):
+            raise ValueError("the graph has a cycle")
+        pending = left
+    del graph.node[:]
+    graph.node.extend(order)
+
+
+def _silu_before(graph, pool) -> tuple | None:
+    """(the convolution output's DequantizeLinear, Sigmoid, Mul, the Mul's DequantizeLinear) of the int8 SiLU
+    (x * sigmoid(x), each step quantized) that `pool` reads, or None."""
+    made = _producers(graph)
+
+    def step(name, op):  # the node of type `op` that makes `name`, if that is what makes it
+        node = made.get(name) if name is not None else None
+        return node if node is not None and node.op_type == op else None
+
+    def up(node, op):
+        return step(node.input[0], op) if node is not None else None
+    dq_out = step(pool.input[0], "DequantizeLinear")
+    mul = up(up(dq_out, "QuantizeLinear"), "Mul")
+    if mul is None or len(mul.input) != 2:
+        return None
+    for x, s in (mul.input, mul.input[::-1]):
+        dq_x, sigmoid = step(x, "DequantizeLinear"), up(up(step(s, "DequantizeLinear"), "QuantizeLinear"), "Sigmoid")
+        if dq_x is not None and sigmoid is not None and sigmoid.input[0] == x:
+            return dq_x, sigmoid, mul, dq_out
+    return None
+
+
+def pool_before_silu(proto) -> bool:
+    """In an int8 graph, each max pool that alone reads a SiLU moved ahead of it: SiLU(maxpool(x)) instead of
+    maxpool(SiLU(x)), the activation then computed on a quarter of the values after the stem's 2x2 pools. Those
+    SiLUs run at full, half and quarter resolution, each as two int8 passes in ONNX Runtime (QLinearSigmoid and
+    QLinearMul: about a tenth of the network's time at 320 px on one thread). Not the same function everywhere:
+    SiLU falls to its minimum (-0.28 at -1.28) and rises after, so the two orders agree in every window whose
+    largest input is at least 0 (or whose inputs all lie above -1.28); elsewhere both give values in [-0.28, 0],
+    which differ by at most 0.28 (windows of quiet, negative activations). Returns whether it rewrote anything."""
+    g = proto.graph
+    changed = False
+    for pool in [n for n in g.node if n.op_type == "MaxPool"]:
+        found = _silu_before(g, pool)
+        users = _consumers(g, pool.output[0])
+        if found is None or len(users) != 1 or users[0].op_type != "QuantizeLinear":
+            continue
+        dq_x, sigmoid, mul, dq_silu = found
+        q_pool = users[0]
+        dq_pools = _consumers(g, q_pool.output[0])
+        alone = all(len(_consumers(g, name)) == 1 for name in (sigmoid.output[0], mul.output[0], dq_silu.input[0],
+                                                               dq_silu.output[0])) \
+            and len(_consumers(g, dq_x.output[0])) == 2  # nothing else reads the SiLU, its steps or its input
+        if len(dq_pools) != 1 or dq_pools[0].op_type != "DequantizeLinear" or not alone:
+            continue
+        dq_pool, pooled = dq_pools[0], dq_pools[0].output[0]
+        after = _consumers(g, pooled)
+        pool.input[0] = dq_x.output[0]
+        for node in (q_pool, dq_pool):  # max pooling keeps the scale of what it pools
+            node.input[1], node.input[2] = dq_x.input[1], dq_x.input[2]
+        for node in after:
+            node.input[:] = [dq_silu.output[0] if i == pooled else i for i in node.input]
+        sigmoid.input[0] = pooled
+        mul.input[:] = [pooled if i == dq_x.output[0] else i for i in mul.input]
+        changed = True
+    if changed:
+        _in_topological_order(g)
+        del g.value_info[:]
+    return changed
+
+
 def faster_detector(path: Path, grey: bool) -> Path:
-    """An exported detector rewritten in place where ONNX Runtime runs it faster on the CPU, the network unchanged:
-    the box decoding's softmax on the last axis (dfl_on_last_axis: the same numbers) and, for a grey int8
-    detector (`grey`: it is fed grey photos), its first convolution on one channel in float (grey_first_conv; a
-    float graph is left to the int8 quantizer as it is). Idempotent."""
+    """An exported detector rewritten in place where ONNX Runtime runs it faster on the CPU: the box decoding's
+    softmax on the last axis (dfl_on_last_axis: the same numbers) and, in an int8 graph, the stem's max pools
+    ahead of their SiLUs (pool_before_silu: the same wherever a window holds a positive activation; chosen on
+    the validation sets, where it cost nothing) and, for a grey int8 detector (`grey`: it is fed grey photos), its
+    first convolution on one channel in float (grey_first_conv). A float graph is left to the int8 quantizer as
+    it is. Idempotent."""
     import onnx
     proto = onnx.load(str(path))
     quantized = any(n.op_type == "QuantizeLinear" for n in proto.graph.node)
     changed = dfl_on_last_axis(proto)
+    changed = (quantized and pool_before_silu(proto)) or changed
     changed = (grey and quantized and grey_first_conv(proto)) or changed
     if _drop_unused_initializers(proto.graph) or changed:
         onnx.save(proto, str(path))

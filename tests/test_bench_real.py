@@ -62,3 +62,21 @@ def test_the_classifier_rows_skip_with_their_reason_when_a_table_is_missing(tmp_
     monkeypatch.setattr(bench_real, "FACES_TABLE", faces)
     monkeypatch.setattr(bench_real, "FER2013_TABLE", tmp_path / "no-fer2013.h5")
     assert "no-fer2013.h5: missing" in bench_real.classifier_rows([tmp_path / "x.onnx"])["skipped"]
+
+
+def test_predict_ms_times_the_detector_as_make_predict_runs_it(tmp_path, monkeypatch):
+    """One label a box at conf 0.25 (what a user gets), each photo once after one untimed call, the clock around
+    the calls alone: a detector that takes 20 ms a call is timed at 20 ms, not at its reading of the photos."""
+    import time
+    calls = []
+
+    class _Slow(_ReadsLargeFacesSmall):
+        def __call__(self, image, conf, iou):
+            calls.append((self.multi_label, conf, iou))
+            time.sleep(0.02)
+            return super().__call__(image, conf, iou)
+    monkeypatch.setattr(detectors, "load_detector", lambda weights, imgsz=None, **kw: _Slow(**kw))
+    photos = sorted(_one_face_photos(tmp_path / "set", 4).glob("*.jpg"))
+    ms = bench_real.predict_ms(Path("det.onnx"), photos)
+    assert calls == [(False, 0.25, 0.7)] * 5
+    assert 20 <= ms < 60

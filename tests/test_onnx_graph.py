@@ -115,4 +115,70 @@ def test_the_shipped_default_detector_is_rewritten():
         pytest.skip(f"{DEFAULT_DETECTOR}: not in this checkout")
     proto = onnx.load(str(DEFAULT_DETECTOR))
     assert not onnx_graph.dfl_on_last_axis(proto) and not onnx_graph.grey_first_conv(proto)
+    assert not onnx_graph.pool_before_silu(proto)
     assert proto.graph.node[0].op_type == "Slice" and not onnx_graph._drop_unused_initializers(proto.graph)
+
+
+def _pooled_stem(folder, positive: bool, shared: bool = False):
+    """A stem like the detectors' (conv, SiLU, 2x2 max pool, conv) exported and quantized with the project's own
+    static int8. `positive`: weights, bias and inputs >= 0, so every pre-activation is positive (else they spread
+    over both sides of SiLU's minimum); `shared`: the
+    SiLU is also read by a second branch (as in SPPF, where the pooled and unpooled values are concatenated)."""
+    import torch
+
+    class Stem(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.Conv2d(8, 4, 3, padding=1)
+
+        def forward(self, x):
+            y = torch.nn.functional.silu(self.a(x))
+            pooled = self.b(torch.nn.functional.max_pool2d(y, 2))
+            return torch.cat([pooled, self.b(y[..., ::2, ::2])], 1) if shared else pooled
+    torch.manual_seed(0)
+    net = Stem().eval()
+    with torch.no_grad():
+        if positive:
+            net.a.weight.abs_(), net.a.bias.abs_().add_(0.1)
+        else:  # pre-activations well below SiLU's minimum at -1.28 too
+            net.a.weight.mul_(6)
+    path = folder / f"pooled-{positive}-{shared}.onnx"
+    torch.onnx.export(net, torch.zeros(1, 3, 32, 32), str(path), input_names=["images"], opset_version=17,
+                      dynamo=False)
+    rng = np.random.default_rng(0)
+    calib = [rng.random((1, 3, 32, 32), np.float32) for _ in range(8)]
+    return onnx.load(str(quantized_copy(path, calib, folder / f"pooled-{positive}-{shared}-int8.onnx")))
+
+
+def _op_order(proto) -> list[str]:
+    return [n.op_type for n in proto.graph.node if n.op_type in ("MaxPool", "Sigmoid", "Mul")]
+
+
+def test_pool_before_silu_is_exact_where_the_activations_are_positive(tmp_path):
+    """SiLU rises wherever its input is positive, so pooling first gives the very same int8 values there."""
+    proto = _pooled_stem(tmp_path, positive=True)
+    x = np.random.default_rng(1).random((1, 3, 32, 32), np.float32)
+    before = _run(proto, x)
+    assert _op_order(proto) == ["Sigmoid", "Mul", "MaxPool"]
+    assert onnx_graph.pool_before_silu(proto)
+    onnx.checker.check_model(proto)
+    assert _op_order(proto) == ["MaxPool", "Sigmoid", "Mul"]
+    np.testing.assert_array_equal(_run(proto, x), before)
+    assert not onnx_graph.pool_before_silu(proto)  # already rewritten
+
+
+def test_pool_before_silu_differs_only_in_windows_of_negative_activations(tmp_path):
+    """With weights of both signs some windows hold only negative pre-activations, where the orders differ (by at
+    most SiLU's depth, 0.28, before the next convolution); the outputs stay close, not equal."""
+    proto = _pooled_stem(tmp_path, positive=False)
+    x = np.random.default_rng(1).random((1, 3, 32, 32), np.float32)
+    before = _run(proto, x)
+    assert onnx_graph.pool_before_silu(proto)
+    after = _run(proto, x)
+    assert not np.array_equal(after, before)
+    assert np.abs(after - before).mean() < 0.1 * np.abs(before).mean()
+
+
+def test_pool_before_silu_leaves_a_silu_that_something_else_reads(tmp_path):
+    proto = _pooled_stem(tmp_path, positive=False, shared=True)
+    assert not onnx_graph.pool_before_silu(proto)

@@ -339,6 +339,24 @@ def test_extra_passes_travel_in_the_checkpoint_the_dynamic_onnx_and_its_int8_cop
     assert len(int8(image, 0.001, 0.7))  # the int8 copy takes the second pass's input size too
 
 
+def test_a_main_size_chosen_at_export_travels_in_all_three_files(pipeline, tmp_path):
+    """--imgsz with --extra-passes: the main pass's size chosen apart from the training size (128 here) is the
+    default of the .pt, the dynamic .onnx and its int8 copy; a size named at load time still wins."""
+    import shutil
+    from scripts import export
+    from scripts.detectors import load_detector
+    w = tmp_path / "det.pt"
+    shutil.copy(pipeline["det"], w)
+    train = pipeline["root"] / "data" / "yolo" / "train"
+    assert export.main([str(w), "--imgsz", "96", "--extra-passes", "64:0.67:0.4", "--int8", "--calib",
+                        str(train)]) == 0
+    files = (w, w.with_suffix(".onnx"), tmp_path / "det-int8.onnx")
+    assert [load_detector(f, threads=1).imgsz if f.suffix == ".onnx" else load_detector(f).imgsz
+            for f in files] == [96, 96, 96]
+    assert load_detector(files[2], 64, threads=1).imgsz == load_detector(w, 64).imgsz == 64
+    assert torch.load(w, map_location="cpu", weights_only=False)["train_args"]["imgsz"] == 128  # what it learned at
+
+
 def test_a_grey_recipe_trains_a_detector_that_sees_grey_in_predict_eval_and_onnx(pipeline, tmp_path, monkeypatch):
     """`input: grey`: the run's checkpoints say so, the ONNX export carries it, and both runtimes drop colour
     before the network (a colour photo and its grey copy give the same detections); a colour detector does not."""
