@@ -30,7 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --weights: data.yaml (Ultralytics) or emotion.data (Darknet); evaluates its val split")
     p.add_argument("--cfg", type=Path, default=None, help="with Darknet .weights: the detector's .cfg")
     p.add_argument("--imgsz", type=int, default=None,
-                   help="with --weights: inference size (default: the detector's training size, from its checkpoint)")
+                   help="with --weights: inference size (default: the size its weights carry: the one chosen "
+                        "for it, else its training size)")
     p.add_argument("--format", choices=("auto", "yolo", "darknet"), default="auto")
     p.add_argument("--names", type=Path, default=None, help="class names file (default: canonical 7/8 classes)")
     p.add_argument("--style", choices=sorted(STYLES), default="darknet")

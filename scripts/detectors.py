@@ -162,8 +162,8 @@ class LetterboxDetector:
         the photo's, at most MAX_CROPS; each is read from its crop, the opinion being the crop's surest box over
         the face (IoU >= 0.5). Every main-pass box over a face (its best, IoU >= 0.5) takes joined_opinion of its
         scores and that opinion, at its own confidence, and the box that fits the face best at the surer of its
-        own and the crop's (on FER-scenes val with crops 1.6 times the face, mAP@0.5 0.591 against 0.577 with every box at its
-        own confidence)."""
+        own and the crop's (on FER-scenes val with crops 1.6 times the face, mAP@0.5 0.591 against 0.577 with
+        every box at its own confidence)."""
         conf = scores.max(0)
         small = np.flatnonzero((boxes[:, 2:].max(1) <= p.faces_to * max(image.shape[:2])) & (conf >= OPINION_MIN))
         sure = small[conf[small] >= CROP_FACE_MIN]

@@ -189,7 +189,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --two-stage: Haar box correction (default weights/haar-box-fit.json if present)")
     p.add_argument("--out", type=Path, default=RUNS_DIR / "predict")
     p.add_argument("--imgsz", type=int, default=None,
-                   help="input size (default: the size the detector was trained at, from its checkpoint)")
+                   help="input size (default: the size its weights carry: the one chosen for it, else the one it "
+                        "was trained at)")
     p.add_argument("--conf", type=float, default=0.25)
     p.add_argument("--iou", type=float, default=0.7)
     p.add_argument("--classes", type=int, choices=(7, 8), default=7)
