@@ -177,6 +177,7 @@ def markdown(r: dict) -> str:
 def bench_real(detector: Path = DEFAULT_DETECTOR, classifier: Path = DEFAULT_CLASSIFIER,
                extra_classifiers: list[Path] = ()) -> dict:
     from scripts.detectors import load_detector
+    from scripts.scoring import folder_images
     cv2.setNumThreads(1)
     import torch
     torch.set_num_threads(1)
@@ -189,8 +190,7 @@ def bench_real(detector: Path = DEFAULT_DETECTOR, classifier: Path = DEFAULT_CLA
             r["sets"][name] = dict(skipped=f"{gt}: missing (see scripts/bench_real.py's docstring)")
             continue
         r["sets"][name] = score_set(gt, methods(detector, classifier, fit), RUNS_DIR / "real-eval" / name)
-        r["sets"][name]["one_stage_predict_ms"] = predict_ms(detector, sorted(
-            p for p in gt.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png")))
+        r["sets"][name]["one_stage_predict_ms"] = predict_ms(detector, folder_images(gt))
     r["classifiers"] = classifier_rows([classifier, *extra_classifiers])
     r["command"] = "python -m scripts.bench --parts real" + (
         f" --detector {r['detector']}" if detector != DEFAULT_DETECTOR else "") + (

@@ -125,14 +125,14 @@ def _in_topological_order(graph) -> None:
     ready = {i.name for i in graph.initializer} | {i.name for i in graph.input} | {""}
     order, pending = [], list(graph.node)
     while pending:
-        left = [n for n in pending if not all(i in ready for i in n.input)]
-        for n in pending:
-            if n not in left:
+        placed = [all(i in ready for i in n.input) for n in pending]
+        if not any(placed):
+            raise ValueError("the graph has a cycle")
+        for n, now in zip(pending, placed):
+            if now:
                 order.append(n)
                 ready.update(n.output)
-        if len(left) == len(pending):
-            raise ValueError("the graph has a cycle")
-        pending = left
+        pending = [n for n, now in zip(pending, placed) if not now]
     del graph.node[:]
     graph.node.extend(order)
 

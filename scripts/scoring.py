@@ -53,12 +53,17 @@ def write_scoring_predictions(weights: Path, images: list[Path], out: Path, imgs
     return Path(out)
 
 
+def folder_images(folder: Path) -> list[Path]:
+    """The images of a YOLO folder, sorted by name: what score_detector predicts."""
+    return sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGES)
+
+
 def score_detector(detector, gt: Path, out: Path) -> dict:
     """Predict every image of a YOLO folder and score it in the darknet and ultralytics styles: metrics JSON per
     style, PR/confusion plots, and a text report in `out`."""
     from converters.io import write_json
     from eval.detection_report import evaluate_folders, report_text, write_plots
-    images = sorted(p for p in Path(gt).iterdir() if p.suffix.lower() in IMAGES)
+    images = folder_images(gt)
     if not images:
         raise EmoDetError(f"{gt}: no images to predict")
     ms = write_yolo_predictions(detector, images, out / "labels")
