@@ -35,8 +35,20 @@ def machine_info() -> dict:
         cpu = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
     except (OSError, StopIteration):
         pass
+    try:
+        import onnxruntime
+        ort = onnxruntime.__version__
+    except ImportError:
+        ort = "not installed"
     return dict(cpu=cpu, cores=os.cpu_count(), python=platform.python_version(), numpy=np.__version__,
-                opencv=cv2.__version__, torch=torch.__version__, date=time.strftime("%Y-%m-%d %H:%M"))
+                opencv=cv2.__version__, torch=torch.__version__, onnxruntime=ort, date=time.strftime("%Y-%m-%d %H:%M"))
+
+
+def machine_line(m: dict) -> str:
+    """Where a part's times were measured: the CPU model names the machine (the shared machines this runs on
+    change from run to run, and the same network's milliseconds with them)."""
+    return (f"Measured {m['date']} on {m['cpu']}, {m['cores']} cores; ONNX Runtime {m.get('onnxruntime', '?')}, "
+            f"torch {m['torch']}, OpenCV {m['opencv']}.")
 
 
 def plain_loop(csv_path: Path, images: Path, out: Path, size: int = 48) -> float:
@@ -483,7 +495,7 @@ def benchmarks_markdown() -> str:
         lines += ["## Ultralytics: classifier-initialised vs from-scratch detector", "", extra["markdown"], ""]
     if extra := parts.get("real"):
         lines += ["## Real photos: one-stage vs two-stage vs hybrid (roboflow-emotion valid, AffectNet photos, "
-                  "FER-scenes test)", "", extra["markdown"], ""]
+                  "FER-scenes test)", "", extra["markdown"], "", machine_line(extra["machine"]), ""]
     if extra := parts.get("scenes"):
         lines += ["## Real faces: one-stage detector vs two-stage (Haar + classifier) on FER-scenes", "",
                   extra.get("markdown") or f"skipped: {extra['skipped']}", ""]

@@ -237,7 +237,11 @@ class LetterboxDetector:
         return det, scores[idx]
 
 
-OPINION_MIN = 0.01  # class score under which a box is not a face in any pass's opinion
+# class score under which a box is not a face in any pass's opinion: the floor every detection is scored from.
+# Why so low: a face filling the photo can score under 0.01 in the main pass and clearly in the second pass,
+# which only judges the main pass's boxes (on faces-in-the-wild val, one large face a photo, at 256 px: face
+# recall 0.994 from 0.001, 0.989 from 0.01)
+OPINION_MIN = 0.001
 CROP_FACE_MIN = 0.1  # a crop pass reads faces the main pass scores at least this sure (fewer, cheaper crops)
 MAX_CROPS = 8  # and at most this many per photo, the surest: a crowd costs a bounded time (about 1.5 ms a crop)
 

@@ -87,10 +87,13 @@ def detector_head_tail(onnx_path: Path) -> tuple[str, ...]:
     return tuple(n for n in names if n.startswith(f"/model.{last}/") and "/cv" not in n)
 
 
-def quantize_detector(onnx_path: Path, images: list[Path], out: Path | None = None) -> Path:
+def quantize_detector(onnx_path: Path, images: list[Path], out: Path | None = None,
+                      main_size: int | None = None) -> Path:
     """quantized_copy of an exported detector, calibrated on `images` (training photos) fed as predict feeds them:
-    through every pass the detector runs (its main size and its extra passes, whose shrunk photos on a grey
-    margin have activations of their own)."""
+    through every pass the detector runs (its main size, or `main_size`, and its extra passes, whose shrunk photos
+    on a grey margin have activations of their own). `main_size` calibrates the main pass at another size than the
+    one it runs at: the activation ranges differ a little with the size, and which range reads the validation
+    photos better is measured, not assumed."""
     import cv2
     from scripts.detectors import Pass, load_detector
     det = load_detector(onnx_path, threads=1)
@@ -100,7 +103,7 @@ def quantize_detector(onnx_path: Path, images: list[Path], out: Path | None = No
         if image is None:
             raise EmoDetError(f"{path}: not an image (calibration)")
         # crop passes read parts of these same photos near their own resolution: the whole-photo passes cover them
-        passes = ((det.imgsz, 1.0), *((p.size, p.fill) for p in det.extra_passes if isinstance(p, Pass)))
+        passes = ((main_size or det.imgsz, 1.0), *((p.size, p.fill) for p in det.extra_passes if isinstance(p, Pass)))
         batches.extend(det.network_input(image, size, fill)[0] for size, fill in passes)
     out = quantized_copy(onnx_path, batches, out or int8_name(onnx_path), detector_head_tail(onnx_path))
     return faster_detector(out, det.grey)
@@ -140,6 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ship", default=None, help="also write weights/<SHIP>.pt (torch classifiers: slim) and its .onnx")
     p.add_argument("--int8", action="store_true",
                    help="also write <name>-int8.onnx, calibrated on the training data of --calib")
+    p.add_argument("--calib-imgsz", type=int, default=None,
+                   help="detectors: the main pass's size for --int8 calibration (default: the size it runs at)")
     p.add_argument("--calib", type=Path, default=None,
                    help="classifiers: HDF5 table whose Training faces calibrate --int8 (default: the FER2013 "
                         "conversion); detectors: a folder of training photos or a list of them (e.g. a recipe's "
@@ -218,7 +223,9 @@ def main(argv=None) -> int:
                 print(f"{w} -> {out}")
             if args.int8:
                 images = calibration_images(args.calib)
-                print(f"{out} -> {quantize_detector(out, images)} (int8, calibrated on {len(images)} training photos)")
+                at = f" at {args.calib_imgsz} px" if args.calib_imgsz else ""
+                print(f"{out} -> {quantize_detector(out, images, main_size=args.calib_imgsz)} (int8, calibrated on "
+                      f"{len(images)} training photos{at})")
     return 0
 
 

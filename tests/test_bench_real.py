@@ -80,3 +80,19 @@ def test_predict_ms_times_the_detector_as_make_predict_runs_it(tmp_path, monkeyp
     ms = bench_real.predict_ms(Path("det.onnx"), photos)
     assert calls == [(False, 0.25, 0.7)] * 5
     assert 20 <= ms < 60
+
+
+def test_real_section_names_the_machine_it_was_timed_on(tmp_path, monkeypatch):
+    """The shared machines change between runs (and a network's milliseconds with them): the real part's section
+    says which CPU and runtime its times come from."""
+    import json
+    from scripts import bench
+    monkeypatch.setattr(bench, "BENCH_DIR", tmp_path)
+    machine = dict(cpu="Example CPU 9000", cores=2, torch="2.0", opencv="4.0", onnxruntime="1.2.3",
+                   date="2026-01-01 00:00")
+    (tmp_path / "real.json").write_text(json.dumps({"markdown": "the tables", "machine": machine}))
+    text = bench.benchmarks_markdown()
+    section = text[text.index("## Real photos"):]
+    assert "the tables" in section
+    assert "Measured 2026-01-01 00:00 on Example CPU 9000, 2 cores; ONNX Runtime 1.2.3" in section
+    assert set(bench.machine_info()) >= {"cpu", "cores", "onnxruntime", "date"}

@@ -259,6 +259,25 @@ def test_an_extra_pass_is_not_run_when_the_main_pass_has_no_face_for_it():
     assert det.sizes == [64]  # the main pass only
 
 
+def test_a_face_the_main_pass_barely_sees_is_judged_by_the_extra_pass():
+    # a face filling the photo that the main pass scores at 0.005 (under 0.01, over the scoring floor 0.001) is
+    # found through the second pass, which sees it clearly; at 0.0005 it is no face for any pass
+    class Barely(_ReadsOnlySmall):
+        main = 0.005
+
+        def raw(self, x):
+            out = super().raw(x)
+            if x.shape[-1] != 32:
+                out[4:, 0] = [self.main, 0.0]
+            return out
+    det = Barely()
+    det.extra_passes = (Pass(32),)
+    found, _ = det.with_scores(np.zeros((100, 100, 3), np.uint8), 0.25, 0.5)
+    assert found[:, :2].tolist() == [[1, pytest.approx(0.9)]]
+    det.main = 0.0005
+    assert len(det.with_scores(np.zeros((100, 100, 3), np.uint8), 0.25, 0.5)[0]) == 0
+
+
 def test_a_square_crop_keeps_the_face_centred_on_grey_beyond_the_edge():
     image = np.full((10, 10, 3), 7, np.uint8)
     crop, corner = square_crop(image, (0, 0, 4, 2), 2.0)  # a face in the corner: 8 px square around its centre

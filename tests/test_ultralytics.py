@@ -357,6 +357,32 @@ def test_a_main_size_chosen_at_export_travels_in_all_three_files(pipeline, tmp_p
     assert torch.load(w, map_location="cpu", weights_only=False)["train_args"]["imgsz"] == 128  # what it learned at
 
 
+def test_int8_calibration_at_another_main_size_than_the_one_it_runs_at(pipeline, tmp_path):
+    """--calib-imgsz: the int8 copy runs at --imgsz but its ranges are those of a calibration at the other size
+    (the same initializers as an export that runs at that size), unlike a calibration at the size it runs."""
+    import shutil
+    import onnx
+    from onnx import numpy_helper
+    from scripts import export
+    from scripts.detectors import load_detector
+    train = str(pipeline["root"] / "data" / "yolo" / "train")
+
+    def exported(name, *options):
+        w = tmp_path / name / "det.pt"
+        w.parent.mkdir()
+        shutil.copy(pipeline["det"], w)
+        assert export.main([str(w), *options, "--extra-passes", "64:0.67:0.4", "--int8", "--calib", train]) == 0
+        int8 = w.parent / "det-int8.onnx"
+        ranges = {i.name: numpy_helper.to_array(i).tobytes() for i in onnx.load(str(int8)).graph.initializer}
+        return load_detector(int8, threads=1).imgsz, ranges
+    at_128 = exported("a", "--imgsz", "128")
+    run_96_calibrated_128 = exported("b", "--imgsz", "96", "--calib-imgsz", "128")
+    at_96 = exported("c", "--imgsz", "96")
+    assert (at_128[0], run_96_calibrated_128[0], at_96[0]) == (128, 96, 96)
+    assert run_96_calibrated_128[1] == at_128[1]
+    assert run_96_calibrated_128[1] != at_96[1]
+
+
 def test_a_grey_recipe_trains_a_detector_that_sees_grey_in_predict_eval_and_onnx(pipeline, tmp_path, monkeypatch):
     """`input: grey`: the run's checkpoints say so, the ONNX export carries it, and both runtimes drop colour
     before the network (a colour photo and its grey copy give the same detections); a colour detector does not."""
