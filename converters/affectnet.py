@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from .io import is_jpeg
 from .jpeg_header import HEAD_BYTES, TAIL_BYTES, JpegHeader, file_complete, read_file_header, read_jpeg_header
 from .labels import AFFECTNET_NON_EXPRESSIONS
 from .records import FaceRecord, Fix, ReadResult, Reject
@@ -227,7 +228,7 @@ def checked_on_image(records, image: Path) -> CheckedImage:
     split runs them in the conversion's worker processes, beside the decoding, which reuses the bytes read here)."""
     data = None
     probe = None
-    if image.suffix.lower() in (".jpg", ".jpeg"):
+    if is_jpeg(image):
         data = small_file_bytes(image, WHOLE_FILE)
         header = read_jpeg_header(data[:HEAD_BYTES], data[-TAIL_BYTES:]) if data else None
         if header is not None:
@@ -434,13 +435,13 @@ def probe_header(path: Path) -> tuple[tuple[int, int], bool] | str:
     try:
         if path.stat().st_size == 0:
             return R_EMPTY
-        if path.suffix.lower() in (".jpg", ".jpeg"):
+        if is_jpeg(path):
             header = read_file_header(path)
             if header is not None:
                 return _from_header(header)
         with Image.open(path) as im:
             size, rotated = im.size, _exif_rotated(im)
-        if path.suffix.lower() in (".jpg", ".jpeg") and not file_complete(path):
+        if is_jpeg(path) and not file_complete(path):
             return R_TRUNCATED
         return size, rotated
     except FileNotFoundError:

@@ -22,7 +22,7 @@ import numpy as np
 
 from .affectnet import R_CONTEMPT, R_OUTSIDE, probe_image, path_inside
 from .errors import EmoDetError
-from .io import IMAGE_SUFFIXES
+from .io import images_in
 from .face_boxes import BoxFit, haar_cascade, haar_faces
 from .labels import class_names, label_code
 from .parallel import parallel_map
@@ -63,7 +63,7 @@ def photo_rows(root: Path) -> tuple[str, list[tuple[int, list[str]]], Path]:
         raise EmoDetError(f"{root}: no labels.csv and not a folder of class folders")
     rows = []
     for folder in sorted(p for p in root.iterdir() if p.is_dir()):
-        for image in sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
+        for image in images_in(folder):
             rows.append((len(rows) + 1, [f"{folder.name}/{image.name}", folder.name, ""]))
     if not rows:
         raise EmoDetError(f"{root}: no labels.csv and no <class>/*.jpg images")

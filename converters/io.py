@@ -88,8 +88,36 @@ def write_json(path: Path, data) -> Path:
     return Path(path)
 
 
-# image files the readers accept (lower-cased suffix); what OpenCV and PIL both decode
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+# image files every reader here accepts, by lower-cased suffix (a camera writes .JPG): what OpenCV and PIL both
+# decode. The one list: a folder read by the converters, predict, training and eval holds the same photos for each.
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+# videos predict and the app read frame by frame (OpenCV's FFmpeg backend)
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm")
+
+
+def is_image(path: Path) -> bool:
+    return Path(path).suffix.lower() in IMAGE_SUFFIXES
+
+
+def is_jpeg(path: Path) -> bool:
+    """Named a JPEG: read by our own header parser and decoded at a reduced size where the faces allow."""
+    return Path(path).suffix.lower() in (".jpg", ".jpeg")
+
+
+def images_in(folder: Path) -> list[Path]:
+    """The image files directly in `folder`, sorted by name."""
+    return sorted(p for p in Path(folder).iterdir() if is_image(p))
+
+
+def image_beside(label: Path) -> Path | None:
+    """The image a YOLO label file describes: the file beside it with its stem and an image suffix, in lower or
+    upper case; None if there is none."""
+    for suffix in IMAGE_SUFFIXES:
+        for candidate in (suffix, suffix.upper()):
+            if (p := Path(label).with_suffix(candidate)).exists():
+                return p
+    return None
+
 
 LOCK_NAME = ".emodet.lock"
 

@@ -32,7 +32,7 @@ from . import jpeg_region
 from .affectnet import WHOLE_FILE, checked_on_image, probe_header, small_file_bytes
 from .darknet_files import check_classifier_path, check_detector_image_path
 from .errors import EmoDetError
-from .io import atomic_write_bytes, output_lock, remove_leftovers
+from .io import atomic_write_bytes, is_jpeg, output_lock, remove_leftovers
 from .parallel import parallel_map
 from .labels import class_names
 from .records import FaceRecord, Reject
@@ -134,10 +134,6 @@ class Layout:
         return f"{self.root}/yolo/{split}/{stem}.jpg", f"{self.root}/yolo/{split}/{stem}.txt"
 
 
-def _is_jpeg(path: Path) -> bool:
-    return path.suffix.lower() in (".jpg", ".jpeg")
-
-
 def _decode(task: ImageTask, factor: int, color: str, data: bytes | None = None,
             region: tuple[int, int, int, int] | None = None, shape: tuple[int, int] | None = None) -> np.ndarray | None:
     """The image at 1/`factor` (JPEG DCT scaling), grey or colour; from `data` when the file was read already.
@@ -148,7 +144,7 @@ def _decode(task: ImageTask, factor: int, color: str, data: bytes | None = None,
         px = task.records[0].pixels
         return px if (px.ndim == 2) == grey else (cv2.cvtColor(px, cv2.COLOR_GRAY2BGR) if px.ndim == 2
                                                    else cv2.cvtColor(px, cv2.COLOR_BGR2GRAY))
-    if grey and region is not None and _is_jpeg(task.image):
+    if grey and region is not None and is_jpeg(task.image):
         if data is None:
             data = small_file_bytes(task.image, WHOLE_FILE)
         part = jpeg_region.region_grey(data, factor, shape, region) if data else None
@@ -257,7 +253,7 @@ def convert_group(task: ImageTask, layout: Layout, options: ConvertOptions) -> G
     width, height = task.image_size
     boxes = [geo.scaled_box(r.box, options.box_scale, width, height) for r in task.records]
     need = max(max(options.sizes), TABLE_SIZE if "table" in fmt else 0)
-    factor = 1 if task.records[0].pixels is not None or not _is_jpeg(task.image) else geo.decode_factor(boxes, need)
+    factor = 1 if task.records[0].pixels is not None or not is_jpeg(task.image) else geo.decode_factor(boxes, need)
     shape = geo.decoded_shape(width, height, factor)
     sizes = sorted(set(options.sizes) | ({TABLE_SIZE} if "table" in fmt else set()))
 
@@ -318,7 +314,7 @@ def convert_group(task: ImageTask, layout: Layout, options: ConvertOptions) -> G
         check_detector_image_path(img_dst)
         if img_dst in missing:
             rotated = task.rotated if task.rotated is not None else _exif_rotated(task.image)
-            if task.records[0].pixels is not None or not _is_jpeg(task.image) or rotated:
+            if task.records[0].pixels is not None or not is_jpeg(task.image) or rotated:
                 full = task.records[0].pixels if task.records[0].pixels is not None else cv2.imread(
                     str(task.image), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
                 ok, buf = cv2.imencode(".jpg", full, [cv2.IMWRITE_JPEG_QUALITY, 95])

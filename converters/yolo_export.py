@@ -10,7 +10,7 @@ import yaml
 
 from .affectnet import probe_image
 from .errors import EmoDetError
-from .io import IMAGE_SUFFIXES
+from .io import images_in
 from .labels import class_names, label_code
 from .records import FaceRecord, ReadResult, Reject
 from .yolo_format import parse_yolo_line
@@ -60,7 +60,7 @@ def export_splits(root: Path) -> dict[str, Path]:
 
 def _images(folder: Path) -> list[Path]:
     images = folder / "images" if (folder / "images").is_dir() else folder
-    return sorted(p for p in images.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    return images_in(images)
 
 
 def _label_file(image: Path) -> Path:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 
 from converters.errors import EmoDetError, run_cli
-from converters.io import write_json
+from converters.io import images_in, write_json
 from eval.ap import INTERPOLATIONS
 from eval.detection_metrics import STYLES
 from eval.detection_report import evaluate_folders, report_text, write_plots
@@ -72,7 +72,7 @@ def predictions_from_weights(args) -> tuple[Path, Path]:
         gt = Path(spec.get("path", Path(args.data).parent)) / spec["val"]
     if gt is None or not Path(gt).is_dir():
         raise EmoDetError("--weights needs --gt FOLDER (labels beside images) or --data data.yaml")
-    images = sorted(p for p in Path(gt).iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    images = images_in(gt)
     out = args.pred
     if out is None:  # a folder of its own per weights and ground truth, emptied first: runs never mix files
         import shutil

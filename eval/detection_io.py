@@ -8,9 +8,8 @@ import numpy as np
 from PIL import Image
 
 from converters.errors import EmoDetError
+from converters.io import image_beside
 from converters.yolo_format import read_yolo_rows, xywh_to_xyxy
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".JPG", ".JPEG", ".PNG")
 
 
 def read_yolo_file(path: Path, with_conf: bool) -> np.ndarray:
@@ -58,15 +57,12 @@ DARKNET_RESULT = re.compile(r"comp4_det_test_(.+)\.txt$")
 
 
 def image_sizes(gt: Path) -> dict[str, tuple[int, int]]:
-    """(width, height) of each ground-truth image, found beside its label with a usual image suffix."""
+    """(width, height) of each ground-truth image, found beside its label (converters.io.image_beside)."""
     sizes = {}
     for image, label in label_paths(gt).items():
-        for suffix in IMAGE_SUFFIXES:
-            p = label.with_suffix(suffix)
-            if p.exists():
-                with Image.open(p) as im:
-                    sizes[image] = im.size
-                break
+        if (p := image_beside(label)) is not None:
+            with Image.open(p) as im:
+                sizes[image] = im.size
     return sizes
 
 

@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 
 from converters.errors import EmoDetError, run_cli
+from converters.io import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 from converters.settings import DEFAULT_DETECTOR, DEFAULT_CLASSIFIER
 from eval.plots import annotated_image
 
@@ -30,8 +31,6 @@ METHODS = ("one-stage", "two-stage", "hybrid")
 MAX_UPLOAD_MB = 50          # larger uploads are refused by the server before they reach us
 MAX_PIXELS = 40_000_000     # a JPEG header may claim 30000 x 30000: refused before decoding
 VIDEO_FRAMES = 16           # frames of a video analysed, spread over the clip
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
-VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm"}
 TABLE_COLUMNS = ["file", "frame", "face", "emotion", "score", "x1", "y1", "x2", "y2"]
 
 
@@ -109,7 +108,7 @@ def upload_frames(path: Path) -> list[tuple[int, np.ndarray]]:
             raise UploadError(f"{path.name}: not a readable video")
         return out
     if suffix not in IMAGE_SUFFIXES:
-        raise UploadError(f"{path.name}: not an image or a video ({', '.join(sorted(IMAGE_SUFFIXES | VIDEO_SUFFIXES))})")
+        raise UploadError(f"{path.name}: not an image or a video ({', '.join((*IMAGE_SUFFIXES, *VIDEO_SUFFIXES))})")
     from PIL import Image
     try:
         with Image.open(path) as im:

@@ -24,6 +24,7 @@ import numpy as np
 
 from converters.errors import EmoDetError, run_cli
 from converters.face_boxes import load_fit
+from converters.io import images_in
 from converters.settings import (DATA_DIR, DEFAULT_DETECTOR, DEFAULT_CLASSIFIER, FER2013_TABLE, PROJECT_ROOT,
                                  RESULTS_DIR, RUNS_DIR)
 
@@ -177,7 +178,6 @@ def markdown(r: dict) -> str:
 def bench_real(detector: Path = DEFAULT_DETECTOR, classifier: Path = DEFAULT_CLASSIFIER,
                extra_classifiers: list[Path] = ()) -> dict:
     from scripts.detectors import load_detector
-    from scripts.scoring import folder_images
     cv2.setNumThreads(1)
     import torch
     torch.set_num_threads(1)
@@ -190,7 +190,7 @@ def bench_real(detector: Path = DEFAULT_DETECTOR, classifier: Path = DEFAULT_CLA
             r["sets"][name] = dict(skipped=f"{gt}: missing (see scripts/bench_real.py's docstring)")
             continue
         r["sets"][name] = score_set(gt, methods(detector, classifier, fit), RUNS_DIR / "real-eval" / name)
-        r["sets"][name]["one_stage_predict_ms"] = predict_ms(detector, folder_images(gt))
+        r["sets"][name]["one_stage_predict_ms"] = predict_ms(detector, images_in(gt))
     r["classifiers"] = classifier_rows([classifier, *extra_classifiers])
     r["command"] = "python -m scripts.bench --parts real" + (
         f" --detector {r['detector']}" if detector != DEFAULT_DETECTOR else "") + (
@@ -208,7 +208,7 @@ VAL_SETS = {"roboflow-valid": DATA_DIR / "roboflow" / "yolo" / "val",
 def sampled_folder(gt: Path, every: int, out: Path) -> Path:
     """A YOLO folder of every `every`-th image of `gt` (sorted by name) and its label, as links in `out`."""
     out.mkdir(parents=True, exist_ok=True)
-    for image in sorted(p for p in gt.iterdir() if p.suffix.lower() == ".jpg")[::every]:
+    for image in images_in(gt)[::every]:
         for src in (image, image.with_suffix(".txt")):
             link = out / src.name
             if not link.exists():

@@ -166,10 +166,11 @@ def calibration_faces(table: Path, n: int = 1024, seed: int = 0) -> np.ndarray:
 def calibration_images(source: Path | None, n: int = 64, seed: int = 0) -> list[Path]:
     """`n` training photos drawn (seeded) from a folder of images or a text file listing them, one per line."""
     import random
+    from converters.io import images_in
     if source is None:
         raise EmoDetError("--int8 for a detector: name its training photos with --calib FOLDER or --calib LIST.txt")
     if Path(source).is_dir():
-        paths = sorted(p for p in Path(source).iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+        paths = images_in(source)
     elif Path(source).is_file():
         paths = sorted({Path(line.strip()) for line in Path(source).read_text().splitlines() if line.strip()})
     else:

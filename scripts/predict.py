@@ -15,16 +15,13 @@ import cv2
 import numpy as np
 
 from converters.errors import EmoDetError, run_cli
+from converters.io import VIDEO_SUFFIXES, images_in
 from converters.labels import class_names
 from converters.settings import DEFAULT_DETECTOR, RUNS_DIR
 from converters.progress import tracked
 from eval.plots import annotated_image, contact_sheet
 from scripts.detectors import load_detector
-from scripts.scoring import IMAGES
 from scripts.device import DEVICE_HELP, describe, onnx_providers, resolve_device
-
-VIDEOS = {".mp4", ".avi", ".mov", ".mkv", ".webm"}
-
 
 STREAM_SCHEMES = ("rtsp://", "rtmp://", "http://", "https://", "udp://", "tcp://")
 
@@ -60,13 +57,13 @@ def frames(source):
         return
     source = Path(source)
     if source.is_dir():
-        files = sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGES)
+        files = images_in(source)
         if not files:
             raise EmoDetError(f"{source}: no images")
         for p in files:
             img = cv2.imread(str(p))
             yield p.name, 0, img  # None: undecodable, reported and skipped by the caller
-    elif source.suffix.lower() in VIDEOS:
+    elif source.suffix.lower() in VIDEO_SUFFIXES:
         cap = cv2.VideoCapture(str(source))
         if not cap.isOpened():
             raise EmoDetError(f"{source}: cannot open video")
@@ -133,7 +130,7 @@ def predict(source, weights, out: Path, imgsz: int | None = None, conf: float = 
     names = getattr(detector, "names", None) or class_names(n_classes)
     out.mkdir(parents=True, exist_ok=True)
     live = is_stream(source)
-    video = live or Path(source).suffix.lower() in VIDEOS
+    video = live or Path(source).suffix.lower() in VIDEO_SUFFIXES
     name = ("camera" + str(source)) if str(source).isdigit() else Path(str(source).split("?")[0]).stem or "stream"
     outputs = _Outputs(out, name if video else None, not video and Path(source).is_dir())
     show = has_display() if show is None else show

@@ -10,13 +10,12 @@ from pathlib import Path
 import cv2
 
 from converters.errors import EmoDetError
+from converters.io import images_in
 from converters.progress import tracked
 from converters.settings import DATA_DIR, FER2013_TABLE, fer2013_dir
 from eval.classification import classification_metrics, group_metrics
 from eval.classify_data import load_faces, load_groups
 from scripts.detectors import load_detector
-
-IMAGES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 
 
 def write_yolo_predictions(detector, images: list[Path], out: Path, conf: float = 0.001,
@@ -53,17 +52,12 @@ def write_scoring_predictions(weights: Path, images: list[Path], out: Path, imgs
     return Path(out)
 
 
-def folder_images(folder: Path) -> list[Path]:
-    """The images of a YOLO folder, sorted by name: what score_detector predicts."""
-    return sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGES)
-
-
 def score_detector(detector, gt: Path, out: Path) -> dict:
     """Predict every image of a YOLO folder and score it in the darknet and ultralytics styles: metrics JSON per
     style, PR/confusion plots, and a text report in `out`."""
     from converters.io import write_json
     from eval.detection_report import evaluate_folders, report_text, write_plots
-    images = folder_images(gt)
+    images = images_in(gt)
     if not images:
         raise EmoDetError(f"{gt}: no images to predict")
     ms = write_yolo_predictions(detector, images, out / "labels")

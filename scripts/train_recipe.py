@@ -13,12 +13,11 @@ from pathlib import Path
 import yaml
 
 from converters.errors import EmoDetError, run_cli
+from converters.io import images_in
 from converters.labels import class_names
 from converters.settings import PROJECT_ROOT, RUNS_DIR
 from converters.yolo_format import read_yolo_rows
 from scripts.device import DEVICE_HELP
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 
 def load_recipe(path: Path) -> dict:
@@ -108,7 +107,7 @@ def entry_images(entry: dict, rng: random.Random) -> list[Path]:
     folder = PROJECT_ROOT / entry["path"]
     if not folder.is_dir():
         raise EmoDetError(f"{folder}: missing; make it first (see the recipe's comment on this entry)")
-    images = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    images = images_in(folder)
     if "per_class" in entry:
         by_class: dict[int, list[Path]] = {}
         for p in images:

@@ -115,13 +115,13 @@ def _mem_available() -> int:
 def count_images(path: Path) -> int:
     """Training images of an Ultralytics dataset: files under a classification root's train/, or the train
     entry of a detection data.yaml (a folder of images or a list file)."""
-    from converters.io import IMAGE_SUFFIXES
+    from converters.io import is_image
     path = Path(path)
     if path.is_dir():
-        return sum(1 for p in (path / "train").rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        return sum(1 for p in (path / "train").rglob("*") if is_image(p))
     import yaml
     spec = yaml.safe_load(path.read_text())
     train = Path(spec.get("path") or path.parent) / spec["train"]
     if train.is_file():
         return sum(1 for line in train.read_text().splitlines() if line.strip())
-    return sum(1 for p in train.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    return sum(1 for p in train.rglob("*") if is_image(p))

@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from converters.errors import EmoDetError, run_cli
-from converters.io import atomic_write_text
+from converters.io import atomic_write_text, image_beside
 from converters.settings import DEFAULT_CLASSIFIER, RUNS_DIR, WEIGHTS_DIR
 from converters.face_boxes import DEFAULT_CASCADE, BoxFit, fitted_box, haar_cascade, haar_faces, load_fit
 from converters.progress import tracked
@@ -149,14 +149,13 @@ def fit_on_folder(gt: Path, cascade: str = DEFAULT_CASCADE, min_size: int = 24, 
 
 
 def _read_gray(folder: Path, stem: str) -> np.ndarray:
-    for suffix in (".jpg", ".png", ".jpeg"):
-        p = folder / f"{stem}{suffix}"
-        if p.exists():
-            img = cv2.imread(str(p), cv2.IMREAD_GRAYSCALE)
-            if img is None:
-                raise EmoDetError(f"{p}: undecodable image")
-            return img
-    raise EmoDetError(f"{folder}/{stem}: label without an image beside it")
+    p = image_beside(folder / f"{stem}.txt")
+    if p is None:
+        raise EmoDetError(f"{folder}/{stem}: label without an image beside it")
+    img = cv2.imread(str(p), cv2.IMREAD_GRAYSCALE)
+    if img is None:
+        raise EmoDetError(f"{p}: undecodable image")
+    return img
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -127,3 +127,39 @@ def test_face_photos_convert_into_crops_and_a_yolo_set(tmp_path):
                               ConvertOptions(sizes=(48,), formats=("crops", "yolo"), workers=1, progress=False))
     faces = sum(r.faces for r, _, _ in results)
     assert faces == 12 and len(list((tmp_path / "out" / "crops" / "48").rglob("*.png"))) == 12
+
+
+def test_every_reader_takes_the_same_photos_whatever_their_suffix_case(tmp_path):
+    """One list of image suffixes (converters.io): a folder of .JPG, .webp and .png photos (and a .gif and a note
+    beside them) is read alike by the face-photo reader, the YOLO export reader, predict, the evaluation's image
+    sizes and a training recipe's entries."""
+    from converters.io import image_beside, images_in
+    from eval.detection_io import image_sizes
+    from scripts import predict, train_recipe
+    names = ("a.JPG", "b.webp", "c.png")
+    for name in names:
+        _image(tmp_path / "folders" / "happy" / name, 64, 48)
+    (tmp_path / "folders" / "happy" / "d.gif").write_bytes(b"GIF89a")
+    (tmp_path / "folders" / "happy" / "notes.txt").write_text("not a photo")
+    folder = tmp_path / "folders" / "happy"
+    assert [p.name for p in images_in(folder)] == list(names)
+    assert len(read_face_photos(tmp_path / "folders", None, workers=1).records) == 3
+    assert [name for name, _, img in predict.frames(folder) if img is not None] == list(names)
+
+    export = tmp_path / "export"
+    (export / "train" / "images").mkdir(parents=True)
+    (export / "train" / "labels").mkdir(parents=True)
+    (export / "data.yaml").write_text("train: ../train/images\nnc: 1\nnames: ['happy']\n")
+    for name in names:
+        (export / "train" / "images" / name).write_bytes((folder / name).read_bytes())
+        (export / "train" / "labels" / f"{name.split('.')[0]}.txt").write_text("0 0.5 0.5 0.5 0.5\n")
+    assert len(read_yolo_export(export, "train").records) == 3
+
+    yolo = tmp_path / "yolo"
+    yolo.mkdir()
+    for name in names:
+        (yolo / name).write_bytes((folder / name).read_bytes())
+        (yolo / f"{name.split('.')[0]}.txt").write_text("0 0.5 0.5 0.5 0.5\n")
+    assert image_beside(yolo / "a.txt") == yolo / "a.JPG" and image_beside(yolo / "d.txt") is None
+    assert image_sizes(yolo) == {"a": (64, 48), "b": (64, 48), "c": (64, 48)}
+    assert len(train_recipe.entry_images({"path": str(yolo)}, __import__("random").Random(0))) == 3
