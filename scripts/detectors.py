@@ -205,10 +205,14 @@ class LetterboxDetector:
             if not len(main):  # nothing to give an opinion on: the pass is not run (most photos of small faces)
                 continue
             b, s = self.pass_outputs(image, p.size, p.fill)
-            keep = (b[:, 2:].max(1) >= smallest) & (s.max(0) >= OPINION_MIN)
-            b, s = b[keep], s[:, keep]
-            if not len(b):
+            keep = np.flatnonzero((b[:, 2:].max(1) >= smallest) & (s.max(0) >= OPINION_MIN))
+            if not len(keep):
                 continue
+            # its surest box of each group of overlapping ones: one box per face, so one main-pass box per face
+            # leads (near-duplicates of the extra pass each made a lead of their own, which NMS at 0.7 kept)
+            keep = keep[np.asarray(cv2.dnn.NMSBoxes(b[keep].tolist(), s[:, keep].max(0).tolist(), OPINION_MIN, 0.5),
+                                   int).reshape(-1)]
+            b, s = b[keep], s[:, keep]
             iou = xywh_iou(boxes[main], b)
             overlap = iou >= 0.5
             best = np.where(overlap, s.max(0)[None], -1).argmax(1)

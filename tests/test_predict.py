@@ -242,6 +242,26 @@ def test_one_box_per_face_takes_the_surer_pass_confidence():
     assert found[0, 2:].tolist() == pytest.approx([0, 0, 100, 100])
 
 
+def test_near_duplicates_of_the_extra_pass_lift_one_box_per_face():
+    # the extra pass also finds the face twice (two near-duplicate boxes, 0.9 and 0.8): still one main-pass box
+    # over the face takes the surer confidence; before, each duplicate made the box it fitted best a lead
+    class BothDuplicate(_ReadsOnlySmall):
+        def raw(self, x):
+            out = super().raw(x)
+            out[:, 1] = out[:, 0]
+            if x.shape[-1] == 64:
+                out[:4, 1] = [28, 28, 56, 56]  # IoU 0.77 with the whole input
+            else:
+                out[:4, 1] = [14, 14, 28, 28]  # the main pass's second box, IoU 0.77 with the whole input
+                out[4:, 1] = [0.0, 0.8]
+            return out
+    det = BothDuplicate()
+    det.extra_passes = (Pass(32),)
+    found, _ = det.with_scores(np.zeros((100, 100, 3), np.uint8), 0.05, 0.9)
+    assert len(found) == 2 and found[:, 0].tolist() == [1, 1]
+    assert found[:, 1].tolist() == pytest.approx([0.9, 0.1])
+
+
 def test_an_extra_pass_is_not_run_when_the_main_pass_has_no_face_for_it():
     class MainSeesNothing(_ReadsOnlySmall):
         sizes = []
