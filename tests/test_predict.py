@@ -224,15 +224,22 @@ def test_a_shrinking_pass_gives_its_opinion_on_large_faces_only():
     assert np.allclose(det.with_scores(np.zeros((100, 100, 3), np.uint8), 0.25, 0.5)[1], 0.9)
 
 
-def test_one_box_per_face_takes_the_surer_pass_confidence():
+@pytest.mark.parametrize("extra_duplicate", [False, True])
+def test_one_box_per_face_takes_the_surer_pass_confidence(extra_duplicate):
     # two boxes of the main pass over one face (a near-duplicate NMS at IoU 0.7 keeps): the one that fits the
-    # extra pass's box best takes its confidence, the other keeps its own, so no duplicate rises with it
+    # extra pass's box best takes its confidence, the other keeps its own, so no duplicate rises with it; also
+    # when the extra pass finds the face twice too (0.9, and 0.8 on the main pass's second box): its
+    # near-duplicates are merged first, else each made the main-pass box it fitted best a lead
     class Duplicates(_ReadsOnlySmall):
         def raw(self, x):
             out = super().raw(x)
             if x.shape[-1] == 64:
                 out[:, 1] = out[:, 0]
                 out[:4, 1] = [28, 28, 56, 56]  # IoU 0.77 with the whole input
+            elif extra_duplicate:
+                out[:, 1] = out[:, 0]
+                out[:4, 1] = [14, 14, 28, 28]  # the main pass's second box
+                out[4:, 1] = [0.0, 0.8]
             return out
     det = Duplicates()
     det.extra_passes = (Pass(32),)
@@ -240,26 +247,6 @@ def test_one_box_per_face_takes_the_surer_pass_confidence():
     assert len(found) == 2 and found[:, 0].tolist() == [1, 1]
     assert found[:, 1].tolist() == pytest.approx([0.9, 0.1])
     assert found[0, 2:].tolist() == pytest.approx([0, 0, 100, 100])
-
-
-def test_near_duplicates_of_the_extra_pass_lift_one_box_per_face():
-    # the extra pass also finds the face twice (two near-duplicate boxes, 0.9 and 0.8): still one main-pass box
-    # over the face takes the surer confidence; before, each duplicate made the box it fitted best a lead
-    class BothDuplicate(_ReadsOnlySmall):
-        def raw(self, x):
-            out = super().raw(x)
-            out[:, 1] = out[:, 0]
-            if x.shape[-1] == 64:
-                out[:4, 1] = [28, 28, 56, 56]  # IoU 0.77 with the whole input
-            else:
-                out[:4, 1] = [14, 14, 28, 28]  # the main pass's second box, IoU 0.77 with the whole input
-                out[4:, 1] = [0.0, 0.8]
-            return out
-    det = BothDuplicate()
-    det.extra_passes = (Pass(32),)
-    found, _ = det.with_scores(np.zeros((100, 100, 3), np.uint8), 0.05, 0.9)
-    assert len(found) == 2 and found[:, 0].tolist() == [1, 1]
-    assert found[:, 1].tolist() == pytest.approx([0.9, 0.1])
 
 
 def test_an_extra_pass_is_not_run_when_the_main_pass_has_no_face_for_it():
