@@ -169,8 +169,7 @@ class LetterboxDetector:
         sure = small[conf[small] >= CROP_FACE_MIN]
         if not len(sure):  # no small face: no crop is read (most photos of one large face)
             return scores
-        kept = np.asarray(cv2.dnn.NMSBoxes(boxes[sure].tolist(), conf[sure].tolist(), CROP_FACE_MIN, 0.5), int)
-        faces = boxes[sure[kept.reshape(-1)[:MAX_CROPS]]]  # NMS lists them surest first
+        faces = boxes[sure[one_per_face(boxes[sure], conf[sure], CROP_FACE_MIN)[:MAX_CROPS]]]
         opinions = np.full((scores.shape[0], len(faces)), np.nan, np.float32)
         for i, (b, s) in enumerate(self.crop_outputs(image, faces, p)):
             over = (xywh_iou(b, faces[i:i + 1])[:, 0] >= 0.5) & (s.max(0) >= OPINION_MIN)
@@ -208,10 +207,9 @@ class LetterboxDetector:
             keep = np.flatnonzero((b[:, 2:].max(1) >= smallest) & (s.max(0) >= OPINION_MIN))
             if not len(keep):
                 continue
-            # its surest box of each group of overlapping ones: one box per face, so one main-pass box per face
-            # leads (near-duplicates of the extra pass each made a lead of their own, which NMS at 0.7 kept)
-            keep = keep[np.asarray(cv2.dnn.NMSBoxes(b[keep].tolist(), s[:, keep].max(0).tolist(), OPINION_MIN, 0.5),
-                                   int).reshape(-1)]
+            # one box per face, so one main-pass box per face leads (near-duplicates of the extra pass each made a
+            # lead of their own, which NMS at 0.7 kept)
+            keep = keep[one_per_face(b[keep], s[:, keep].max(0), OPINION_MIN)]
             b, s = b[keep], s[:, keep]
             iou = xywh_iou(boxes[main], b)
             overlap = iou >= 0.5
@@ -271,6 +269,12 @@ def square_crop(image: np.ndarray, box, context: float) -> tuple[np.ndarray, tup
     if x1 > x0 and y1 > y0:
         crop[y0 - top:y1 - top, x0 - left:x1 - left] = image[y0:y1, x0:x1]
     return crop, (left, top)
+
+
+def one_per_face(boxes: np.ndarray, conf: np.ndarray, floor: float) -> np.ndarray:
+    """Indices of the surest box (x, y, w, h) of each group of overlapping ones (NMS at IoU 0.5, scores above
+    `floor`), surest first: one box a face, what an extra pass reads or judges by."""
+    return np.asarray(cv2.dnn.NMSBoxes(boxes.tolist(), conf.tolist(), floor, 0.5), int).reshape(-1)
 
 
 def best_fitting(fit: np.ndarray) -> np.ndarray:

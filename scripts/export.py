@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from converters.errors import EmoDetError, run_cli
+from converters.io import images_in
 from scripts.onnx_graph import faster_detector
 from scripts.ultra import set_onnx_metadata
 
@@ -166,7 +167,6 @@ def calibration_faces(table: Path, n: int = 1024, seed: int = 0) -> np.ndarray:
 def calibration_images(source: Path | None, n: int = 64, seed: int = 0) -> list[Path]:
     """`n` training photos drawn (seeded) from a folder of images or a text file listing them, one per line."""
     import random
-    from converters.io import images_in
     if source is None:
         raise EmoDetError("--int8 for a detector: name its training photos with --calib FOLDER or --calib LIST.txt")
     if Path(source).is_dir():
