@@ -11,6 +11,9 @@ from pathlib import Path
 
 from converters.settings import RUNS_DIR
 
+# The user's thread setting as it was before Ultralytics' import, which sets OMP_NUM_THREADS to 1 where it is unset
+OMP_THREADS_GIVEN = os.environ.get("OMP_NUM_THREADS", "")
+
 
 def offline_env(config_dir: Path | None = None) -> None:
     """Environment that keeps Ultralytics offline; must run before anything imports it (also before

@@ -279,6 +279,29 @@ def test_a_recipe_trains_on_a_mix_of_folders(pipeline, tmp_path, monkeypatch):
     assert load_detector(best).imgsz == 96
 
 
+@pytest.mark.parametrize("given", ["", "1"])
+def test_cpu_training_runs_on_every_core_unless_the_user_says_otherwise(pipeline, tmp_path, monkeypatch, given):
+    """Ultralytics sets torch to cpu_count - 1 threads for CPU training (one on a 2-core machine); ours trains on
+    every core this process may use, or on OMP_NUM_THREADS as the user had set it before Ultralytics' import."""
+    import os
+    from ultralytics.models.yolo.detect import DetectionTrainer
+    monkeypatch.setattr(ultra, "OMP_THREADS_GIVEN", given)
+    seen = []
+
+    class Recording(DetectionTrainer):
+        def optimizer_step(self):
+            seen.append(torch.get_num_threads())
+            super().optimizer_step()
+
+    before = torch.get_num_threads()
+    try:
+        ultra.train_detector(pipeline["root"] / "data" / "yolo" / "data.yaml", pipeline["det"], epochs=1, imgsz=64,
+                             batch=8, workers=0, project=tmp_path, name="threads", trainer=Recording, plots=False)
+    finally:
+        torch.set_num_threads(before)
+    assert seen and set(seen) == {int(given) if given else len(os.sched_getaffinity(0))}
+
+
 def test_eval_with_weights_on_two_ground_truths_keeps_their_predictions_apart(pipeline, tmp_path):
     """Each --gt gets a prediction folder of its own: the second run does not trip over the first's files."""
     import shutil
