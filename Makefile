@@ -22,7 +22,7 @@ INIT ?=
 CROPS ?= $(OUT)/crops/48
 DATA_YAML ?= $(OUT)/yolo/data.yaml
 
-.PHONY: setup sample convert convert-fer2013 scenes scenes-bench merge balance test demo bench clean help \
+.PHONY: setup sample convert convert-fer2013 scenes grids scenes-bench merge balance test demo bench clean help \
         train train-classifier partial train-detector export predict app darknet kfold label-issues
 
 help:
@@ -67,6 +67,12 @@ scenes: $(STAMP)
 	$(EMODET) scenes --train $(SCENES_TRAIN) $(if $(FER2013),--fer2013 $(FER2013))
 	$(EMODET) convert --affectnet data/scenes --out data/scenes-converted --split training validation test \
 	  --sizes 48 --formats yolo crops --overwrite
+
+# real face photos (faces-in-the-wild's train split, made by `make convert INPUT=<datasets>/faces-in-the-wild
+# OUT=data/fitw`) tiled small into grids: real faces at 20-100 px for the detector's mix (converters/grids.py)
+grids: $(STAMP)
+	$(EMODET) grids --source data/fitw/yolo/train --out data/grids
+	$(EMODET) convert --affectnet data/grids --out data/grids-converted --split training --sizes 48 --formats yolo --overwrite
 
 # the FER-scenes detector (cfg/recipes/scenes-det.yaml; HOURS=, CLS_PW=, ... override its fields) vs Haar +
 # classifier on the test scenes; REUSE=1 scores the last trained one

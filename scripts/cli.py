@@ -15,6 +15,7 @@ COMMANDS = {
     "convert": ("converters.convert", "a dataset (AffectNet, YOLO export, face photos) -> crops, Darknet, table, YOLO"),
     "convert-fer2013": ("converters.fer2013", "FER2013 (+FER+) -> the same formats"),
     "scenes": ("converters.scenes", "FER2013 faces composed into scenes (a detection set)"),
+    "grids": ("converters.grids", "labelled face photos tiled small into grids (a detection set of small real faces)"),
     "merge": ("converters.merge", "AffectNet + FER2013 training table"),
     "balance": ("converters.balance", "class balance report, weights, k-fold lists"),
     "train": ("scripts.train_recipe", "train a shipped model from its recipe file (cfg/recipes/*.yaml)"),
