@@ -15,6 +15,7 @@ Data (from the shared datasets; each skips with its reason when absent):
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import time
 from pathlib import Path
@@ -211,9 +212,18 @@ def sampled_folder(gt: Path, every: int, out: Path) -> Path:
     for image in images_in(gt)[::every]:
         for src in (image, image.with_suffix(".txt")):
             link = out / src.name
-            if not link.exists():
+            try:
                 link.symlink_to(src.resolve())
+            except FileExistsError:  # made by an earlier sweep, or by one running beside this one
+                pass
     return out
+
+
+def sweep_folder(detector: Path) -> Path:
+    """Where one detector's sweep writes its predictions: sweeps of two detectors may run side by side (two
+    files named best.pt included), and each reads back only its own."""
+    tag = hashlib.sha1(str(detector.resolve()).encode()).hexdigest()[:8]
+    return RUNS_DIR / "real-sweep" / f"{detector.stem}-{tag}"
 
 
 def size_sweep(detector: Path, configs: list[str]) -> dict:
@@ -235,7 +245,7 @@ def size_sweep(detector: Path, configs: list[str]) -> dict:
             if not gt.is_dir():
                 continue
             det = one_thread_detector(detector, int(main), multi_label=True, extra_passes=extra)
-            run = RUNS_DIR / "real-sweep" / f"{name}-{config.replace(':', '_')}"
+            run = sweep_folder(detector) / f"{name}-{config.replace(':', '_')}"
             r = score_detector(det, gt, run)
             small, big = by_face_size(read_ground_truth(gt), read_yolo_predictions(run / "labels"),
                                       {k: w for k, (w, h) in image_sizes(gt).items()}, (0, 200, 100_000))

@@ -53,6 +53,27 @@ def test_the_sweep_scores_each_configuration_on_the_validation_sets(tmp_path, mo
     assert second["all"]["map50"] == pytest.approx(1 / 7)
 
 
+def test_sweeps_of_two_detectors_keep_their_predictions_apart(tmp_path, monkeypatch):
+    """Two detectors (both files named best.pt) swept at one configuration, as when they are compared side by
+    side: each sweep's predictions stay in a folder of its own, where the other does not write."""
+    photos = _one_face_photos(tmp_path / "photos", 2)
+    monkeypatch.setattr(bench_real, "VAL_SETS", {"all": photos})
+    monkeypatch.setattr(bench_real, "RUNS_DIR", tmp_path / "runs")
+
+    class _ReadsNothing(_ReadsLargeFacesSmall):
+        def raw(self, x):
+            return np.zeros_like(super().raw(x))
+
+    a, b = tmp_path / "a" / "best.pt", tmp_path / "b" / "best.pt"
+    monkeypatch.setattr(detectors, "load_detector", lambda weights, imgsz, extra_passes=(), **decode:
+                        (_ReadsLargeFacesSmall if weights == a else _ReadsNothing)(extra_passes, **decode))
+    assert bench_real.size_sweep(a, ["64+32"])["64+32"]["all"]["right"] == 1.0
+    assert bench_real.size_sweep(b, ["64+32"])["64+32"]["all"]["big_found"] == 0.0
+    labels = lambda det: sorted((bench_real.sweep_folder(det) / "all-64+32" / "labels").glob("*.txt"))
+    assert [p.read_text().split()[0] for p in labels(a)] == ["1", "1"]  # a's happy faces, not b's empty files
+    assert all(not p.read_text().strip() for p in labels(b))
+
+
 def test_the_classifier_rows_skip_with_their_reason_when_a_table_is_missing(tmp_path, monkeypatch):
     """The bench's classifier table needs both face tables; a missing one is said, not a late crash that loses the
     detector figures already measured."""
