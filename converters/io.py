@@ -99,6 +99,10 @@ def is_image(path: Path) -> bool:
     return Path(path).suffix.lower() in IMAGE_SUFFIXES
 
 
+def is_video(path: Path) -> bool:
+    return Path(path).suffix.lower() in VIDEO_SUFFIXES
+
+
 def is_jpeg(path: Path) -> bool:
     """Named a JPEG: read by our own header parser and decoded at a reduced size where the faces allow."""
     return Path(path).suffix.lower() in (".jpg", ".jpeg")

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from converters.errors import EmoDetError, run_cli
-from converters.io import VIDEO_SUFFIXES, images_in
+from converters.io import images_in, is_video
 from converters.labels import class_names
 from converters.settings import DEFAULT_DETECTOR, RUNS_DIR
 from converters.progress import tracked
@@ -63,7 +63,7 @@ def frames(source):
         for p in files:
             img = cv2.imread(str(p))
             yield p.name, 0, img  # None: undecodable, reported and skipped by the caller
-    elif source.suffix.lower() in VIDEO_SUFFIXES:
+    elif is_video(source):
         cap = cv2.VideoCapture(str(source))
         if not cap.isOpened():
             raise EmoDetError(f"{source}: cannot open video")
@@ -130,7 +130,7 @@ def predict(source, weights, out: Path, imgsz: int | None = None, conf: float = 
     names = getattr(detector, "names", None) or class_names(n_classes)
     out.mkdir(parents=True, exist_ok=True)
     live = is_stream(source)
-    video = live or Path(source).suffix.lower() in VIDEO_SUFFIXES
+    video = live or is_video(Path(source))
     name = ("camera" + str(source)) if str(source).isdigit() else Path(str(source).split("?")[0]).stem or "stream"
     outputs = _Outputs(out, name if video else None, not video and Path(source).is_dir())
     show = has_display() if show is None else show
