@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-images", type=int, default=240)
     p.add_argument("--val-images", type=int, default=60)
     p.add_argument("--cls-epochs", type=int, default=30)
-    p.add_argument("--det-epochs", type=int, default=55)  # two threads: 13 min, as 40 epochs took on one
+    p.add_argument("--det-epochs", type=int, default=55)  # 13 min on two threads, less than 40 took on one
     p.add_argument("--imgsz", type=int, default=256)
     p.add_argument("--det", default="v8n", help="detector family (v8n or 11n: both have a -cls twin)")
     p.add_argument("--seed", type=int, default=0)
