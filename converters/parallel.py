@@ -13,6 +13,12 @@ from .orphan_guard import POOL_PARENT, die_with_parent
 IN_FLIGHT = 4  # batches queued per worker: enough to keep every worker busy, few enough that memory stays flat
 
 
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity where the OS tells it, e.g. under taskset or a container's
+    cpuset; else every core)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def _init_worker():
     import cv2
     cv2.setNumThreads(1)  # one process per core already; OpenCV's own threads would oversubscribe

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from converters.errors import EmoDetError
+from converters.parallel import usable_cores
 from converters.settings import DARKNET_BUILD_DIR, RUNS_DIR
 
 PJREDDIE = Path("/usr/bin/darknet")
@@ -97,7 +98,7 @@ def bench_darknet_speed(iterations: int = 14, models=("v3-tiny", "v4-tiny"), siz
             if row.get("alexeyab") and row.get("pjreddie"):
                 row["ratio"] = round(row["alexeyab"] / row["pjreddie"], 2)
             rows.append(row)
-    return dict(rows=rows, batch=BATCH, iterations=iterations, cores=len(os.sched_getaffinity(0)),
+    return dict(rows=rows, batch=BATCH, iterations=iterations, cores=usable_cores(),
                 engines={k: str(v) for k, v in found.items()}, markdown=speed_markdown(rows, found))
 
 

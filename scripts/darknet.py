@@ -18,6 +18,7 @@ from converters.darknet_files import data_file_text, read_data_file
 from scripts.darknet_model import (expand_backbones, expected_floats, layer_shapes, parse_cfg, read_weights,
                                    render_template, write_weights)
 from converters.errors import EmoDetError
+from converters.parallel import usable_cores
 from converters.settings import CFG_DIR, DARKNET_BUILD_DIR
 
 INSTALL_HINT = ("run `make darknet` (AlexeyAB, from ../shared/engines or DARKNET_SRC=<clone>), install pjreddie's "
@@ -144,7 +145,7 @@ def _cpu_times() -> tuple[float, float]:
 def free_cores(window: float = 0.5) -> int:
     """Cores idle right now, measured over `window` seconds (the load average lags a minute behind: right after
     a training ends it still counts that training)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cores = usable_cores()
     try:
         idle0, total0 = _cpu_times()
         time.sleep(window)

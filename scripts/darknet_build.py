@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from converters.errors import EmoDetError, run_cli
+from converters.parallel import usable_cores
 from converters.settings import DARKNET_BUILD_DIR, engines_root
 
 ARCHIVE_GLOB = "darknet-alexeyab-*.tar.gz"
@@ -138,7 +139,7 @@ def build(src: Path | None = None, out: Path = DARKNET_BUILD_DIR, gpu: bool = Fa
     tree.parent.mkdir(parents=True, exist_ok=True)
     _unpack(src.resolve(), tree)
     patches = apply_patches(tree)
-    jobs = jobs or len(os.sched_getaffinity(0))
+    jobs = jobs or usable_cores()
     cmd = ["make", f"-j{jobs}", *(f"{k}={v}" for k, v in flags.items())]
     log(f"[darknet] building AlexeyAB Darknet {source_commit(src)} ({' '.join(cmd[2:7])}, NaN checks kept) from {src}")
     t0 = time.perf_counter()

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from converters.errors import EmoDetError
+from converters.parallel import usable_cores
 from converters.settings import CFG_DIR, RUNS_DIR
 from scripts.onnx_graph import faster_detector
 from scripts.ultra_env import OMP_THREADS_GIVEN, ultralytics
@@ -56,9 +57,8 @@ def _train_kwargs(task: str, project: Path, name: str, n_images: int, **given) -
 
 def training_threads() -> int:
     """Threads for CPU training: OMP_NUM_THREADS where the user set it, else every core this process may use."""
-    import os
     given = OMP_THREADS_GIVEN
-    return int(given) if given.isdigit() and int(given) > 0 else len(os.sched_getaffinity(0))
+    return int(given) if given.isdigit() and int(given) > 0 else usable_cores()
 
 
 def all_cores(trainer) -> None:
