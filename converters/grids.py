@@ -32,6 +32,7 @@ from .settings import DATA_DIR
 from .yolo_format import read_yolo_rows
 
 EMPTY_CELL = 0.15  # share of cells left as background, so that a face's neighbours are not always faces
+SIDES = (320, 416)  # an image's sides are drawn from this range, as the detector's training size and a little over
 
 
 def labelled_photos(folder: Path) -> list[tuple[Path, int, tuple[float, float, float, float]]]:
@@ -46,8 +47,8 @@ def labelled_photos(folder: Path) -> list[tuple[Path, int, tuple[float, float, f
 
 
 def compose_grid(photos: list[np.ndarray], boxes: list[tuple[float, float, float, float]], grid: int,
-                 rng: np.random.Generator, size_range=(320, 416)) -> tuple[np.ndarray, list[tuple[int, int, int, int]
-                                                                                             | None]]:
+                 rng: np.random.Generator, size_range=SIDES) -> tuple[np.ndarray, list[tuple[int, int, int, int]
+                                                                                          | None]]:
     """One grey image of `grid` cells along its short side and the (x, y, w, h) box of each photo in pixels, None
     for photos that found no cell (the caller writes only placed faces). `boxes`: each photo's face as normalised
     (cx, cy, w, h)."""
@@ -102,7 +103,7 @@ def grid_jobs(photos: list, n_images: int, grids: tuple[int, int], seed: int = 0
     jobs, classes = [], []
     for i in range(n_images):
         grid = int(rng.integers(grids[0], grids[1] + 1))
-        k = grid * (grid * 416 // 320 + 1)  # at least as many photos as cells an image of this grid can have
+        k = grid * (grid * SIDES[1] // SIDES[0] + 1)  # at least as many photos as cells an image of this grid can have
         picked = []
         for c in rng.choice(labels, size=k, p=weights / weights.sum()):
             picked.append(orders[c][taken[c] % len(orders[c])])
