@@ -68,11 +68,14 @@ scenes: $(STAMP)
 	$(EMODET) convert --affectnet data/scenes --out data/scenes-converted --split training validation test \
 	  --sizes 48 --formats yolo crops --overwrite
 
-# real face photos (faces-in-the-wild's train split, made by `make convert INPUT=<datasets>/faces-in-the-wild
-# OUT=data/fitw`) tiled small into grids: real faces at 20-100 px for the detector's mix (converters/grids.py)
+# real face photos (faces-in-the-wild, made by `make convert INPUT=<datasets>/faces-in-the-wild OUT=data/fitw`)
+# tiled small into grids: real faces at 20-100 px, the train split's photos for the detector's mix, the
+# identity-disjoint val split's for selection (converters/grids.py)
 grids: $(STAMP)
 	$(EMODET) grids --source data/fitw/yolo/train --out data/grids
-	$(EMODET) convert --affectnet data/grids --out data/grids-converted --split training --sizes 48 --formats yolo --overwrite
+	$(EMODET) grids --source data/fitw/yolo/val --out data/grids --split val --images 300 --seed 1
+	$(EMODET) convert --affectnet data/grids --out data/grids-converted --split training validation --sizes 48 \
+	  --formats yolo --overwrite
 
 # the FER-scenes detector (cfg/recipes/scenes-det.yaml; HOURS=, CLS_PW=, ... override its fields) vs Haar +
 # classifier on the test scenes; REUSE=1 scores the last trained one

@@ -5,7 +5,8 @@ converter turns them into a YOLO set (as `make scenes` does with FER2013 faces).
 Why: the real photos in the detector's mix hold few faces under 64 px (Roboflow's mosaics start near 40 px), and
 the small faces it does see are grey 48 px FER2013 crops pasted into synthetic scenes. Grids of real face photos
 give real faces, with their labels, at 20-100 px in a 320-416 px image: the sizes of faces in group photos and
-in the photo mosaics that Roboflow's export holds.
+in the photo mosaics that Roboflow's export holds. A val split tiled from the val photos (identity-disjoint from
+the train split's) measures how often a detector finds such faces, which roboflow valid cannot (one face under 64 px).
 
 Each image is a background (converters.scenes.background) cut into g x g cells (g drawn from --grid); a cell holds a
 face photo scaled to 0.6-1 of it at a random offset, or stays empty. The CSV box is the photo's own face box (the
@@ -114,8 +115,9 @@ def grid_jobs(photos: list, n_images: int, grids: tuple[int, int], seed: int = 0
 
 
 def compose_grids(source: Path, out: Path, n_images: int, grids: tuple[int, int], seed: int = 0,
-                  workers: int = 2, progress: bool = True) -> dict:
-    """Write `n_images` grids of `source`'s photos as the train split of an AffectNet-format root `out`."""
+                  workers: int = 2, progress: bool = True, split: str = "train") -> dict:
+    """Write `n_images` grids of `source`'s photos as split `split` (train, val or test: its CSV and image folder)
+    of an AffectNet-format root `out`."""
     photos = labelled_photos(source)
     if not photos:
         raise EmoDetError(f"{source}: no images with exactly one YOLO face label (make convert them first)")
@@ -123,12 +125,12 @@ def compose_grids(source: Path, out: Path, n_images: int, grids: tuple[int, int]
     rows = [list(HEADER)]
     for i, (jpeg, placed) in enumerate(tracked(parallel_map(_grid_job, jobs, workers), total=len(jobs),
                                                desc="grids", unit="img", disable=not progress)):
-        rel = f"train/{i:06d}.jpg"
+        rel = f"{split}/{i:06d}.jpg"
         atomic_write_bytes(out / IMAGES_DIRNAME / rel, jpeg)
         rows += [[rel, *map(str, box), "", str(c), "-2", "-2"] for box, c in zip(placed, classes[i]) if box]
     buf = io.StringIO()
     csv.writer(buf, lineterminator="\n").writerows(rows)
-    atomic_write_text(out / SPLIT_FILES["train"], buf.getvalue())
+    atomic_write_text(out / SPLIT_FILES[split], buf.getvalue())
     return dict(images=n_images, faces=len(rows) - 1, photos=len(photos))
 
 
@@ -141,6 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--images", type=int, default=1000, help="grid images to write")
     p.add_argument("--grid", type=int, nargs=2, default=(3, 9), metavar=("MIN", "MAX"),
                    help="cells along the short side, drawn per image (3: faces ~80 px, 9: ~25 px)")
+    p.add_argument("--split", choices=list(SPLIT_FILES), default="train",
+                   help="the split written (its CSV and image folder), so that one root holds a train split of "
+                        "the train photos and a val split of the val photos")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=2)
     return p
@@ -151,8 +156,9 @@ def main(argv=None) -> int:
     if not 1 <= args.grid[0] <= args.grid[1]:
         raise EmoDetError(f"--grid {args.grid[0]} {args.grid[1]}: MIN must be 1 to MAX")
     t0 = time.perf_counter()
-    r = compose_grids(args.source, args.out, args.images, tuple(args.grid), args.seed, args.workers)
-    print(f"grids: {r['images']} images with {r['faces']} faces from {r['photos']} photos of {args.source} "
+    r = compose_grids(args.source, args.out, args.images, tuple(args.grid), args.seed, args.workers,
+                      split=args.split)
+    print(f"grids {args.split}: {r['images']} images with {r['faces']} faces from {r['photos']} photos of {args.source} "
           f"-> {args.out} ({time.perf_counter() - t0:.0f} s)")
     return 0
 

@@ -203,7 +203,11 @@ def bench_real(detector: Path = DEFAULT_DETECTOR, classifier: Path = DEFAULT_CLA
 VAL_SETS = {"roboflow-valid": DATA_DIR / "roboflow" / "yolo" / "val",
             "fer-scenes-val": DATA_DIR / "scenes-converted" / "yolo" / "val",
             # one photo in six of the identity-disjoint val split: one large face filling the photo, as in AffectNet
-            "fitw-val": (DATA_DIR / "fitw" / "yolo" / "val", 6)}
+            "fitw-val": (DATA_DIR / "fitw" / "yolo" / "val", 6),
+            # `make grids`' val split: the val split's photos tiled small, real faces at 20-100 px (roboflow valid
+            # holds one face under 64 px, FER-scenes' small faces are FER2013's)
+            "grids-val": DATA_DIR / "grids-converted" / "yolo" / "val"}
+SMALL_FACES = (24, 64)  # px wide: the small-face bin a sweep reports, from the least face the detector is for
 
 
 def sampled_folder(gt: Path, every: int, out: Path) -> Path:
@@ -231,7 +235,8 @@ def size_sweep(detector: Path, configs: list[str]) -> dict:
     "320+128:0.67:0.45": an extra pass with the photo shrunk into 0.67 of a 128 px input, for faces from 0.45 of
     the photo up; scripts.detectors.Pass) on the validation sets only
     (how the shipped passes are chosen): Darknet-style mAP@0.5, face recall@0.5 at conf 0.25, the share of faces
-    with the right emotion at conf 0.25, and found / right for faces >= 200 px of the photo, per set."""
+    with the right emotion at conf 0.25, and found / right for faces of SMALL_FACES and >= 200 px of the photo,
+    per set."""
     from eval.detection_io import image_sizes, read_ground_truth, read_yolo_predictions
     from eval.detection_metrics import by_face_size
     from scripts.scoring import score_detector
@@ -247,12 +252,15 @@ def size_sweep(detector: Path, configs: list[str]) -> dict:
             det = one_thread_detector(detector, int(main), multi_label=True, extra_passes=extra)
             run = sweep_folder(detector) / f"{name}-{config.replace(':', '_')}"
             r = score_detector(det, gt, run)
-            small, big = by_face_size(read_ground_truth(gt), read_yolo_predictions(run / "labels"),
-                                      {k: w for k, (w, h) in image_sizes(gt).items()}, (0, 200, 100_000))
+            bins = by_face_size(read_ground_truth(gt), read_yolo_predictions(run / "labels"),
+                                {k: w for k, (w, h) in image_sizes(gt).items()}, (0, *SMALL_FACES, 200, 100_000))
+            small, big = bins[1], bins[-1]
+            faces = sum(b["faces"] for b in bins)
             out.setdefault(config, {})[name] = dict(map50=r["darknet"]["map50"],
                                                     recall=r["darknet"]["agnostic_recall50"],
-                                                    right=(small["correct"] * small["faces"] + big["correct"] *
-                                                           big["faces"]) / max(1, small["faces"] + big["faces"]),
+                                                    right=sum(b["correct"] * b["faces"] for b in bins) / max(1, faces),
+                                                    small_faces=small["faces"], small_found=small["found"],
+                                                    small_right=small["correct"],
                                                     big_faces=big["faces"], big_found=big["found"],
                                                     big_right=big["correct"], ms=r["ms_per_image"])
     return out
@@ -282,7 +290,8 @@ def main(argv=None) -> int:
         for config, sets in size_sweep(args.detector, args.sweep).items():
             print(f"{config}: " + "  ".join(
                 f"{n} mAP@0.5 {v['map50']:.3f} recall {v['recall']:.3f} right {v['right']:.3f} "
-                f">=200px found {v['big_found']:.2f} "
+                f"{SMALL_FACES[0]}-{SMALL_FACES[1]}px found {v['small_found']:.2f} right {v['small_right']:.2f} "
+                f"(of {v['small_faces']}) >=200px found {v['big_found']:.2f} "
                 f"right {v['big_right']:.2f} (of {v['big_faces']}) {v['ms']:.1f} ms" for n, v in sets.items()),
                 flush=True)
         return 0

@@ -117,3 +117,29 @@ def test_real_section_names_the_machine_it_was_timed_on(tmp_path, monkeypatch):
     assert "the tables" in section
     assert "Measured 2026-01-01 00:00 on Example CPU 9000, 2 cores; ONNX Runtime 1.2.3" in section
     assert set(bench.machine_info()) >= {"cpu", "cores", "onnxruntime", "date"}
+
+
+def test_the_sweep_reports_small_faces_from_24_px_apart(tmp_path, monkeypatch):
+    """Faces 30 px wide (in the small-face bin, each found) and 15 px wide (under it, missed): the bin counts the
+    first only, and the set's recall both."""
+    folder = tmp_path / "small"
+    folder.mkdir()
+    for k in range(2):
+        cv2.imwrite(str(folder / f"s{k}.jpg"), np.full((300, 300, 3), 90, np.uint8))
+        (folder / f"s{k}.txt").write_text("1 0.5 0.5 0.1 0.1\n1 0.2 0.2 0.05 0.05\n")
+    monkeypatch.setattr(bench_real, "VAL_SETS", {"small": folder})
+    monkeypatch.setattr(bench_real, "RUNS_DIR", tmp_path / "runs")
+
+    class _FindsTheCentralFace(_ReadsLargeFacesSmall):
+        def raw(self, x):
+            out = super().raw(x)
+            size = x.shape[-1]
+            out[:4, 0] = [size / 2, size / 2, size * 0.1, size * 0.1]  # the 30 px face, wherever the input is
+            out[4:, 0] = [0.0, 0.8]
+            return out
+
+    monkeypatch.setattr(detectors, "load_detector",
+                        lambda weights, imgsz, extra_passes=(), **decode: _FindsTheCentralFace(extra_passes, **decode))
+    r = bench_real.size_sweep(tmp_path / "det.onnx", ["64"])["64"]["small"]
+    assert r["small_faces"] == 2 and r["small_found"] == 1.0 and r["small_right"] == 1.0
+    assert r["big_faces"] == 0 and r["recall"] == 0.5 and r["right"] == 0.5

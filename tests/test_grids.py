@@ -64,3 +64,19 @@ def test_a_folder_without_single_face_photos_is_refused_in_one_line(tmp_path):
     (tmp_path / "p").mkdir()
     with pytest.raises(EmoDetError, match="no images with exactly one YOLO face label"):
         compose_grids(tmp_path / "p", tmp_path / "out", 2, (3, 4), workers=1, progress=False)
+
+
+def test_a_val_split_of_other_photos_lands_in_yolo_val_beside_train(tmp_path):
+    from converters.convert import convert_dataset
+    from converters.pipeline import ConvertOptions
+    from converters.yolo_format import read_yolo_rows
+    train, val = _photo_folder(tmp_path / "train-photos"), _photo_folder(tmp_path / "val-photos", n=7)
+    t = compose_grids(train, tmp_path / "g", 2, (3, 3), seed=0, workers=1, progress=False)
+    v = compose_grids(val, tmp_path / "g", 2, (3, 3), seed=1, workers=1, progress=False, split="val")
+    assert (tmp_path / "g" / "training.csv").is_file() and (tmp_path / "g" / "validation.csv").is_file()
+    assert {p.parent.name for p in (tmp_path / "g").rglob("*.jpg")} == {"train", "val"}  # neither overwrote the other
+    convert_dataset(tmp_path / "g", ["training", "validation"], tmp_path / "c",
+                    ConvertOptions(sizes=(48,), formats=("yolo",), workers=1, progress=False))
+    for split, r in (("train", t), ("val", v)):
+        labels = sorted((tmp_path / "c" / "yolo" / split).glob("*.txt"))
+        assert len(labels) == 2 and sum(len(read_yolo_rows(p)) for p in labels) == r["faces"]
