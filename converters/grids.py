@@ -158,8 +158,8 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     r = compose_grids(args.source, args.out, args.images, tuple(args.grid), args.seed, args.workers,
                       split=args.split)
-    print(f"grids {args.split}: {r['images']} images with {r['faces']} faces from {r['photos']} photos of {args.source} "
-          f"-> {args.out} ({time.perf_counter() - t0:.0f} s)")
+    print(f"grids {args.split}: {r['images']} images with {r['faces']} faces from {r['photos']} photos of "
+          f"{args.source} -> {args.out} ({time.perf_counter() - t0:.0f} s)")
     return 0
 
 
