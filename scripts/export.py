@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -33,11 +34,60 @@ def export_torch_classifier(weights: Path, out: Path | None = None, opset: int =
     return out
 
 
-def quantized_copy(onnx_path: Path, batches: list[np.ndarray], out: Path, exclude: tuple[str, ...] = ()) -> Path:
+CALIBRATIONS = ("minmax", "entropy", "percentile")  # how int8 ranges are read from the calibration data
+
+
+def calibration_options(method: str) -> dict:
+    """quantize_static's options for a calibration method: "minmax" (each tensor's whole range), "entropy" (the
+    range whose int8 histogram loses least information) or "percentile" ("percentile" alone: 99.999; or
+    "percentile:99.99": the range holding that share of the values, outliers clipped)."""
+    from onnxruntime.quantization import CalibrationMethod
+    name, _, value = method.partition(":")
+    if name not in CALIBRATIONS or (value and name != "percentile"):
+        raise EmoDetError(f"calibration {method!r}: use one of {', '.join(CALIBRATIONS)} (percentile:99.99 sets the "
+                          f"share kept)")
+    if name == "percentile":
+        share = float(value or 99.999)
+        if not 90 < share <= 100:
+            raise EmoDetError(f"calibration {method!r}: the percentile is a share of the values, 90-100")
+        return {"calibrate_method": CalibrationMethod.Percentile, "extra_options": {"CalibPercentile": share}}
+    return {"calibrate_method": CalibrationMethod.MinMax if name == "minmax" else CalibrationMethod.Entropy}
+
+
+@contextmanager
+def histograms_one_input_at_a_time():
+    """While it lasts, ONNX Runtime's histogram calibrators (entropy, percentile) take the calibration inputs one
+    at a time. Why: they stack every input's activations into one array before the histogram, which fails for a
+    detector calibrated through passes of different input sizes (and holds all of them in memory at once); given
+    one input per call, each input's histogram is merged into the running one (the collector's own merge)."""
+    from onnxruntime.quantization.calibrate import HistogramCalibrater
+    collect = HistogramCalibrater.collect_data
+
+    class One:
+        def __init__(self, item):
+            self.item = item
+
+        def get_next(self):
+            item, self.item = self.item, None
+            return item
+
+    def one_at_a_time(self, reader):
+        while (item := reader.get_next()) is not None:
+            collect(self, One(item))
+
+    HistogramCalibrater.collect_data = one_at_a_time
+    try:
+        yield
+    finally:
+        HistogramCalibrater.collect_data = collect
+
+
+def quantized_copy(onnx_path: Path, batches: list[np.ndarray], out: Path, exclude: tuple[str, ...] = (),
+                   calibration: str = "minmax") -> Path:
     """Static int8 (QDQ, per-channel) copy of an ONNX model, calibrated on `batches` (inputs as the model takes
-    them, from training data: never the split it is scored on), with the nodes named in `exclude` kept in float.
-    CPUs with VNNI run int8 convolutions several times faster; the metadata (names, preprocessing, input) is
-    carried over so every loader treats it like the float model."""
+    them, from training data: never the split it is scored on; ranges read by `calibration`: calibration_options),
+    with the nodes named in `exclude` kept in float. CPUs with VNNI run int8 convolutions several times faster; the
+    metadata (names, preprocessing, input) is carried over so every loader treats it like the float model."""
     import onnx
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -56,8 +106,10 @@ def quantized_copy(onnx_path: Path, batches: list[np.ndarray], out: Path, exclud
     out = Path(out)
     prepared = out.with_suffix(".pre.onnx")
     quant_pre_process(str(onnx_path), str(prepared), skip_symbolic_shape=True)
-    quantize_static(str(prepared), str(out), Batches(), quant_format=QuantFormat.QDQ, per_channel=True,
-                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, nodes_to_exclude=list(exclude))
+    with histograms_one_input_at_a_time():
+        quantize_static(str(prepared), str(out), Batches(), quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        nodes_to_exclude=list(exclude), **calibration_options(calibration))
     prepared.unlink()
     set_onnx_metadata(out, meta)
     return out
@@ -89,7 +141,7 @@ def detector_head_tail(onnx_path: Path) -> tuple[str, ...]:
 
 
 def quantize_detector(onnx_path: Path, images: list[Path], out: Path | None = None,
-                      main_size: int | None = None) -> Path:
+                      main_size: int | None = None, calibration: str = "minmax") -> Path:
     """quantized_copy of an exported detector, calibrated on `images` (training photos) fed as predict feeds them:
     through every pass the detector runs (its main size, or `main_size`, and its extra passes, whose shrunk photos
     on a grey margin have activations of their own). `main_size` calibrates the main pass at another size than the
@@ -106,7 +158,7 @@ def quantize_detector(onnx_path: Path, images: list[Path], out: Path | None = No
         # crop passes read parts of these same photos near their own resolution: the whole-photo passes cover them
         passes = ((main_size or det.imgsz, 1.0), *((p.size, p.fill) for p in det.extra_passes if isinstance(p, Pass)))
         batches.extend(det.network_input(image, size, fill)[0] for size, fill in passes)
-    out = quantized_copy(onnx_path, batches, out or int8_name(onnx_path), detector_head_tail(onnx_path))
+    out = quantized_copy(onnx_path, batches, out or int8_name(onnx_path), detector_head_tail(onnx_path), calibration)
     return faster_detector(out, det.grey)
 
 
@@ -146,6 +198,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also write <name>-int8.onnx, calibrated on the training data of --calib")
     p.add_argument("--calib-imgsz", type=int, default=None,
                    help="detectors: the main pass's size for --int8 calibration (default: the size it runs at)")
+    p.add_argument("--calib-method", default="minmax", metavar="|".join(CALIBRATIONS),
+                   help="detectors: how --int8 reads each tensor's range from the calibration photos: minmax (the "
+                        "whole range, default), entropy, or percentile[:SHARE] (outliers beyond SHARE, default "
+                        "99.999, clipped)")
     p.add_argument("--calib", type=Path, default=None,
                    help="classifiers: HDF5 table whose Training faces calibrate --int8 (default: the FER2013 "
                         "conversion); detectors: a folder of training photos or a list of them (e.g. a recipe's "
@@ -188,6 +244,7 @@ def _trained_imgsz(checkpoint: dict) -> int:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    calibration_options(args.calib_method)  # a misspelt method is refused before any export
     import torch
     from scripts import ultra
     from scripts.ultra_env import offline_env
@@ -225,8 +282,9 @@ def main(argv=None) -> int:
             if args.int8:
                 images = calibration_images(args.calib)
                 at = f" at {args.calib_imgsz} px" if args.calib_imgsz else ""
-                print(f"{out} -> {quantize_detector(out, images, main_size=args.calib_imgsz)} (int8, calibrated on "
-                      f"{len(images)} training photos{at})")
+                int8 = quantize_detector(out, images, main_size=args.calib_imgsz, calibration=args.calib_method)
+                print(f"{out} -> {int8} (int8, calibrated on {len(images)} training photos{at}, "
+                      f"{args.calib_method})")
     return 0
 
 
