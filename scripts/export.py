@@ -47,7 +47,10 @@ def calibration_options(method: str) -> dict:
         raise EmoDetError(f"calibration {method!r}: use one of {', '.join(CALIBRATIONS)} (percentile:99.99 sets the "
                           f"share kept)")
     if name == "percentile":
-        share = float(value or 99.999)
+        try:
+            share = float(value or 99.999)
+        except ValueError:
+            share = -1.0
         if not 90 < share <= 100:
             raise EmoDetError(f"calibration {method!r}: the percentile is a share of the values, 90-100")
         return {"calibrate_method": CalibrationMethod.Percentile, "extra_options": {"CalibPercentile": share}}

@@ -111,7 +111,7 @@ def test_unknown_calibrations_are_refused_in_one_line():
     import pytest
     from converters.errors import EmoDetError
     from scripts.export import calibration_options, main
-    for bad in ("percentil", "entropy:5", "percentile:50", "minmax:1"):
+    for bad in ("percentil", "entropy:5", "percentile:50", "percentile:abc", "minmax:1"):
         with pytest.raises(EmoDetError, match="calibration"):
             calibration_options(bad)
     with pytest.raises(EmoDetError, match="percentil"):
