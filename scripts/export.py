@@ -122,7 +122,8 @@ def int8_name(onnx_path: Path) -> Path:
     return Path(onnx_path).with_name(Path(onnx_path).stem + "-int8.onnx")
 
 
-def quantize_classifier(onnx_path: Path, faces: np.ndarray, out: Path | None = None) -> Path:
+def quantize_classifier(onnx_path: Path, faces: np.ndarray, out: Path | None = None,
+                        calibration: str = "minmax") -> Path:
     """quantized_copy of an exported FER classifier, calibrated on `faces` (uint8 (N, S, S) training faces)."""
     import onnx
     from scripts.torch_classifier import centre_crop
@@ -130,7 +131,8 @@ def quantize_classifier(onnx_path: Path, faces: np.ndarray, out: Path | None = N
     prep = json.loads(meta["preprocess"])
     x = (faces.astype(np.float32) / 255.0 - prep["mean"]) / prep["std"]
     x = centre_crop(x[:, None], prep["input_size"])
-    return quantized_copy(onnx_path, np.array_split(x, max(1, len(x) // 32)), out or int8_name(onnx_path))
+    return quantized_copy(onnx_path, np.array_split(x, max(1, len(x) // 32)), out or int8_name(onnx_path),
+                          calibration=calibration)
 
 
 def detector_head_tail(onnx_path: Path) -> tuple[str, ...]:
@@ -202,7 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calib-imgsz", type=int, default=None,
                    help="detectors: the main pass's size for --int8 calibration (default: the size it runs at)")
     p.add_argument("--calib-method", default="minmax", metavar="|".join(CALIBRATIONS),
-                   help="detectors: how --int8 reads each tensor's range from the calibration photos: minmax (the "
+                   help="how --int8 reads each tensor's range from the calibration data: minmax (the "
                         "whole range, default), entropy, or percentile[:SHARE] (outliers beyond SHARE, default "
                         "99.999, clipped)")
     p.add_argument("--calib", type=Path, default=None,
@@ -264,7 +266,8 @@ def main(argv=None) -> int:
             if args.int8:
                 from converters.settings import FER2013_TABLE
                 calib = calibration_faces(args.calib or FER2013_TABLE)
-                print(f"{out} -> {quantize_classifier(out, calib)} (int8, calibrated on {len(calib)} training faces)")
+                int8 = quantize_classifier(out, calib, calibration=args.calib_method)
+                print(f"{out} -> {int8} (int8, calibrated on {len(calib)} training faces, {args.calib_method})")
         else:
             if args.ship:
                 import shutil

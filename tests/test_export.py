@@ -55,6 +55,10 @@ def test_int8_copy_keeps_names_and_tracks_the_float_model(tmp_path):
     a, b = ref.scores(faces[64:]), clf.scores(faces[64:])  # faces not used for calibration
     assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.9
     assert not np.allclose(a, b)  # it really is a different (quantized) graph
+    # the export's --calib-method reaches a classifier's copy too
+    p = quantize_classifier(onnx_path, faces[:64], tmp_path / "m-p.onnx", calibration="percentile:99.9")
+    assert np.corrcoef(a.ravel(), load_classifier(p).scores(faces[64:]).ravel())[0, 1] > 0.9
+    assert p.read_bytes() != q.read_bytes()
 
 
 def _dynamic_conv_onnx(tmp_path):
@@ -93,8 +97,7 @@ def test_histogram_calibrations_take_inputs_of_several_sizes_and_clip_outliers(t
     import onnxruntime as ort
     x = rng.random((1, 1, 20, 20), dtype=np.float32)  # another size again
     ref = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
-    got = ort.InferenceSession(str(tmp_path / "percentile.onnx"), providers=["CPUExecutionProvider"]).run(
-        None, {"x": x})[0]
+    got = ort.InferenceSession(str(files["percentile"]), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
     assert np.abs(got - ref).max() < 4 * scales["percentile"]  # a few int8 steps of the clipped range
 
 
