@@ -83,6 +83,19 @@ def predict_ms(detector: Path, images: list[Path], conf: float = 0.25, iou: floa
     return 1000 * (time.perf_counter() - t0) / len(photos)
 
 
+def network_ms(detector: Path, images: list[Path]) -> float:
+    """Milliseconds per image of the one-stage detector's network alone at its input size (batch 1, one thread):
+    the main pass's forward on each photo's letterboxed input, made before the clock starts; no extra pass, no
+    decoding. The issue's speed target names the detector at its input size; predict_ms is what a user waits."""
+    det = one_thread_detector(detector)
+    inputs = [det.network_input(cv2.imread(str(p)), det.imgsz)[0] for p in images]
+    det.raw_batch(inputs[0])
+    t0 = time.perf_counter()
+    for x in inputs:
+        det.raw_batch(x)
+    return 1000 * (time.perf_counter() - t0) / len(inputs)
+
+
 def score_set(gt: Path, built: dict, out: Path) -> dict:
     from eval.detection_io import image_sizes, read_ground_truth, read_yolo_predictions
     from eval.detection_metrics import by_face_size
@@ -154,7 +167,10 @@ def markdown(r: dict) -> str:
                          + f" | {d['ms_per_image']:.1f} |")
         if "one_stage_predict_ms" in s:
             lines += ["", f"One-stage as `make predict` runs it (batch 1, one thread, conf 0.25, one label a box): "
-                          f"**{s['one_stage_predict_ms']:.1f} ms/image**."]
+                          f"**{s['one_stage_predict_ms']:.1f} ms/image**" + (
+                              f"; its network alone at {r['imgsz']} px (the main pass's forward, batch 1, one "
+                              f"thread): **{s['one_stage_network_ms']:.1f} ms/image**."
+                              if "one_stage_network_ms" in s else ".")]
         lines.append("")
     c = r.get("classifiers", {})
     if "skipped" in c:
@@ -192,6 +208,7 @@ def bench_real(detector: Path = DEFAULT_DETECTOR, classifier: Path = DEFAULT_CLA
             continue
         r["sets"][name] = score_set(gt, methods(detector, classifier, fit), RUNS_DIR / "real-eval" / name)
         r["sets"][name]["one_stage_predict_ms"] = predict_ms(detector, images_in(gt))
+        r["sets"][name]["one_stage_network_ms"] = network_ms(detector, images_in(gt))
     r["classifiers"] = classifier_rows([classifier, *extra_classifiers])
     r["command"] = "python -m scripts.bench --parts real" + (
         f" --detector {r['detector']}" if detector != DEFAULT_DETECTOR else "") + (

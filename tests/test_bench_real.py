@@ -103,6 +103,28 @@ def test_predict_ms_times_the_detector_as_make_predict_runs_it(tmp_path, monkeyp
     assert 20 <= ms < 60
 
 
+def test_network_ms_times_the_main_pass_forward_alone(tmp_path, monkeypatch):
+    """The network at its input size: one forward per photo at the main size after one untimed call, the photos
+    letterboxed before the clock starts; no extra pass and no decoding is run (a detector whose __call__ would take
+    a second is timed at its 20 ms forward)."""
+    import time
+    sizes = []
+
+    class _Forward(_ReadsLargeFacesSmall):
+        def raw_batch(self, x):
+            sizes.append(x.shape)
+            time.sleep(0.02)
+            return super().raw_batch(x)
+
+        def __call__(self, image, conf, iou):
+            raise AssertionError("network_ms decodes nothing")
+    monkeypatch.setattr(detectors, "load_detector", lambda weights, imgsz=None, **kw: _Forward(**kw))
+    photos = sorted(_one_face_photos(tmp_path / "set", 3).glob("*.jpg"))
+    ms = bench_real.network_ms(Path("det.onnx"), photos)
+    assert sizes == [(1, 3, 64, 64)] * 4
+    assert 20 <= ms < 60
+
+
 def test_real_section_names_the_machine_it_was_timed_on(tmp_path, monkeypatch):
     """The shared machines change between runs (and a network's milliseconds with them): the real part's section
     says which CPU and runtime its times come from."""
