@@ -252,8 +252,9 @@ def size_sweep(detector: Path, configs: list[str]) -> dict:
     "320+128:0.67:0.45": an extra pass with the photo shrunk into 0.67 of a 128 px input, for faces from 0.45 of
     the photo up; scripts.detectors.Pass) on the validation sets only
     (how the shipped passes are chosen): Darknet-style mAP@0.5, face recall@0.5 at conf 0.25, the share of faces
-    with the right emotion at conf 0.25, and found / right for faces of SMALL_FACES and >= 200 px of the photo,
-    per set."""
+    with the right emotion at conf 0.25, found / right for faces of SMALL_FACES and >= 200 px of the photo, and
+    the share found of faces from SMALL_FACES[0] px wide at the main pass's input (the photo's long side scaled to
+    its size), per set."""
     from eval.detection_io import image_sizes, read_ground_truth, read_yolo_predictions
     from eval.detection_metrics import by_face_size
     from scripts.scoring import score_detector
@@ -269,9 +270,13 @@ def size_sweep(detector: Path, configs: list[str]) -> dict:
             det = one_thread_detector(detector, int(main), multi_label=True, extra_passes=extra)
             run = sweep_folder(detector) / f"{name}-{config.replace(':', '_')}"
             r = score_detector(det, gt, run)
-            bins = by_face_size(read_ground_truth(gt), read_yolo_predictions(run / "labels"),
-                                {k: w for k, (w, h) in image_sizes(gt).items()}, (0, *SMALL_FACES, 200, 100_000))
+            truth, found, sizes = read_ground_truth(gt), read_yolo_predictions(run / "labels"), image_sizes(gt)
+            bins = by_face_size(truth, found, {k: w for k, (w, h) in sizes.items()}, (0, *SMALL_FACES, 200, 100_000))
             small, big = bins[1], bins[-1]
+            # the same faces measured at the main pass's input (the photo's long side is det.imgsz there): what the
+            # network sees decides what it finds, whatever the photo's own size
+            seen = by_face_size(truth, found, {k: det.imgsz * w / max(w, h) for k, (w, h) in sizes.items()},
+                                (SMALL_FACES[0], 100_000))[0]
             faces = sum(b["faces"] for b in bins)
             out.setdefault(config, {})[name] = dict(map50=r["darknet"]["map50"],
                                                     recall=r["darknet"]["agnostic_recall50"],
@@ -279,7 +284,8 @@ def size_sweep(detector: Path, configs: list[str]) -> dict:
                                                     small_faces=small["faces"], small_found=small["found"],
                                                     small_right=small["correct"],
                                                     big_faces=big["faces"], big_found=big["found"],
-                                                    big_right=big["correct"], ms=r["ms_per_image"])
+                                                    big_right=big["correct"], input_faces=seen["faces"],
+                                                    input_found=seen["found"], ms=r["ms_per_image"])
     return out
 
 
@@ -309,7 +315,8 @@ def main(argv=None) -> int:
                 f"{n} mAP@0.5 {v['map50']:.3f} recall {v['recall']:.3f} right {v['right']:.3f} "
                 f"{SMALL_FACES[0]}-{SMALL_FACES[1]}px found {v['small_found']:.2f} right {v['small_right']:.2f} "
                 f"(of {v['small_faces']}) >=200px found {v['big_found']:.2f} "
-                f"right {v['big_right']:.2f} (of {v['big_faces']}) {v['ms']:.1f} ms" for n, v in sets.items()),
+                f"right {v['big_right']:.2f} (of {v['big_faces']}) >={SMALL_FACES[0]}px at the input found "
+                f"{v['input_found']:.3f} (of {v['input_faces']}) {v['ms']:.1f} ms" for n, v in sets.items()),
                 flush=True)
         return 0
     r = bench_real(args.detector, args.classifier, args.also)

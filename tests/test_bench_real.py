@@ -165,3 +165,13 @@ def test_the_sweep_reports_small_faces_from_24_px_apart(tmp_path, monkeypatch):
     r = bench_real.size_sweep(tmp_path / "det.onnx", ["64"])["64"]["small"]
     assert r["small_faces"] == 2 and r["small_found"] == 1.0 and r["small_right"] == 1.0
     assert r["big_faces"] == 0 and r["recall"] == 0.5 and r["right"] == 0.5
+    assert r["input_faces"] == 0  # at a 64 px main pass both faces are under 24 px (6.4 and 3.2)
+
+    class _At320(_FindsTheCentralFace):
+        imgsz = 320
+
+    monkeypatch.setattr(detectors, "load_detector",
+                        lambda weights, imgsz, extra_passes=(), **decode: _At320(extra_passes, **decode))
+    r = bench_real.size_sweep(tmp_path / "det.onnx", ["320"])["320"]["small"]
+    # at 320 px each photo's central face is 32 px wide at the input (counted, found), the other 16 px (not counted)
+    assert r["input_faces"] == 2 and r["input_found"] == 1.0
