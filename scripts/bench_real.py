@@ -86,7 +86,8 @@ def predict_ms(detector: Path, images: list[Path], conf: float = 0.25, iou: floa
 def network_ms(detector: Path, images: list[Path]) -> float:
     """Milliseconds per image of the one-stage detector's network alone at its input size (batch 1, one thread):
     the main pass's forward on each photo's letterboxed input, made before the clock starts; no extra pass, no
-    decoding. The issue's speed target names the detector at its input size; predict_ms is what a user waits."""
+    decoding. The project's speed target (30 ms) names the detector at its input size; predict_ms is what a user
+    waits for a photo."""
     det = one_thread_detector(detector)
     inputs = [det.network_input(cv2.imread(str(p)), det.imgsz)[0] for p in images]
     det.raw_batch(inputs[0])
