@@ -69,32 +69,32 @@ def methods(detector: Path, classifier: Path, fit: Path = PHOTO_FIT) -> dict:
             "hybrid": (f"hybrid: {detector.name}'s boxes (emotion ignored) + {classifier.name}", hybrid)}
 
 
+def mean_ms(call, items: list) -> float:
+    """Milliseconds per item of call(item), each item once after one untimed call on the first (which pays for
+    the runtime's first-run set-up); the items are made before the clock starts."""
+    call(items[0])
+    t0 = time.perf_counter()
+    for item in items:
+        call(item)
+    return 1000 * (time.perf_counter() - t0) / len(items)
+
+
 def predict_ms(detector: Path, images: list[Path], conf: float = 0.25, iou: float = 0.7) -> float:
     """Milliseconds per image of the one-stage detector as `make predict` runs it (batch 1, one thread, its carried
-    input size and passes, one label a box at conf 0.25): the photo in, its boxes out, after one untimed call;
-    the photos are read before the clock starts. The scoring run's figure is higher: it keeps every class above
-    0.001, so its decoding sorts out thousands of candidate boxes a user never asks for."""
+    input size and passes, one label a box at conf 0.25): the photo in, its boxes out (mean_ms; the photos are
+    read before the clock starts). The scoring run's figure is higher: it keeps every class above 0.001, so its
+    decoding sorts out thousands of candidate boxes a user never asks for."""
     det = one_thread_detector(detector)
-    photos = [cv2.imread(str(p)) for p in images]
-    det(photos[0], conf, iou)
-    t0 = time.perf_counter()
-    for photo in photos:
-        det(photo, conf, iou)
-    return 1000 * (time.perf_counter() - t0) / len(photos)
+    return mean_ms(lambda photo: det(photo, conf, iou), [cv2.imread(str(p)) for p in images])
 
 
 def network_ms(detector: Path, images: list[Path]) -> float:
     """Milliseconds per image of the one-stage detector's network alone at its input size (batch 1, one thread):
-    the main pass's forward on each photo's letterboxed input, made before the clock starts; no extra pass, no
-    decoding. The project's speed target (30 ms) names the detector at its input size; predict_ms is what a user
-    waits for a photo."""
+    the main pass's forward on each photo's letterboxed input (mean_ms; the inputs are made before the clock
+    starts); no extra pass, no decoding. The project's speed target (30 ms) names the detector at its input size;
+    predict_ms is what a user waits for a photo."""
     det = one_thread_detector(detector)
-    inputs = [det.network_input(cv2.imread(str(p)), det.imgsz)[0] for p in images]
-    det.raw_batch(inputs[0])
-    t0 = time.perf_counter()
-    for x in inputs:
-        det.raw_batch(x)
-    return 1000 * (time.perf_counter() - t0) / len(inputs)
+    return mean_ms(det.raw_batch, [det.network_input(cv2.imread(str(p)), det.imgsz)[0] for p in images])
 
 
 def score_set(gt: Path, built: dict, out: Path) -> dict:
