@@ -258,11 +258,12 @@ def start_processes(device: str) -> str:
 
 
 def training_autocast(device: torch.device, bf16: bool):
-    """The autocast type for training on `device`: on a CPU bfloat16 when --bf16 (and the CPU has it); on a GPU
-    bfloat16 where supported, else float16 (with a gradient scaler); None for full float32."""
+    """The autocast type for training on `device`: on a CPU bfloat16 when --bf16 and the CPU runs it natively
+    (emulated, it is several times slower than float32); on a GPU bfloat16 where supported, else float16 (with a
+    gradient scaler); None for full float32."""
     from scripts.device import autocast_dtype
     if device.type == "cpu":
-        return torch.bfloat16 if bf16 else None
+        return autocast_dtype("cpu") if bf16 else None
     return autocast_dtype(str(device.index))
 
 
@@ -304,7 +305,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=True,
-                   help="bfloat16 autocast (about 2x faster on CPUs with AVX-512 BF16)")
+                   help="bfloat16 autocast where the CPU or GPU runs it natively (about 2x faster on CPUs with AVX-512 "
+                        "BF16 or AMX; other CPUs train in float32)")
     p.add_argument("--out", type=Path, default=RUNS_DIR / "torch" / "fer2013", help="run folder")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     p.add_argument("--quiet", action="store_true")

@@ -14,6 +14,7 @@ from pathlib import Path
 from converters.errors import EmoDetError
 from converters.parallel import usable_cores
 from converters.settings import CFG_DIR, RUNS_DIR
+from scripts.device import cpu_has_bf16
 from scripts.onnx_graph import faster_detector
 from scripts.ultra_env import OMP_THREADS_GIVEN, ultralytics
 
@@ -272,12 +273,6 @@ def photo_input_trainer(grey: bool = False, soften: float = 0.0, soften_sides: t
                     torch.save(dict(ck, **{INPUT_KEY: "grey"}), path)
 
     return PhotoInputTrainer
-
-
-def cpu_has_bf16() -> bool:
-    """Whether this CPU runs bfloat16 natively (AVX-512 BF16 / AMX); elsewhere bf16 autocast is slower, not faster."""
-    import torch
-    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 def _as_float(out):

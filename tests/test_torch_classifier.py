@@ -1,6 +1,7 @@
 """The torch classifier's training loop: multi-scale augmentation and a tiny run, on made-up faces."""
 import h5py
 import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -115,3 +116,14 @@ def test_two_process_ddp_on_the_cpu_writes_a_checkpoint_like_a_single_process_ru
     assert all(one["model"][k].shape == two["model"][k].shape for k in one["model"])
     faces = np.random.default_rng(1).integers(0, 255, (5, 48, 48), dtype=np.uint8)
     assert load_classifier(tmp_path / "two" / "best.pt").probabilities(faces, 7).shape == (5, 7)
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_cpu_training_takes_bfloat16_only_where_the_cpu_runs_it(monkeypatch, native):
+    """Emulated bfloat16 made a CPU training step 10x slower than float32: --bf16 is a request, honoured where the
+    CPU has AVX-512 BF16 or AMX; --no-bf16 is float32 everywhere."""
+    import scripts.device
+    from scripts.torch_classifier import training_autocast
+    monkeypatch.setattr(scripts.device, "cpu_has_bf16", lambda: native)
+    assert training_autocast(torch.device("cpu"), True) is (torch.bfloat16 if native else None)
+    assert training_autocast(torch.device("cpu"), False) is None

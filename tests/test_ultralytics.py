@@ -12,6 +12,7 @@ from converters.convert import convert_affectnet
 from converters.labels import class_names
 from converters.pipeline import ConvertOptions
 from scripts import ultra
+from scripts.device import cpu_has_bf16
 
 
 @pytest.fixture(scope="module")
@@ -188,7 +189,7 @@ def test_a_classifier_without_a_detector_backbone_is_refused(tmp_path):
         ultra.backbone_detector(tmp_path / "tiny.pt")
 
 
-@pytest.mark.skipif(not ultra.cpu_has_bf16(), reason="this CPU has no native bfloat16 (AVX-512 BF16/AMX)")
+@pytest.mark.skipif(not cpu_has_bf16(), reason="this CPU has no native bfloat16 (AVX-512 BF16/AMX)")
 def test_bf16_training_forward_runs_in_bfloat16_returns_float32_and_comes_off(tmp_path):
     from types import SimpleNamespace
     from ultralytics.nn.tasks import DetectionModel
