@@ -17,7 +17,7 @@ import torch
 from converters.errors import EmoDetError, run_cli
 from converters.settings import FER2013_TABLE
 from scripts.classifiers import softmax
-from scripts.torch_classifier import TTA, load_split, predict_logits
+from scripts.torch_classifier import TTA, load_split, predict_logits, training_mix
 from scripts.torch_models import load_checkpoint
 
 
@@ -39,6 +39,14 @@ def distillation_targets(teacher: np.ndarray, labels: np.ndarray, hard_weight: f
     return hard_weight * onehot + (1 - hard_weight) * teacher
 
 
+def with_extra_labels(targets: np.ndarray, mix_labels: np.ndarray) -> np.ndarray:
+    """The main table's distillation targets followed by one-hot rows for the faces the training mix adds after
+    them (`--extra` tables, in `training_mix`'s order): the trainer's `--soft` reads one row a training face, and
+    the FER2013 teachers have no opinion worth learning on real photos (they call most real neutral faces sad)."""
+    extra = mix_labels[len(targets):]
+    return np.concatenate([targets, np.eye(targets.shape[1], dtype=targets.dtype)[extra]])
+
+
 def write_soft_csv(path: Path, targets: np.ndarray, note: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="") as f:
@@ -57,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hard-weight", type=float, default=0.5, help="weight of the one-hot training label")
     p.add_argument("--tta", choices=TTA, default="none",
                    help="teacher views (ten-crop costs 10x: about 15 min for fervgg-m on 2 cores)")
+    p.add_argument("--extra", nargs="+", default=[], metavar="H5[:REPEAT]",
+                   help="the trainer's --extra tables: their faces follow with their own (hard) labels")
+    p.add_argument("--extra-even", type=int, default=0, help="the trainer's --extra-even")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--out", type=Path, required=True, help="soft-target CSV for --soft")
     return p
@@ -72,10 +83,12 @@ def main(argv=None) -> int:
     faces, labels = load_split(args.data, "train")
     teacher = teacher_probabilities(args.teachers, faces, args.temperature, args.tta)
     targets = distillation_targets(teacher, labels, args.hard_weight)
+    if args.extra:
+        targets = with_extra_labels(targets, training_mix(args.data, args.extra, args.extra_even)[1])
     write_soft_csv(args.out, targets, f"teachers {' '.join(map(str, args.teachers))}, T={args.temperature}, "
                                       f"hard weight {args.hard_weight}")
     agree = float((teacher.argmax(1) == labels).mean())
-    print(f"{len(labels)} training faces; teachers' top-1 on them {agree:.4f}; "
+    print(f"{len(labels)} training faces ({len(targets)} rows with the extras); teachers' top-1 on them {agree:.4f}; "
           f"mean teacher max-probability (T={args.temperature}) {teacher.max(1).mean():.3f}; wrote {args.out}")
     return 0
 

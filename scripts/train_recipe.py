@@ -63,9 +63,10 @@ def distill_argv(step: dict) -> list[str]:
     """scripts.distill's command line for a recipe's `distill` step (teachers' softened probabilities -> the
     soft-target CSV its `args.soft` names)."""
     argv = ["--teachers", *(str(PROJECT_ROOT / t) for t in step["teachers"])]
-    for key in ("temperature", "hard-weight", "tta", "threads", "data"):
+    for key in ("temperature", "hard-weight", "tta", "threads", "data", "extra", "extra-even"):
         if key in step:
-            argv += [f"--{key}", str(step[key])]
+            values = step[key] if isinstance(step[key], list) else [step[key]]
+            argv += [f"--{key}", *map(str, values)]
     return argv + ["--out", str(PROJECT_ROOT / step["out"])]
 
 

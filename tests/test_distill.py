@@ -24,3 +24,25 @@ def test_targets_mix_label_and_teacher_and_survive_the_csv(tmp_path):
     assert np.allclose(load_soft_targets(tmp_path / "soft.csv", 2), t, atol=1e-5)
     with pytest.raises(Exception, match="2 rows for 3"):
         load_soft_targets(tmp_path / "soft.csv", 3)
+
+
+def test_the_extras_follow_the_main_table_with_their_own_labels(tmp_path):
+    """One row a face of the training mix, in its order: the main table's distilled rows first, then the extra
+    table's faces (listed as `training_mix` lists them, classes evened) one-hot."""
+    import h5py
+    from scripts.distill import with_extra_labels
+    from scripts.torch_classifier import training_mix
+
+    def table(path, labels):
+        with h5py.File(path, "w") as h5:
+            h5["Training_pixel"] = np.zeros((len(labels), 4), np.uint8)
+            h5["Training_label"] = np.array(labels)
+    table(tmp_path / "main.h5", [0, 1])
+    table(tmp_path / "extra.h5", [2, 2, 2, 0])      # class 0 has a third of class 2's faces: listed 3 times
+    _, mix = training_mix(tmp_path / "main.h5", [f"{tmp_path / 'extra.h5'}:1"], even=10)
+    main = distillation_targets(np.array([[0.6, 0.3, 0.1], [0.2, 0.2, 0.6]]), np.array([0, 1]), 0.5)
+    rows = with_extra_labels(main, mix)
+    assert rows.shape == (len(mix), 3) == (2 + 6, 3)
+    assert np.allclose(rows[:2], main)
+    assert np.allclose(rows[2:], np.eye(3)[[2, 2, 2, 0, 0, 0]])
+    assert np.allclose(rows.sum(1), 1)

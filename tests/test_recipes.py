@@ -28,6 +28,7 @@ def test_a_recipe_is_complete_and_its_options_are_known(path):
             from scripts.train_recipe import distill_argv
             d = distill_parser().parse_args(distill_argv(step))
             assert str(d.out).endswith(recipe["args"]["soft"])  # the recipe trains on what its step writes
+            assert (d.extra, d.extra_even) == (args.extra or [], args.extra_even)  # one row a face of its mix
             for teacher in step["teachers"]:
                 assert _made_here(teacher), teacher
     elif recipe["task"] == "average":
