@@ -46,28 +46,34 @@ def load_recipe(path: Path) -> dict:
     return recipe
 
 
-def args_argv(recipe: dict, out: Path) -> list[str]:
-    """The command line of a recipe that runs one of our scripts (classify: scripts.torch_classifier; average:
-    scripts.average, classifiers or detectors): its `args`, written as options."""
+def options_argv(options: dict) -> list[str]:
+    """A recipe's mapping written as command-line options: `--key value`, a list's values after one flag, a switch
+    as its flag alone (true) or nothing (false)."""
     argv = []
-    for key, value in recipe["args"].items():
-        if isinstance(value, bool):  # a switch: its flag alone, or nothing
+    for key, value in options.items():
+        if isinstance(value, bool):
             argv += [f"--{key}"] if value else []
             continue
         values = value if isinstance(value, list) else [value]
         argv += [f"--{key}", *map(str, values)]
-    return argv + ["--out", str(out), "--quiet"]
+    return argv
+
+
+def args_argv(recipe: dict, out: Path) -> list[str]:
+    """The command line of a recipe that runs one of our scripts (classify: scripts.torch_classifier; average:
+    scripts.average, classifiers or detectors): its `args`, written as options."""
+    return options_argv(recipe["args"]) + ["--out", str(out), "--quiet"]
+
+
+DISTILL_OPTIONS = ("temperature", "hard-weight", "tta", "threads", "data", "extra", "extra-even")
 
 
 def distill_argv(step: dict) -> list[str]:
     """scripts.distill's command line for a recipe's `distill` step (teachers' softened probabilities -> the
-    soft-target CSV its `args.soft` names)."""
-    argv = ["--teachers", *(str(PROJECT_ROOT / t) for t in step["teachers"])]
-    for key in ("temperature", "hard-weight", "tta", "threads", "data", "extra", "extra-even"):
-        if key in step:
-            values = step[key] if isinstance(step[key], list) else [step[key]]
-            argv += [f"--{key}", *map(str, values)]
-    return argv + ["--out", str(PROJECT_ROOT / step["out"])]
+    soft-target CSV its `args.soft` names); the teachers and the CSV are paths from the project's root."""
+    return ["--teachers", *(str(PROJECT_ROOT / t) for t in step["teachers"]),
+            *options_argv({k: v for k, v in step.items() if k in DISTILL_OPTIONS}),
+            "--out", str(PROJECT_ROOT / step["out"])]
 
 
 def train_classifier_recipe(recipe: dict, name: str | None = None) -> Path:
